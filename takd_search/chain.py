@@ -1,0 +1,305 @@
+"""Run one path (teacher -> assistants -> student) hop by hop through the hop store.
+
+A path is a list of canonical model names, largest first. Each hop trains the next model
+from its parent's soft targets (`chain` guidance) or from the averaged soft targets of
+every earlier model of the path (`dense`, DGKD-style). The first model trains from
+scratch. Every hop goes through `Store.get_or_train`, so a prefix shared with an earlier
+trial or run is loaded instead of trained, and every parent's logits for a view schedule
+come from its logit bank when one exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from takd_search import models
+from takd_search.augment import DeviceData
+from takd_search.distill import HopResult, TrainConfig, load_model, train_hop, train_logits
+from takd_search.errors import UserError
+from takd_search.store import HopSpec, Store
+
+GUIDANCE = ("chain", "dense")
+
+
+class PathError(UserError):
+    """A path that is not a strictly shrinking sequence of known models (one line)."""
+
+
+@dataclass(frozen=True)
+class HopParams:
+    """Distillation settings of one hop (ignored for the first model of a path).
+
+    T: softmax temperature (> 0). alpha: weight of the soft term in [0, 1].
+    kd_epochs: student early stop, in epochs (None: distil during all epochs).
+    parent_epoch: teacher early stop: distil from the parent's weights at the end of this
+    epoch (None: the parent's selected, best-validation weights).
+    """
+
+    T: float = 4.0
+    alpha: float = 0.5
+    kd_epochs: int | None = None
+    parent_epoch: int | None = None
+
+
+@dataclass
+class Context:
+    """What every hop of a run shares: data on the device, training recipe, store."""
+
+    data: DeviceData
+    train: TrainConfig
+    store: Store
+    snapshot_epochs: tuple[int, ...] = ()
+    on_event: Callable[[str, dict], None] | None = None
+    # models a user brought (issue: bring your own teacher): name -> (spec, result, module)
+    external: dict = field(default_factory=dict)
+
+    def emit(self, kind: str, **info) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, info)
+
+    def spec(self, model: str, seed: int, **kw) -> HopSpec:
+        return HopSpec(
+            data=self.data.ds.fingerprint,
+            val_fraction=self.data.val_fraction,
+            split_seed=self.data.split_seed,
+            model=model,
+            train=replace(self.train, augment=self.data.augment),
+            seed=seed,
+            **kw,
+        )
+
+    def make(self, model: str) -> Callable[[], torch.nn.Module]:
+        return lambda: models.create_model_from_name(
+            model, self.data.num_classes, self.data.input_shape
+        )
+
+
+def parse_path(path: str | Sequence[str], family: str | None = None) -> list[str]:
+    """'10-4-2' (with a family), 'plain10>plain4>plain2', or a list -> canonical names.
+
+    Each model must be strictly smaller than the one before: by depth within the plain and
+    resnet families, by parameter count otherwise (checked by the caller that knows the
+    input shape, see `check_shrinking`). A path needs at least two models.
+    """
+    if isinstance(path, str):
+        text = path.strip()
+        sep = ">" if ">" in text else "-"
+        tokens = [t.strip() for t in text.split(sep) if t.strip()]
+    else:
+        tokens = [str(t).strip() for t in path]
+    if len(tokens) < 2:
+        raise PathError(
+            f"path {path!r} needs a teacher and a student, e.g. 10-4-2 with --family plain, "
+            "or plain10>plain4>plain2"
+        )
+    names = []
+    for tok in tokens:
+        if tok in models_external_names():
+            names.append(tok)
+            continue
+        if family is not None and tok[:1].isdigit():
+            tok = f"{family}{tok}"
+        try:
+            fam, depth = models.parse_model_name(tok)
+        except models.ModelError as e:
+            raise PathError(f"path {path!r}: {e}") from None
+        names.append(models.model_name(fam, depth))
+    if len(set(names)) != len(names):
+        raise PathError(f"path {path!r} names a model twice: each model appears once")
+    return names
+
+
+def models_external_names() -> tuple[str, ...]:
+    """Names that stand for a model the user brought rather than one we build."""
+    return ("teacher",)
+
+
+def check_shrinking(names: list[str], num_classes: int, input_shape) -> None:
+    """Raise PathError unless each model is strictly smaller than the one before it."""
+    for big, small in zip(names, names[1:]):
+        if big in models_external_names():
+            continue
+        fb, db = models.parse_model_name(big)
+        fs, ds = models.parse_model_name(small)
+        if fb == fs and fb in ("plain", "resnet"):
+            if int(ds) >= int(db):
+                raise PathError(
+                    f"path {'>'.join(names)}: {small} is not smaller than {big}; "
+                    "depths must strictly decrease from teacher to student"
+                )
+        elif models.model_size(small, num_classes, tuple(input_shape)) >= models.model_size(
+            big, num_classes, tuple(input_shape)
+        ):
+            raise PathError(
+                f"path {'>'.join(names)}: {small} has no fewer parameters than {big}; "
+                "each model must be smaller than the one before it"
+            )
+
+
+@dataclass
+class Trained:
+    """One hop as the chain sees it: lineage, result, whether it came from the store."""
+
+    name: str
+    spec: HopSpec
+    result: HopResult
+    reused: bool
+
+
+def bank_key(parent: HopSpec, parent_epoch: int | None, data: DeviceData, seed: int,
+             epoch: int) -> str:
+    """Identity of a parent's logits for one epoch's views: parent lineage, which of its
+    weights, the view schedule (augmentation, the child's seed, the epoch) and the split.
+    Without augmentation every epoch shows the same views, so the epoch is dropped."""
+    views_epoch = epoch if data.augment != "none" else 0
+    blob = f"{parent.key}|{parent_epoch}|{data.augment}|{seed}|{views_epoch}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def teacher_logits(ctx: Context, parent: Trained, parent_epoch: int | None, seed: int):
+    """A per-epoch provider of the parent's logits for a child with seed `seed`.
+
+    Logits are rounded to fp16 whether they come from the bank or a live forward pass,
+    so a child trains on identical targets either way (same lineage, same network).
+    """
+    cache: dict[str, torch.Tensor] = {}
+    module: list[torch.nn.Module] = []
+
+    def get(epoch: int) -> torch.Tensor:
+        key = bank_key(parent.spec, parent_epoch, ctx.data, seed, epoch)
+        if key in cache:
+            return cache[key]
+        logits = ctx.store.load_bank(key)
+        if logits is None:
+            if not module:
+                state = (
+                    parent.result.state if parent_epoch is None
+                    else parent.result.snapshots[parent_epoch]
+                )
+                module.append(ext_or_build(ctx, parent.name, state))
+            logits = train_logits(module[0], ctx.data, ctx.data.views(seed, epoch))
+            ctx.store.stats.parent_passes += 1
+            ctx.store.save_bank(key, logits)
+        cache.clear()  # one epoch at a time: banks with augmentation are [N, C] each
+        cache[key] = logits.to(ctx.data.device, torch.float16).float()
+        return cache[key]
+
+    return get
+
+
+def ext_or_build(ctx: Context, name: str, state: dict) -> torch.nn.Module:
+    """A parent module in eval mode: the user's own teacher, or one of ours with `state`."""
+    if name in ctx.external:
+        return ctx.external[name][2]
+    return load_model(ctx.make(name), state, ctx.data.device)
+
+
+def train_one(
+    ctx: Context,
+    name: str,
+    seed: int,
+    parents: Sequence[Trained] = (),
+    params: HopParams | None = None,
+    *,
+    need_snapshots: tuple[int, ...] = (),
+    label: dict | None = None,
+) -> Trained:
+    """Train (or load) model `name`, distilled from `parents` with `params`."""
+    if name in ctx.external:
+        spec, result, _ = ctx.external[name]
+        return Trained(name, spec, result, True)
+    params = params or HopParams()
+    if parents:
+        spec = ctx.spec(
+            name, seed, parents=tuple(p.spec.key for p in parents), T=params.T,
+            alpha=params.alpha, kd_epochs=params.kd_epochs, parent_epoch=params.parent_epoch,
+        )
+    else:
+        spec = ctx.spec(name, seed)
+    canon = spec.canonical()
+    info = {"model": name, "key": canon.key, **(label or {})}
+
+    def train() -> HopResult:
+        ctx.emit("hop_start", **info, status="training")
+        teachers = []
+        if canon.parents:
+            for i, p in enumerate(parents):
+                # teacher early stop applies to the direct parent (the last one)
+                pe = params.parent_epoch if i == len(parents) - 1 else None
+                teachers.append(teacher_logits(ctx, p, pe, seed))
+        snaps = tuple(sorted(set(ctx.snapshot_epochs) | set(need_snapshots)))
+        return train_hop(
+            ctx.make(name), ctx.data, ctx.train, seed=seed, teachers=teachers,
+            T=params.T, alpha=params.alpha if canon.parents else 0.0,
+            kd_epochs=canon.kd_epochs, snapshot_epochs=snaps,
+            on_epoch=lambda row: ctx.emit("epoch", **info, **row),
+        )
+
+    result, reused = ctx.store.get_or_train(canon, train, need_snapshots=need_snapshots)
+    trained = Trained(name, canon, result, reused)
+    ctx.emit("hop_end", **info, status="reused" if reused else "trained",
+             val_acc=result.val_acc, test_acc=result.test_acc, seconds=result.seconds)
+    return trained
+
+
+def run_chain(
+    ctx: Context,
+    path: Sequence[str],
+    hops: Sequence[HopParams] | HopParams | None = None,
+    *,
+    guidance: str = "chain",
+    seed: int = 0,
+) -> list[Trained]:
+    """Train every model of `path` in order; returns one `Trained` per model.
+
+    hops: the settings of hop 1..k (one per child), or one HopParams for all.
+    """
+    if guidance not in GUIDANCE:
+        raise PathError(f"unknown guidance {guidance!r}: use chain or dense")
+    path = list(path)
+    if hops is None or isinstance(hops, HopParams):
+        hops = [hops or HopParams()] * (len(path) - 1)
+    if len(hops) != len(path) - 1:
+        raise PathError(f"{len(path)} models need {len(path) - 1} hop settings, got {len(hops)}")
+    done: list[Trained] = []
+    for i, name in enumerate(path):
+        params = hops[i - 1] if i else None
+        child_pe = hops[i].parent_epoch if i < len(hops) else None
+        parents = [] if i == 0 else (done[:] if guidance == "dense" else [done[-1]])
+        done.append(
+            train_one(
+                ctx, name, seed, parents, params,
+                need_snapshots=(child_pe,) if child_pe else (),
+                label={"hop": i + 1, "hops": len(path), "parent": done[-1].name if i else None},
+            )
+        )
+    return done
+
+
+def hop_rows(chain: Sequence[Trained], hops: Sequence[HopParams] | None = None) -> list[dict]:
+    """One flat dict per hop, for tables and JSON."""
+    rows = []
+    for i, t in enumerate(chain):
+        s, r = t.spec, t.result
+        rows.append({
+            "hop": i + 1,
+            "model": t.name,
+            "parent": chain[i - 1].name if i else None,
+            "params": r.params,
+            "T": s.T,
+            "alpha": s.alpha,
+            "kd_epochs": s.kd_epochs,
+            "parent_epoch": s.parent_epoch,
+            "status": "reused" if t.reused else "trained",
+            "val_acc": r.val_acc,
+            "test_acc": r.test_acc,
+            "best_epoch": r.best_epoch,
+            "seconds": round(r.seconds, 2),
+            "seconds_saved": round(r.seconds, 2) if t.reused else 0.0,
+            "key": s.key,
+        })
+    return rows

@@ -1,0 +1,197 @@
+"""The `takd-search` command line: parses arguments and calls one function per command.
+
+Errors a user can cause end as one line on stderr naming the problem and the fix, with
+exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from takd_search.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus the pointer to --help), exit 2."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from takd_search.chain import PathError
+    from takd_search.data import DataError
+    from takd_search.models import ModelError
+    return (DataError, ModelError, PathError, UserError)
+
+
+def _duration(text: str) -> float:
+    """'30d', '12h', '90m', '45s' or plain seconds -> seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 7d, 12h or 90m") from None
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training budget per hop (defaults depend on the data set)")
+    g.add_argument("--epochs", type=int, help="epochs per hop")
+    g.add_argument("--batch-size", type=int, help="images per step")
+    g.add_argument("--lr", type=float, help="peak learning rate (SGD)")
+    g.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    g.add_argument("--data-dir", help="folder holding data set archives (default: "
+                   "$TAKD_DATA or ./data)")
+    g.add_argument("--store", help="hop store folder shared across runs (default: "
+                   "$TAKD_STORE or results/.store)")
+    g.add_argument("--no-store", action="store_true",
+                   help="train every hop, reuse and keep nothing (for benchmarks)")
+    g.add_argument("--results", default="results", help="folder for run folders")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="takd-search", description="Search teacher-assistant distillation paths.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    rp = sub.add_parser("run-path", help="train one path teacher -> TAs -> student")
+    rp.add_argument("--dataset", default="digits",
+                    help="digits, cifar10, cifar100, npz:PATH or folder:PATH")
+    rp.add_argument("--family", help="model family for numeric paths: plain, resnet, mlp")
+    rp.add_argument("--path", required=True,
+                    help="10-4-2 (with --family) or plain10>plain4>plain2")
+    rp.add_argument("--T", type=float, default=4.0, help="temperature (> 0)")
+    rp.add_argument("--alpha", type=float, default=0.5, help="soft-loss weight in [0, 1]")
+    rp.add_argument("--kd-epochs", type=int, help="stop distilling after this many epochs")
+    rp.add_argument("--parent-epoch", type=int,
+                    help="distil from the parent's weights at this epoch")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--dense", action="store_true",
+                    help="each hop learns from all earlier models (DGKD)")
+    rp.add_argument("--no-baseline", action="store_true",
+                    help="skip training the student alone for comparison")
+    rp.add_argument("--name", help="run folder name under --results")
+    _add_train_flags(rp)
+
+    sub.add_parser("models", help="list model families, depths and parameter counts")
+    ds = sub.add_parser("datasets", help="list data sets and whether each is available")
+    ds.add_argument("--data-dir")
+
+    st = sub.add_parser("store", help="see and prune the hop store")
+    st.add_argument("action", choices=["ls", "du", "gc"])
+    st.add_argument("--store", help="store folder (default: $TAKD_STORE or results/.store)")
+    st.add_argument("--older-than", type=_duration,
+                    help="gc: remove entries unused for this long (e.g. 30d); default all")
+    return p
+
+
+def cmd_run_path(a) -> int:
+    from takd_search.chain import HopParams
+    from takd_search.experiment import recipe, run_path
+
+    if a.T <= 0:
+        raise UserError(f"--T {a.T} must be > 0 (a softmax temperature)")
+    if not 0 <= a.alpha <= 1:
+        raise UserError(f"--alpha {a.alpha} must be within [0, 1]")
+    for flag in ("epochs", "batch_size"):
+        v = getattr(a, flag)
+        if v is not None and v < 1:
+            raise UserError(f"--{flag.replace('_', '-')} {v} must be at least 1")
+    if a.lr is not None and a.lr <= 0:
+        raise UserError(f"--lr {a.lr} must be > 0")
+    train = recipe(a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr)
+    hop = HopParams(T=a.T, alpha=a.alpha, kd_epochs=a.kd_epochs, parent_epoch=a.parent_epoch)
+    run_path(a.dataset, a.path, family=a.family, data_dir=a.data_dir, train=train, hop=hop,
+             seed=a.seed, dense=a.dense, baseline=not a.no_baseline, store_root=a.store,
+             no_store=a.no_store, device=a.device, results_dir=a.results, name=a.name)
+    return 0
+
+
+def cmd_models(a) -> int:
+    from takd_search import models
+    from takd_search.progress import table
+
+    rows = []
+    for name in models.list_models():
+        rows.append({
+            "model": name,
+            "c10": models.model_size(name, 10, (3, 32, 32)),
+            "c100": models.model_size(name, 100, (3, 32, 32)),
+        })
+    print(table(rows, [("model", "model"), ("c10", "params CIFAR-10"),
+                       ("c100", "params CIFAR-100")]))
+    print("\nplain (alias vgg): TAKD's VGG-like CNN, depth = conv layers; resnet: CIFAR "
+          "ResNet 6n+2; mlp: mlpLxW = L hidden layers of W units (any L, W).")
+    return 0
+
+
+def cmd_datasets(a) -> int:
+    from takd_search.data import dataset_status
+    from takd_search.progress import table
+
+    rows = dataset_status(a.data_dir)
+    for r in rows:
+        r["available"] = {True: "yes", False: "no"}.get(r.get("available"), "-")
+    print(table(rows, [("name", "data set"), ("available", "available"), ("where", "where"),
+                       ("description", "description")]))
+    return 0
+
+
+def cmd_store(a) -> int:
+    from takd_search.store import Store, default_root
+
+    root = a.store or default_root()
+    store = Store(root)
+    if a.action == "ls":
+        from takd_search.progress import table
+        rows = []
+        for e in store.entries():
+            lin, m = e["lineage"], e["metrics"]
+            rows.append({
+                "key": e["key"][:12], "model": lin["model"],
+                "from": ",".join(k[:8] for k in lin["parents"]) or "scratch",
+                "T": lin["T"], "alpha": lin["alpha"], "val_acc": m["val_acc"],
+                "seconds": round(m["seconds"], 1),
+                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["mtime"])),
+            })
+        print(table(rows, [("key", "key"), ("model", "model"), ("from", "from"), ("T", "T"),
+                           ("alpha", "alpha"), ("val_acc", "val %"), ("seconds", "seconds"),
+                           ("created", "created")]))
+        print(f"\n{len(rows)} hops in {store.root}")
+    elif a.action == "du":
+        for kind, u in store.usage().items():
+            print(f"{kind:8s} {u['files']:6d} files {u['bytes'] / 1e6:10.1f} MB")
+    else:
+        removed = store.gc(a.older_than)
+        print(f"removed {removed['hops']} hops and {removed['banks']} logit banks "
+              f"({removed['bytes'] / 1e6:.1f} MB) from {store.root}")
+    return 0
+
+
+COMMANDS = {
+    "run-path": cmd_run_path,
+    "models": cmd_models,
+    "datasets": cmd_datasets,
+    "store": cmd_store,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("takd-search: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # user errors become one line; anything else is a bug
+        if isinstance(e, _user_errors()):
+            print(f"takd-search: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,336 @@
+"""One hop: train a child network from scratch or from its parents' soft targets.
+
+Pure torch. The loss is Hinton's: (1 - alpha) * CE(y, s) + alpha * T^2 * KL(p_t^T || p_s^T)
+with `batchmean` KL, so alpha is the weight of the soft term per example. (TAKD's code used
+mean-reduced KL, which divides by the class count: its alpha is 1/C of ours.) The T^2
+factor keeps the soft term's gradient magnitude roughly constant as T changes.
+
+Parents never run here: the caller hands in, per epoch, the parents' logits for every
+training image under that epoch's view schedule (see `augment.Views`), computed live or
+read from a logit bank. This keeps the hop's cost independent of the parents' size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from takd_search.augment import DeviceData, Views
+
+# (epoch) -> parent logits [N_train, C] for that epoch's views, in training-image order
+TeacherLogits = Callable[[int], torch.Tensor]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN, infinite or absurdly large: the hop stops at once and is
+    never stored."""
+
+
+# A healthy loss stays within a few times log(classes) (T^2 * KL adds at most a few
+# hundred at T = 20). Above this the run has blown up even if BatchNorm later drags it
+# back to chance accuracy, which is what lr = 50 does on digits (loss ~1e17, finite).
+DIVERGED_LOSS = 1e6
+CHECK_EVERY = 16  # steps between divergence checks on an accelerator (each one syncs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one hop trains. Every field is part of the hop's lineage (its store key).
+
+    epochs: passes over the training split. batch_size: images per step. lr: peak
+    learning rate of SGD. schedule: 'cosine' (to 0 over all steps) or 'step' (x0.1 at 50%
+    and 75% of epochs). warmup_epochs: linear ramp from 0 at the start. augment: view
+    schedule name, or None for the data set's default.
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    augment: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class HopResult:
+    """What a trained hop yields. Accuracies are fractions in [0, 1]; seconds are wall time.
+
+    `state` holds the weights of the selected epoch (best validation accuracy, earliest on
+    ties); `snapshots` maps a 1-based epoch to the weights at the end of that epoch.
+    `test_acc` is evaluated once, on the selected weights, for reporting only.
+    """
+
+    val_acc: float
+    val_acc_last: float
+    best_epoch: int
+    test_acc: float
+    epochs: int
+    params: int
+    seconds: float
+    curve: list[dict] = field(default_factory=list)
+    state: dict = field(default_factory=dict, repr=False)
+    snapshots: dict[int, dict] = field(default_factory=dict, repr=False)
+    device: str = "cpu"
+
+    def metrics(self) -> dict:
+        """The JSON-serialisable part (everything except weights)."""
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ("state", "snapshots")
+        }
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """cuda, then mps, then cpu, unless `preferred` names one."""
+    if preferred:
+        return torch.device(preferred)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (same range as fp32, no loss scaling); nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def soft_targets(teacher_logits: Sequence[torch.Tensor], T: float) -> torch.Tensor:
+    """Average of the teachers' tempered softmax (one teacher: just its softmax at T)."""
+    probs = [F.softmax(t.float() / T, dim=1) for t in teacher_logits]
+    return probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    targets: torch.Tensor | None,
+    labels: torch.Tensor,
+    T: float,
+    alpha: float,
+) -> torch.Tensor:
+    """(1 - alpha) * CE + alpha * T^2 * KL_batchmean(targets || softmax(student / T)).
+
+    `targets` are the teachers' soft targets at temperature T (see `soft_targets`).
+    With alpha == 0 or no targets this is plain cross-entropy.
+    """
+    ce = F.cross_entropy(student_logits.float(), labels)
+    if targets is None or alpha == 0:
+        return ce
+    log_p = F.log_softmax(student_logits.float() / T, dim=1)
+    kl = F.kl_div(log_p, targets, reduction="batchmean")
+    return (1.0 - alpha) * ce + alpha * (T * T) * kl
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, data: DeviceData, images: torch.Tensor, batch_size: int = 1024
+) -> torch.Tensor:
+    """Logits (float32) of `model` in eval mode for uint8 `images` already on the device."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with autocast(data.device):
+        for i in range(0, len(images), batch_size):
+            x = data.normalize(images[i : i + batch_size])
+            if data.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(model(x).float())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, data.num_classes, device=data.device)
+
+
+@torch.no_grad()
+def train_logits(
+    model: torch.nn.Module, data: DeviceData, views: Views, batch_size: int = 1024
+) -> torch.Tensor:
+    """A parent's logits [N_train, C] for every training image under `views` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    idx = torch.arange(data.n_train)
+    with autocast(data.device):
+        for i in range(0, data.n_train, batch_size):
+            x = data.train_batch(idx[i : i + batch_size], views)
+            if data.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out.append(model(x).float())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def accuracy(model: torch.nn.Module, data: DeviceData, split: str) -> float:
+    """Top-1 accuracy (fraction) on 'train', 'val' or 'test'."""
+    x, y = data.split(split)
+    if len(y) == 0:
+        return float("nan")
+    return (predict(model, data, x).argmax(1) == y).float().mean().item()
+
+
+def _lr_factor(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    if cfg.schedule == "step":
+        epoch = step // steps_per_epoch
+        return 0.1 ** ((epoch >= cfg.epochs * 0.5) + (epoch >= cfg.epochs * 0.75))
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: use cosine or step")
+
+
+def _check(worst: float, epoch: int, step: int, lr: float) -> None:
+    if not worst <= DIVERGED_LOSS:  # also catches NaN
+        raise TrainingDiverged(
+            f"the loss diverged to {worst:.3g} in epoch {epoch} (step {step}) at peak "
+            f"learning rate {lr:g}: lower the learning rate"
+        )
+
+
+def _cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train_hop(
+    make_model: Callable[[], torch.nn.Module],
+    data: DeviceData,
+    cfg: TrainConfig,
+    *,
+    seed: int = 0,
+    teachers: Sequence[TeacherLogits] = (),
+    T: float = 4.0,
+    alpha: float = 0.0,
+    kd_epochs: int | None = None,
+    snapshot_epochs: Sequence[int] = (),
+    on_epoch: Callable[[dict], None] | None = None,
+) -> HopResult:
+    """Train one network; distil from `teachers` (if any) during the first `kd_epochs`.
+
+    make_model: builds the child (called after seeding, so initialisation is seeded).
+    teachers: per-epoch logit providers of the parents (dense guidance averages their
+    soft targets). kd_epochs: student early stop; after that many epochs the hop trains
+    on hard labels only (None: all epochs). snapshot_epochs: 1-based epochs whose weights
+    are kept (for children that distil from an early-stopped parent).
+    on_epoch: called after every epoch with that epoch's curve row.
+    Raises TrainingDiverged as soon as the loss is not finite.
+    """
+    torch.manual_seed(seed)
+    device = data.device
+    model = make_model().to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if cfg.optimizer != "sgd":
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd")
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # no weight decay on BN/bias
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+    )
+    n = data.n_train
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    kd_epochs = cfg.epochs if kd_epochs is None else kd_epochs
+    keep = set(snapshot_epochs)
+
+    start = time.perf_counter()
+    curve: list[dict] = []
+    best_val, best_epoch, best_state, snapshots = -1.0, 0, None, {}
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        views = data.views(seed, epoch)
+        distil = bool(teachers) and alpha > 0 and epoch <= kd_epochs
+        targets_all = (
+            soft_targets([t(epoch) for t in teachers], T) if distil else None
+        )
+        loss_sum = torch.zeros((), device=device)
+        worst = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        check_every = 1 if device.type == "cpu" else CHECK_EVERY
+        for i in range(0, n, cfg.batch_size):
+            idx = views.order[i : i + cfg.batch_size]
+            x = data.train_batch(idx, views)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = data.y_train[idx.to(device)]
+            lr = cfg.lr * _lr_factor(cfg, step, total, steps_per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with autocast(device):
+                logits = model(x)
+            targets = targets_all[idx.to(device)] if targets_all is not None else None
+            loss = kd_loss(logits, targets, y, T, alpha if distil else 0.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+            # nan_to_num: NaN compares False, so count it as +inf for the check
+            worst = torch.maximum(worst, torch.nan_to_num(loss.detach(), nan=math.inf))
+            correct += (logits.detach().argmax(1) == y).sum()
+            step += 1
+            if step % check_every == 0 or i + cfg.batch_size >= n:
+                _check(worst.item(), epoch, step, cfg.lr)
+        train_loss = loss_sum.item() / n
+        val = accuracy(model, data, "val")
+        row = {
+            "epoch": epoch,
+            "train_loss": round(train_loss, 6),
+            "train_acc": round(correct.item() / n, 6),
+            "val_acc": round(val, 6),
+            "lr": lr,
+            "kd": distil,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        curve.append(row)
+        if val > best_val:
+            best_val, best_epoch, best_state = val, epoch, _cpu_state(model)
+        if epoch in keep:
+            snapshots[epoch] = _cpu_state(model)
+        if on_epoch is not None:
+            on_epoch(row)
+
+    last_val = curve[-1]["val_acc"]
+    final_state = _cpu_state(model)
+    model.load_state_dict(best_state)
+    test = accuracy(model, data, "test")
+    return HopResult(
+        val_acc=best_val,
+        val_acc_last=last_val,
+        best_epoch=best_epoch,
+        test_acc=test,
+        epochs=cfg.epochs,
+        params=params,
+        seconds=time.perf_counter() - start,
+        curve=curve,
+        state=best_state,
+        snapshots={**snapshots, cfg.epochs: final_state},
+        device=str(device),
+    )
+
+
+def load_model(make_model: Callable[[], torch.nn.Module], state: dict, device) -> torch.nn.Module:
+    """Build a model and load `state` into it, in eval mode on `device`."""
+    model = make_model()
+    model.load_state_dict(state)
+    model = model.to(device)
+    if torch.device(device).type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()

@@ -1,0 +1,129 @@
+"""The Optuna define-by-run space: an Optuna trial -> one flat trial config. No compute.
+
+Path encoding: one yes/no categorical per candidate TA (`ta_plain6`), so TPE models each
+TA's effect on its own, and every categorical keeps the same two choices in every trial
+(Optuna rejects a categorical whose choices change). When more TAs are switched on than
+`max_tas` allows, a deterministic repair keeps the `max_tas` of them that space the path
+most evenly in log-parameter count; the same flags always give the same path.
+
+Per-hop T and alpha (per_hop: true) are keyed by the hop's child model (`T_plain4`), so
+"the hop into plain4" keeps one meaning whatever path it appears in.
+
+The space is an instance of a class in an importable module, not a closure: Ray pickles
+it into the searcher's snapshot and `Tuner.restore` must be able to import it again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from takd_search.spec import ParamSpace, Space
+
+HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
+
+
+class PathSpace:
+    """Callable define-by-run space for OptunaSearch (and for optuna.trial.FixedTrial).
+
+    teacher, student: model names. candidates: TA model names, any order. sizes: model
+    name -> parameter count (for ordering and the repair). direct_only: the BLKD space
+    (teacher -> student, only hyper-parameters searched).
+    """
+
+    def __init__(self, space: Space, sizes: dict[str, int], *, direct_only: bool = False):
+        teacher, student, candidates = space.model_names()
+        self.teacher, self.student = teacher, student
+        self.candidates = [] if direct_only else sorted(
+            candidates, key=lambda c: -sizes[c]
+        )
+        self.sizes = dict(sizes)
+        self.max_tas = space.max_tas
+        self.guidance = space.search.guidance
+        self.per_hop = space.distill.per_hop
+        self.params = {h: getattr(space.distill, h) for h in HYPER}
+
+    def path_of(self, flags: dict[str, bool]) -> list[str]:
+        """Flags -> the path, largest model first (with the max_tas repair)."""
+        chosen = [c for c in self.candidates if flags.get(c)]
+        if len(chosen) > self.max_tas:
+            chosen = min(
+                itertools.combinations(chosen, self.max_tas),
+                key=lambda sub: (self._unevenness(sub), sub),
+            )
+        return [self.teacher, *chosen, self.student]
+
+    def _unevenness(self, tas) -> float:
+        """Largest size ratio between neighbours (log scale): smaller is more even."""
+        logs = [math.log(self.sizes[m]) for m in (self.teacher, *tas, self.student)]
+        return max(a - b for a, b in zip(logs, logs[1:]))
+
+    def __call__(self, trial) -> dict:
+        flags = {
+            c: bool(trial.suggest_categorical(f"ta_{c}", [False, True]))
+            for c in self.candidates
+        }
+        path = self.path_of(flags)
+        guidance = self.guidance
+        if guidance == "search":
+            guidance = trial.suggest_categorical("guidance", ["chain", "dense"])
+        hops = []
+        for child in path[1:]:
+            suffix = f"_{child}" if self.per_hop else ""
+            hops.append({
+                h: float(ParamSpace(self.params[h]).suggest(trial, f"{h}{suffix}"))
+                for h in HYPER
+            })
+        return {"path": ">".join(path), "guidance": guidance, "hops": hops}
+
+    def grid(self) -> dict[str, list]:
+        """The search space as an optuna GridSampler wants it (per_hop: false only)."""
+        grid = {f"ta_{c}": [False, True] for c in self.candidates}
+        if self.guidance == "search":
+            grid["guidance"] = ["chain", "dense"]
+        for h in HYPER:
+            p = ParamSpace(self.params[h])
+            if p.kind == "choices":
+                grid[h] = p.values()
+        return grid
+
+    def n_paths(self) -> int:
+        """Distinct paths the space can produce."""
+        return len({
+            tuple(self.path_of(dict(zip(self.candidates, bits))))
+            for bits in itertools.product([False, True], repeat=len(self.candidates))
+        })
+
+    def grid_size(self, per_range: int = 5) -> int:
+        """Trials an exhaustive grid of this space would need (a continuous range counts
+        as `per_range` points; per-hop parameters multiply per hop of each path)."""
+        total = 0
+        paths = {
+            tuple(self.path_of(dict(zip(self.candidates, bits))))
+            for bits in itertools.product([False, True], repeat=len(self.candidates))
+        }
+        per_hop = math.prod(ParamSpace(self.params[h]).grid_size(per_range) for h in HYPER)
+        for path in paths:
+            hops = len(path) - 1
+            total += per_hop ** (hops if self.per_hop else 1)
+        return total * (2 if self.guidance == "search" else 1)
+
+
+def resolve_hops(hops: list[dict], epochs: int) -> list[dict]:
+    """Fractions of epochs (kd_epochs, parent_epoch) -> whole epochs for the chain.
+
+    kd_epochs f -> round(f * epochs) (at least 1); parent_epoch 1.0 -> None (the parent's
+    selected weights), f < 1 -> the snapshot at round(f * epochs).
+    """
+    out = []
+    for h in hops:
+        kd = max(1, round(h["kd_epochs"] * epochs))
+        pe = None if h["parent_epoch"] >= 1.0 else max(1, round(h["parent_epoch"] * epochs))
+        out.append({"T": h["T"], "alpha": h["alpha"], "kd_epochs": kd, "parent_epoch": pe})
+    return out
+
+
+def snapshot_epochs(space: Space, epochs: int) -> tuple[int, ...]:
+    """Epochs whose weights every hop keeps, so any parent_epoch choice is available."""
+    fracs = ParamSpace(space.distill.parent_epoch).values()
+    return tuple(sorted({max(1, round(f * epochs)) for f in fracs if f < 1.0}))

@@ -1,0 +1,447 @@
+"""Search-space files -> a validated, typed `Space` (the only YAML reader).
+
+A file is checked whole before anything starts: every problem is reported at once, one
+line each, with its dotted location (`distill.alpha.high: ...`). Unknown keys are errors
+(a typo must not silently fall back to a default). YAML's own traps are caught with a
+hint: `1e-4` (no dot) is read by PyYAML as a *string*, and `no`/`off` as False.
+
+Hyper-parameters take one of three forms:
+
+    T: 4                              fixed
+    T: [2, 4, 8]                      choices (categorical; kept fixed across trials)
+    T: {low: 1, high: 20, log: true}  a range (float)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from takd_search.errors import UserError
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class SpecError(UserError):
+    """A search-space file with problems; the message has one line per problem."""
+
+
+def _no_numeric_string(v: Any) -> Any:
+    if isinstance(v, str) and _NUMBER.match(v.strip()):
+        raise ValueError(
+            f"{v!r} is text, not a number (YAML reads exponents without a dot as text): "
+            f"write it with a dot, e.g. {v.strip().replace('e', '.0e', 1)}"
+        )
+    return v
+
+
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is a yes/no value, not a number (YAML reads no/off/yes/on "
+                         "as booleans): write a number")
+    return v
+
+
+Num = Annotated[float, BeforeValidator(_no_numeric_string), BeforeValidator(_no_bool)]
+Int = Annotated[int, BeforeValidator(_no_numeric_string), BeforeValidator(_no_bool)]
+Name = Annotated[str | int, BeforeValidator(_no_bool)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(Strict):
+    low: Num
+    high: Num
+    log: bool = False
+
+
+Param = Num | list[Num] | Range
+
+
+class ParamSpace:
+    """One hyper-parameter's search space in one of the three forms."""
+
+    def __init__(self, value: Param):
+        self.value = value
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.value, Range):
+            return "range"
+        return "choices" if isinstance(self.value, list) else "fixed"
+
+    def values(self) -> list[float]:
+        """Every value it can take (fixed, choices) or its bounds (range)."""
+        v = self.value
+        return [v.low, v.high] if isinstance(v, Range) else list(v) if isinstance(v, list) else [v]
+
+    def suggest(self, trial, name: str) -> float:
+        v = self.value
+        if isinstance(v, Range):
+            return trial.suggest_float(name, v.low, v.high, log=v.log)
+        if isinstance(v, list):
+            return trial.suggest_categorical(name, list(v)) if len(v) > 1 else v[0]
+        return v
+
+    def grid_size(self, per_range: int = 5) -> int:
+        """Values an exhaustive grid would try (a range counts as `per_range` points)."""
+        return per_range if self.kind == "range" else len(self.values())
+
+
+class Data(Strict):
+    dataset: str = "digits"
+    data_dir: str | None = None
+    val_fraction: Num = 0.1
+    split_seed: Int = 0
+    augment: Literal["none", "flip", "crop_flip", "resized_crop_flip"] | None = None
+    image_size: Int | None = None
+
+
+class Models(Strict):
+    family: str | None = None
+    teacher: Name
+    student: Name
+    candidates: list[Name] = Field(default_factory=list)
+    max_tas: Int | None = None
+    teacher_file: str | None = None
+
+
+class Train(Strict):
+    epochs: Int | None = None
+    batch_size: Int | None = None
+    optimizer: Literal["sgd"] = "sgd"
+    lr: Num | None = None
+    momentum: Num | None = None
+    nesterov: bool | None = None
+    weight_decay: Num | None = None
+    schedule: Literal["cosine", "step"] | None = None
+    warmup_epochs: Int | None = None
+
+
+class Distill(Strict):
+    T: Param = Range(low=1.0, high=20.0, log=True)
+    alpha: Param = Range(low=0.05, high=0.95)
+    kd_epochs: Param = 1.0
+    parent_epoch: Param = 1.0
+    per_hop: bool = False
+
+
+class Search(Strict):
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    n_trials: Int | None = 16
+    time_budget_s: Num | None = None
+    seed: Int = 0
+    scheduler: Literal["none", "asha"] = "none"
+    grace_epochs: Int | None = None
+    guidance: Literal["chain", "dense", "search"] = "chain"
+    max_failures: Int = 1
+
+
+class Resources(Strict):
+    cpu: Num = 1.0
+    gpu: Num = 0.0
+    concurrency: Int | None = None
+
+
+class Baselines(Strict):
+    confirm_top_k: Int = 3
+    confirm_seeds: list[Int] = Field(default_factory=lambda: [1, 2, 3])
+    blkd_trials: Int | None = None
+
+
+class Space(Strict):
+    name: str | None = None
+    description: str | None = None
+    data: Data = Data()
+    models: Models
+    train: Train = Train()
+    distill: Distill = Distill()
+    search: Search = Search()
+    resources: Resources = Resources()
+    baselines: Baselines = Baselines()
+
+    # ---- derived views ---------------------------------------------------------------
+    def param(self, name: str) -> ParamSpace:
+        return ParamSpace(getattr(self.distill, name))
+
+    def model_names(self) -> tuple[str, str, list[str]]:
+        """(teacher, student, candidates) as canonical model names."""
+        from takd_search.chain import parse_path
+
+        fam = self.models.family
+        names = [self.models.teacher, self.models.student, *self.models.candidates]
+        canon = [_canonical(n, fam) for n in names]
+        del parse_path
+        return canon[0], canon[1], canon[2:]
+
+    @property
+    def max_tas(self) -> int:
+        return self.models.max_tas or len(self.models.candidates)
+
+
+def _canonical(name, family) -> str:
+    from takd_search import models
+
+    text = str(name).strip()
+    if text == "teacher":
+        return text
+    if family and text[:1].isdigit():
+        text = f"{family}{text}"
+    fam, depth = models.parse_model_name(text)
+    return models.model_name(fam, depth)
+
+
+def find_space(name_or_path: str) -> Path:
+    """`--space NAME` -> search_spaces/NAME.yaml (also ./search_spaces); a path as is."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists() or "/" in name_or_path:
+        if not p.exists():
+            raise SpecError(f"space file {name_or_path} does not exist: check the path, or "
+                            f"use a shipped name ({', '.join(shipped_spaces())})")
+        return p
+    for root in (Path.cwd() / "search_spaces", SPACES_DIR):
+        cand = root / f"{name_or_path}.yaml"
+        if cand.exists():
+            return cand
+    raise SpecError(f"no search space named {name_or_path!r}: use one of "
+                    f"{', '.join(shipped_spaces())} or a path to a .yaml file")
+
+
+def shipped_spaces() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def _set_dotted(d: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for k in parents:
+        d = d.setdefault(k, {}) if isinstance(d.get(k, {}), dict) else d
+    d[leaf] = value
+
+
+def _loc(loc: tuple) -> str:
+    parts = []
+    for x in loc:
+        if isinstance(x, int):
+            parts[-1:] = [f"{parts[-1]}[{x}]"] if parts else [f"[{x}]"]
+        elif x in ("float", "int", "str", "list[float]", "Range", "bool", "list[Annotated]",
+                   "function-before[_no_bool(), function-before[_no_numeric_string(), float]]"):
+            continue
+        elif str(x).startswith(("function-", "list[", "constrained")):
+            continue
+        else:
+            parts.append(str(x))
+    return ".".join(parts)
+
+
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    seen, out = set(), []
+    for e in err.errors():
+        loc = _loc(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key: remove it or check its spelling against docs/spaces.md"
+        elif e["type"] == "missing":
+            msg = "missing: this key is required"
+        if loc in seen:  # a union reports each alternative; the first says enough
+            continue
+        seen.add(loc)
+        out.append(f"{loc}: {msg}")
+    return out
+
+
+def load_space(name_or_path: str, overrides: dict | None = None) -> tuple[Space, Path, str]:
+    """Read, override (dotted keys, e.g. {'search.n_trials': 4}) and validate a space.
+
+    Returns (space, file path, the file's text). Raises SpecError with every problem.
+    """
+    path = find_space(name_or_path)
+    text = path.read_text()
+    where = str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{where}: YAML syntax error{at}: {problem}: fix the file's "
+                        "indentation/quoting") from None
+    if raw is None:
+        raise SpecError(f"{where}: the file is empty: copy a shipped space "
+                        "(search_spaces/digits_vgg.yaml) and edit it")
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping of sections (data, models, train, ...), "
+                        f"got a {type(raw).__name__}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+    try:
+        space = Space.model_validate(raw)
+    except ValidationError as e:
+        problems = _pydantic_problems(e)
+    else:
+        problems = check(space)
+    if problems:
+        raise SpecError("\n".join(f"{where}: {p}" for p in problems))
+    if space.name is None:
+        space = space.model_copy(update={"name": path.stem})
+    return space, path, text
+
+
+def check(space: Space) -> list[str]:
+    """Problems beyond types: model names, path geometry, value ranges, budgets."""
+    from takd_search import models
+
+    out: list[str] = []
+    ds = space.data.dataset
+    if not (ds in ("digits", "cifar10", "cifar100") or ds.startswith(("npz:", "folder:"))):
+        out.append(f"data.dataset: unknown data set {ds!r}: use digits, cifar10, cifar100, "
+                   "npz:PATH or folder:PATH")
+    if not 0 < space.data.val_fraction <= 0.5:
+        out.append(f"data.val_fraction: {space.data.val_fraction} must be in (0, 0.5]")
+    m = space.models
+    if m.family is not None:
+        try:
+            models.parse_model_name(f"{m.family}{_first_depth(m.family)}")
+        except models.ModelError:
+            out.append(f"models.family: unknown family {m.family!r}: use "
+                       f"{', '.join(models.families())} (or vgg for plain)")
+            return out
+    names = {}
+    for where, n in [("teacher", m.teacher), ("student", m.student),
+                     *[(f"candidates[{i}]", c) for i, c in enumerate(m.candidates)]]:
+        if where == "teacher" and str(n) == "teacher":
+            if not m.teacher_file:
+                out.append("models.teacher: 'teacher' needs models.teacher_file (a TorchScript "
+                           ".pt file)")
+            names[where] = "teacher"
+            continue
+        try:
+            names[where] = _canonical(n, m.family)
+        except models.ModelError as e:
+            out.append(f"models.{where}: {e}")
+    cands = [names[k] for k in names if k.startswith("candidates")]
+    if len(set(cands)) != len(cands):
+        dup = sorted({c for c in cands if cands.count(c) > 1})
+        out.append(f"models.candidates: {', '.join(dup)} listed twice: list each TA once")
+    t, s = names.get("teacher"), names.get("student")
+    if t and s:
+        for i in range(len(m.candidates)):
+            name = names.get(f"candidates[{i}]")
+            if name and not _between(name, s, t):
+                out.append(f"models.candidates[{i}]: {name} is not strictly between the student "
+                           f"{s} and the teacher {t}: remove it or change teacher/student")
+        if t != "teacher" and not _between(s, s, t, strict_low=False):
+            out.append(f"models.student: {s} is not smaller than the teacher {t}")
+    if m.max_tas is not None and not 1 <= m.max_tas <= max(1, len(m.candidates)):
+        out.append(f"models.max_tas: {m.max_tas} must be between 1 and the number of "
+                   f"candidates ({len(m.candidates)})")
+    tr = space.train
+    for key in ("epochs", "batch_size"):
+        v = getattr(tr, key)
+        if v is not None and v < 1:
+            out.append(f"train.{key}: {v} must be at least 1")
+    for key in ("lr",):
+        v = getattr(tr, key)
+        if v is not None and not v > 0:
+            out.append(f"train.{key}: {v} must be > 0")
+    if tr.weight_decay is not None and tr.weight_decay < 0:
+        out.append(f"train.weight_decay: {tr.weight_decay} must be >= 0")
+    d = space.distill
+    for name, lo, hi, lo_open, what in [
+        ("T", 0, math.inf, True, "a temperature must be > 0"),
+        ("alpha", 0, 1, False, "alpha weights the soft loss and must be within [0, 1]"),
+        ("kd_epochs", 0, 1, True, "a fraction of the hop's epochs in (0, 1]; a value > 1 "
+                                  "would be beyond the hop's epochs"),
+        ("parent_epoch", 0, 1, True, "a fraction of the parent's epochs in (0, 1]"),
+    ]:
+        p = ParamSpace(getattr(d, name))
+        for v in p.values():
+            if (v <= lo if lo_open else v < lo) or v > hi:
+                out.append(f"distill.{name}: {v} is out of range: {what}")
+                break
+        if p.kind == "range" and p.value.low > p.value.high:
+            out.append(f"distill.{name}: low {p.value.low} is above high {p.value.high}")
+        if p.kind == "range" and p.value.log and p.value.low <= 0:
+            out.append(f"distill.{name}: a log range needs low > 0")
+        if p.kind == "choices" and len(set(p.values())) != len(p.values()):
+            out.append(f"distill.{name}: choices repeat a value: list each once")
+        if p.kind == "choices" and not p.values():
+            out.append(f"distill.{name}: no choices given")
+    if ParamSpace(d.parent_epoch).kind == "range":
+        out.append("distill.parent_epoch: give a number or a list of choices, not a range "
+                   "(each choice is an epoch whose weights the parent keeps)")
+    se = space.search
+    if se.n_trials is not None and se.n_trials < 1:
+        out.append(f"search.n_trials: {se.n_trials} must be at least 1")
+    if se.time_budget_s is not None and se.time_budget_s <= 0:
+        out.append(f"search.time_budget_s: {se.time_budget_s} must be > 0 seconds")
+    if se.n_trials is None and se.time_budget_s is None and se.sampler != "grid":
+        out.append("search: set n_trials or time_budget_s (or both): a search needs a budget")
+    if se.sampler == "grid":
+        for name in ("T", "alpha", "kd_epochs", "parent_epoch"):
+            if ParamSpace(getattr(d, name)).kind == "range":
+                out.append(f"distill.{name}: the grid sampler needs a number or a list of "
+                           "choices, not a range")
+        if d.per_hop:
+            out.append("distill.per_hop: the grid sampler needs per_hop: false")
+    if se.grace_epochs is not None and se.grace_epochs < 1:
+        out.append(f"search.grace_epochs: {se.grace_epochs} must be at least 1")
+    if se.max_failures < 0:
+        out.append(f"search.max_failures: {se.max_failures} must be >= 0")
+    r = space.resources
+    if not r.cpu > 0:
+        out.append(f"resources.cpu: {r.cpu} must be > 0 (CPU cores per trial)")
+    if not 0 <= r.gpu <= 1:
+        out.append(f"resources.gpu: {r.gpu} is a fraction of one GPU per trial and must be "
+                   "within [0, 1]; several trials share a GPU with 0.25 or 0.5")
+    if r.concurrency is not None and r.concurrency < 1:
+        out.append(f"resources.concurrency: {r.concurrency} must be at least 1")
+    b = space.baselines
+    if b.confirm_top_k < 0:
+        out.append(f"baselines.confirm_top_k: {b.confirm_top_k} must be >= 0")
+    if not b.confirm_seeds:
+        out.append("baselines.confirm_seeds: give at least one seed")
+    if b.blkd_trials is not None and b.blkd_trials < 1:
+        out.append(f"baselines.blkd_trials: {b.blkd_trials} must be at least 1")
+    return out
+
+
+def _first_depth(family: str):
+    from takd_search import models
+
+    fams = models.families()
+    fam = "plain" if family == "vgg" else family
+    return fams[fam][0] if fam in fams else ""
+
+
+def _size_key(name: str) -> tuple:
+    from takd_search import models
+
+    fam, depth = models.parse_model_name(name)
+    if fam in ("plain", "resnet"):
+        return (fam, int(depth))
+    return (fam, models.model_size(name, 10, (3, 32, 32)))
+
+
+def _between(x: str, low: str, high: str, strict_low: bool = True) -> bool:
+    """Is model x strictly smaller than `high` and (strictly) larger than `low`?
+    Same family: by depth; across families: by parameter count on a CIFAR-10 input."""
+    from takd_search import models
+
+    def smaller(a, b) -> bool:
+        ka, kb = _size_key(a), _size_key(b)
+        if ka[0] == kb[0]:
+            return ka[1] < kb[1]
+        return models.model_size(a, 10, (3, 32, 32)) < models.model_size(b, 10, (3, 32, 32))
+
+    if high != "teacher" and not smaller(x, high):
+        return False
+    return smaller(low, x) if strict_low else not smaller(x, low)

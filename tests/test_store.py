@@ -1,0 +1,184 @@
+import dataclasses
+import multiprocessing as mp
+import time
+
+import pytest
+import torch
+
+from takd_search.chain import Context, HopParams, run_chain, teacher_logits
+from takd_search.distill import HopResult, TrainConfig, train_logits
+from takd_search.store import HopSpec, Store
+
+
+def _spec(**kw):
+    base = dict(data="abc", val_fraction=0.1, split_seed=0, model="plain4",
+                train=TrainConfig(epochs=3), seed=0, parents=("p1",), T=4.0, alpha=0.5,
+                kd_epochs=2, parent_epoch=None)
+    base.update(kw)
+    return HopSpec(**base)
+
+
+def _result(v=0.5):
+    w = torch.randn(3, 3)
+    return HopResult(val_acc=v, val_acc_last=v, best_epoch=1, test_acc=v, epochs=3, params=9,
+                     seconds=2.0, curve=[{"epoch": 1}], state={"w": w}, snapshots={3: {"w": w}})
+
+
+def test_same_lineage_same_key_any_change_new_key():
+    assert _spec().key == _spec().key
+    changes = dict(data="abd", val_fraction=0.2, split_seed=1, model="plain2",
+                   train=TrainConfig(epochs=4), seed=1, parents=("p2",), T=3.0, alpha=0.6,
+                   kd_epochs=1, parent_epoch=2, teacher="f00")
+    for field in dataclasses.fields(HopSpec):
+        assert field.name in changes, f"key property not tested for {field.name}"
+        assert _spec(**{field.name: changes[field.name]}).key != _spec().key, field.name
+    for field in dataclasses.fields(TrainConfig):
+        value = getattr(TrainConfig(), field.name)
+        other = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v * 2,
+                 str: lambda v: v + "x", type(None): lambda v: "flip"}[type(value)](value)
+        changed = _spec(train=dataclasses.replace(TrainConfig(epochs=3), **{field.name: other}))
+        assert changed.key != _spec().key, field.name
+
+
+def test_settings_that_cannot_matter_do_not_split_keys():
+    scratch = _spec(parents=(), T=None, alpha=None, kd_epochs=None)
+    assert _spec(alpha=0.0).key == scratch.key  # KD with alpha 0 is training alone
+    assert _spec(kd_epochs=0).key == scratch.key
+    assert _spec(kd_epochs=3).key == _spec(kd_epochs=None).key  # all 3 epochs
+    assert _spec(kd_epochs=5).key == _spec(kd_epochs=None).key
+
+
+def test_second_get_or_train_does_not_train(store):
+    calls = []
+    train = lambda: calls.append(1) or _result()  # noqa: E731
+    r1, reused1 = store.get_or_train(_spec(), train)
+    fresh = Store(store.root)  # a new process: nothing in memory
+    r2, reused2 = fresh.get_or_train(_spec(), train)
+    assert (len(calls), reused1, reused2) == (1, False, True)
+    assert torch.equal(r1.state["w"], r2.state["w"])
+    assert fresh.stats.reused == 1 and fresh.stats.seconds_saved == 2.0
+
+
+def test_truncated_entry_is_reported_once_and_retrained(store, caplog):
+    store.get_or_train(_spec(), _result)
+    weights = store.root / "hops" / _spec().key / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:40])
+    calls = []
+    fresh = Store(store.root)
+    with caplog.at_level("WARNING"):
+        _, reused = fresh.get_or_train(_spec(), lambda: calls.append(1) or _result())
+        _, reused2 = Store(store.root).get_or_train(_spec(), lambda: calls.append(1))
+    assert (reused, reused2, len(calls)) == (False, True, 1)
+    assert len([r for r in caplog.records if "corrupt" in r.message]) == 1
+    assert len(list((store.root / "corrupt").iterdir())) == 1
+
+
+def test_missing_snapshot_means_retrain(store):
+    store.get_or_train(_spec(), _result)
+    calls = []
+    r, reused = Store(store.root).get_or_train(
+        _spec(), lambda: calls.append(1) or dataclasses.replace(
+            _result(), snapshots={1: {"w": torch.ones(1)}, 3: {"w": torch.ones(1)}}),
+        need_snapshots=(1,))
+    assert not reused and 1 in r.snapshots and len(calls) == 1
+    assert Store(store.root).get_or_train(_spec(), lambda: 1 / 0, need_snapshots=(1,))[1]
+
+
+def _race(root, counter, barrier):
+    barrier.wait()
+    def train():
+        with open(counter, "a") as f:
+            f.write("x")
+        time.sleep(1.0)
+        return _result()
+    Store(root, stale_after=30).get_or_train(_spec(), train)
+
+
+def test_two_processes_racing_train_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    counter = tmp_path / "count"
+    procs = [ctx.Process(target=_race, args=(tmp_path / "s", counter, barrier))
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert counter.read_text() == "x"
+
+
+def test_stale_lock_is_broken(store):
+    lock = store.root / "locks" / f"{_spec().key}.lock"
+    lock.write_text("dead 1\n")
+    old = time.time() - 120
+    import os
+    os.utime(lock, (old, old))
+    _, reused = Store(store.root, stale_after=5).get_or_train(_spec(), _result)
+    assert not reused and not lock.exists()
+
+
+def test_logit_bank_equals_fresh_parent_forward(digits_data, store):
+    ctx = Context(digits_data, TrainConfig(epochs=2, batch_size=128), store)
+    teacher = run_chain(ctx, ["plain4"])[0]
+    get = teacher_logits(ctx, teacher, None, seed=0)
+    first = get(1)
+    assert store.stats.bank_misses == 1 and store.stats.parent_passes == 1
+    again = teacher_logits(ctx, teacher, None, seed=0)(2)  # same views without augmentation
+    assert store.stats.bank_hits == 1 and store.stats.parent_passes == 1
+    from takd_search import models
+    module = models.create_model_from_name("plain4", 10, digits_data.input_shape)
+    module.load_state_dict(teacher.result.state)
+    fresh = train_logits(module, digits_data, digits_data.views(0, 2))
+    torch.testing.assert_close(again, fresh, atol=2e-2, rtol=1e-3)
+    assert torch.equal(first, again)
+
+
+def test_augmented_banks_are_per_epoch(digits, store):
+    from takd_search.augment import DeviceData
+    data = DeviceData(digits, "cpu", augment="flip")
+    ctx = Context(data, TrainConfig(epochs=1, batch_size=128), store)
+    teacher = run_chain(ctx, ["plain4"])[0]
+    get = teacher_logits(ctx, teacher, None, seed=0)
+    e1, e2 = get(1), get(2)
+    assert not torch.equal(e1, e2) and store.stats.parent_passes == 2
+    torch.testing.assert_close(teacher_logits(ctx, teacher, None, 0)(2), e2)
+    assert store.stats.bank_hits == 1
+
+
+def test_chain_reuses_prefixes_and_banks(digits_data, store):
+    ctx = Context(digits_data, TrainConfig(epochs=2, batch_size=128), store)
+    hop = HopParams(T=4.0, alpha=0.5)
+    a = run_chain(ctx, ["plain10", "plain6", "plain2"], hop)
+    assert [t.reused for t in a] == [False, False, False]
+    b = run_chain(ctx, ["plain10", "plain6", "plain4"], hop)
+    assert [t.reused for t in b] == [True, True, False]
+    assert store.stats.trained == 4 and store.stats.reused == 2
+    passes = store.stats.parent_passes
+    c = run_chain(ctx, ["plain10", "plain4"], hop)  # plain10's bank is already there
+    assert store.stats.parent_passes == passes and not c[1].reused
+    assert b[1].result is not None and a[0].spec.key == b[0].spec.key
+
+
+def test_no_store_trains_everything_and_writes_nothing(digits_data, tmp_path):
+    s = Store(None)
+    ctx = Context(digits_data, TrainConfig(epochs=1, batch_size=128), s)
+    run_chain(ctx, ["plain4", "plain2"], HopParams())
+    run_chain(ctx, ["plain4", "plain2"], HopParams())
+    assert s.stats.trained == 4 and s.stats.reused == 0 and s.stats.bank_hits == 0
+
+
+def test_gc_and_usage(store):
+    store.get_or_train(_spec(), _result)
+    assert store.usage()["hops"]["files"] == 2
+    assert store.gc(older_than_s=3600)["hops"] == 0
+    assert store.gc()["hops"] == 1 and store.entries() == []
+
+
+@pytest.mark.parametrize("T", [1.0])
+def test_dense_guidance_keys_on_all_ancestors(digits_data, store, T):
+    ctx = Context(digits_data, TrainConfig(epochs=1, batch_size=128), store)
+    dense = run_chain(ctx, ["plain6", "plain4", "plain2"], HopParams(T=T), guidance="dense")
+    chain = run_chain(ctx, ["plain6", "plain4", "plain2"], HopParams(T=T))
+    assert len(dense[2].spec.parents) == 2 and len(chain[2].spec.parents) == 1
+    assert dense[2].spec.key != chain[2].spec.key and chain[1].reused
