@@ -35,7 +35,8 @@ def _duration(text: str) -> float:
             return float(text[:-1]) * units[text[-1]]
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 7d, 12h or 90m") from None
+        msg = f"{text!r} is not a duration like 7d, 12h or 90m"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
