@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 
-def heuristic_ta(nokd_val: dict[str, float], teacher: str, student: str,
-                 candidates: Sequence[str]) -> str | None:
+def heuristic_ta(
+    nokd_val: dict[str, float], teacher: str, student: str, candidates: Sequence[str]
+) -> str | None:
     """The candidate whose NoKD val accuracy is closest to mean(teacher, student).
     Ties go to the smaller distance in listing order; no candidates -> None."""
     if not candidates:
@@ -32,8 +33,10 @@ def heuristic_ta(nokd_val: dict[str, float], teacher: str, student: str,
 
 def config_id(path: str, guidance: str, hops: Sequence[dict]) -> str:
     """A readable identity for one searched configuration (path + per-hop values)."""
-    parts = [f"T={h['T']:.3g},a={h['alpha']:.3g},kd={h['kd_epochs']:.3g},"
-             f"pe={h['parent_epoch']:.3g}" for h in hops]
+    parts = [
+        f"T={h['T']:.3g},a={h['alpha']:.3g},kd={h['kd_epochs']:.3g},pe={h['parent_epoch']:.3g}"
+        for h in hops
+    ]
     return f"{path}|{guidance}|" + ";".join(parts)
 
 
@@ -68,8 +71,9 @@ def confirmation_plan(methods: dict[str, dict], seeds: Sequence[int]) -> list[di
     ]
 
 
-def paired_summary(rows: Sequence[dict], reference: str, metric: str = "test_acc"
-                   ) -> dict[str, dict]:
+def paired_summary(
+    rows: Sequence[dict], reference: str, metric: str = "test_acc"
+) -> dict[str, dict]:
     """Per method: `metric` mean/std over seeds, and the paired difference against
     `reference` (mean, std, and a two-sided paired t-test p-value; None if < 2 pairs).
 
@@ -90,9 +94,7 @@ def paired_summary(rows: Sequence[dict], reference: str, metric: str = "test_acc
             "mean": float(vals.mean()),
             "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
             f"diff_vs_{reference}": float(diffs.mean()) if len(diffs) else None,
-            f"diff_std_vs_{reference}": (
-                float(diffs.std(ddof=1)) if len(diffs) > 1 else None
-            ),
+            f"diff_std_vs_{reference}": (float(diffs.std(ddof=1)) if len(diffs) > 1 else None),
             f"p_vs_{reference}": _paired_p(diffs) if method != reference else None,
         }
     return out

@@ -150,8 +150,9 @@ class Trained:
     reused: bool
 
 
-def bank_key(parent: HopSpec, parent_epoch: int | None, data: DeviceData, seed: int,
-             epoch: int) -> str:
+def bank_key(
+    parent: HopSpec, parent_epoch: int | None, data: DeviceData, seed: int, epoch: int
+) -> str:
     """Identity of a parent's logits for one epoch's views: parent lineage, which of its
     weights, the view schedule (augmentation, the child's seed, the epoch) and the split.
     Without augmentation every epoch shows the same views, so the epoch is dropped."""
@@ -177,7 +178,8 @@ def teacher_logits(ctx: Context, parent: Trained, parent_epoch: int | None, seed
         if logits is None:
             if not module:
                 state = (
-                    parent.result.state if parent_epoch is None
+                    parent.result.state
+                    if parent_epoch is None
                     else parent.result.snapshots[parent_epoch]
                 )
                 module.append(ext_or_build(ctx, parent.name, state))
@@ -215,8 +217,13 @@ def train_one(
     params = params or HopParams()
     if parents:
         spec = ctx.spec(
-            name, seed, parents=tuple(p.spec.key for p in parents), T=params.T,
-            alpha=params.alpha, kd_epochs=params.kd_epochs, parent_epoch=params.parent_epoch,
+            name,
+            seed,
+            parents=tuple(p.spec.key for p in parents),
+            T=params.T,
+            alpha=params.alpha,
+            kd_epochs=params.kd_epochs,
+            parent_epoch=params.parent_epoch,
         )
     else:
         spec = ctx.spec(name, seed)
@@ -233,16 +240,28 @@ def train_one(
                 teachers.append(teacher_logits(ctx, p, pe, seed))
         snaps = tuple(sorted(set(ctx.snapshot_epochs) | set(need_snapshots)))
         return train_hop(
-            ctx.make(name), ctx.data, ctx.train, seed=seed, teachers=teachers,
-            T=params.T, alpha=params.alpha if canon.parents else 0.0,
-            kd_epochs=canon.kd_epochs, snapshot_epochs=snaps,
+            ctx.make(name),
+            ctx.data,
+            ctx.train,
+            seed=seed,
+            teachers=teachers,
+            T=params.T,
+            alpha=params.alpha if canon.parents else 0.0,
+            kd_epochs=canon.kd_epochs,
+            snapshot_epochs=snaps,
             on_epoch=lambda row: ctx.emit("epoch", **info, **row),
         )
 
     result, reused = ctx.store.get_or_train(canon, train, need_snapshots=need_snapshots)
     trained = Trained(name, canon, result, reused)
-    ctx.emit("hop_end", **info, status="reused" if reused else "trained",
-             val_acc=result.val_acc, test_acc=result.test_acc, seconds=result.seconds)
+    ctx.emit(
+        "hop_end",
+        **info,
+        status="reused" if reused else "trained",
+        val_acc=result.val_acc,
+        test_acc=result.test_acc,
+        seconds=result.seconds,
+    )
     return trained
 
 
@@ -272,7 +291,11 @@ def run_chain(
         parents = [] if i == 0 else (done[:] if guidance == "dense" else [done[-1]])
         done.append(
             train_one(
-                ctx, name, seed, parents, params,
+                ctx,
+                name,
+                seed,
+                parents,
+                params,
                 need_snapshots=(child_pe,) if child_pe else (),
                 label={"hop": i + 1, "hops": len(path), "parent": done[-1].name if i else None},
             )
@@ -285,21 +308,23 @@ def hop_rows(chain: Sequence[Trained], hops: Sequence[HopParams] | None = None) 
     rows = []
     for i, t in enumerate(chain):
         s, r = t.spec, t.result
-        rows.append({
-            "hop": i + 1,
-            "model": t.name,
-            "parent": chain[i - 1].name if i else None,
-            "params": r.params,
-            "T": s.T,
-            "alpha": s.alpha,
-            "kd_epochs": s.kd_epochs,
-            "parent_epoch": s.parent_epoch,
-            "status": "reused" if t.reused else "trained",
-            "val_acc": r.val_acc,
-            "test_acc": r.test_acc,
-            "best_epoch": r.best_epoch,
-            "seconds": round(r.seconds, 2),
-            "seconds_saved": round(r.seconds, 2) if t.reused else 0.0,
-            "key": s.key,
-        })
+        rows.append(
+            {
+                "hop": i + 1,
+                "model": t.name,
+                "parent": chain[i - 1].name if i else None,
+                "params": r.params,
+                "T": s.T,
+                "alpha": s.alpha,
+                "kd_epochs": s.kd_epochs,
+                "parent_epoch": s.parent_epoch,
+                "status": "reused" if t.reused else "trained",
+                "val_acc": r.val_acc,
+                "test_acc": r.test_acc,
+                "best_epoch": r.best_epoch,
+                "seconds": round(r.seconds, 2),
+                "seconds_saved": round(r.seconds, 2) if t.reused else 0.0,
+                "key": s.key,
+            }
+        )
     return rows

@@ -24,6 +24,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from takd_search.chain import PathError
     from takd_search.data import DataError
     from takd_search.models import ModelError
+
     return (DataError, ModelError, PathError, UserError)
 
 
@@ -45,12 +46,18 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="images per step")
     g.add_argument("--lr", type=float, help="peak learning rate (SGD)")
     g.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    g.add_argument("--data-dir", help="folder holding data set archives (default: "
-                   "$TAKD_DATA or ./data)")
-    g.add_argument("--store", help="hop store folder shared across runs (default: "
-                   "$TAKD_STORE or results/.store)")
-    g.add_argument("--no-store", action="store_true",
-                   help="train every hop, reuse and keep nothing (for benchmarks)")
+    g.add_argument(
+        "--data-dir", help="folder holding data set archives (default: $TAKD_DATA or ./data)"
+    )
+    g.add_argument(
+        "--store",
+        help="hop store folder shared across runs (default: $TAKD_STORE or results/.store)",
+    )
+    g.add_argument(
+        "--no-store",
+        action="store_true",
+        help="train every hop, reuse and keep nothing (for benchmarks)",
+    )
     g.add_argument("--results", default="results", help="folder for run folders")
 
 
@@ -59,21 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     rp = sub.add_parser("run-path", help="train one path teacher -> TAs -> student")
-    rp.add_argument("--dataset", default="digits",
-                    help="digits, cifar10, cifar100, npz:PATH or folder:PATH")
+    rp.add_argument(
+        "--dataset", default="digits", help="digits, cifar10, cifar100, npz:PATH or folder:PATH"
+    )
     rp.add_argument("--family", help="model family for numeric paths: plain, resnet, mlp")
-    rp.add_argument("--path", required=True,
-                    help="10-4-2 (with --family) or plain10>plain4>plain2")
+    rp.add_argument(
+        "--path", required=True, help="10-4-2 (with --family) or plain10>plain4>plain2"
+    )
     rp.add_argument("--T", type=float, default=4.0, help="temperature (> 0)")
     rp.add_argument("--alpha", type=float, default=0.5, help="soft-loss weight in [0, 1]")
     rp.add_argument("--kd-epochs", type=int, help="stop distilling after this many epochs")
-    rp.add_argument("--parent-epoch", type=int,
-                    help="distil from the parent's weights at this epoch")
+    rp.add_argument(
+        "--parent-epoch", type=int, help="distil from the parent's weights at this epoch"
+    )
     rp.add_argument("--seed", type=int, default=0)
-    rp.add_argument("--dense", action="store_true",
-                    help="each hop learns from all earlier models (DGKD)")
-    rp.add_argument("--no-baseline", action="store_true",
-                    help="skip training the student alone for comparison")
+    rp.add_argument(
+        "--dense", action="store_true", help="each hop learns from all earlier models (DGKD)"
+    )
+    rp.add_argument(
+        "--no-baseline", action="store_true", help="skip training the student alone for comparison"
+    )
     rp.add_argument("--name", help="run folder name under --results")
     _add_train_flags(rp)
 
@@ -84,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("store", help="see and prune the hop store")
     st.add_argument("action", choices=["ls", "du", "gc"])
     st.add_argument("--store", help="store folder (default: $TAKD_STORE or results/.store)")
-    st.add_argument("--older-than", type=_duration,
-                    help="gc: remove entries unused for this long (e.g. 30d); default all")
+    st.add_argument(
+        "--older-than",
+        type=_duration,
+        help="gc: remove entries unused for this long (e.g. 30d); default all",
+    )
     return p
 
 
@@ -105,9 +120,22 @@ def cmd_run_path(a) -> int:
         raise UserError(f"--lr {a.lr} must be > 0")
     train = recipe(a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr)
     hop = HopParams(T=a.T, alpha=a.alpha, kd_epochs=a.kd_epochs, parent_epoch=a.parent_epoch)
-    run_path(a.dataset, a.path, family=a.family, data_dir=a.data_dir, train=train, hop=hop,
-             seed=a.seed, dense=a.dense, baseline=not a.no_baseline, store_root=a.store,
-             no_store=a.no_store, device=a.device, results_dir=a.results, name=a.name)
+    run_path(
+        a.dataset,
+        a.path,
+        family=a.family,
+        data_dir=a.data_dir,
+        train=train,
+        hop=hop,
+        seed=a.seed,
+        dense=a.dense,
+        baseline=not a.no_baseline,
+        store_root=a.store,
+        no_store=a.no_store,
+        device=a.device,
+        results_dir=a.results,
+        name=a.name,
+    )
     return 0
 
 
@@ -117,15 +145,20 @@ def cmd_models(a) -> int:
 
     rows = []
     for name in models.list_models():
-        rows.append({
-            "model": name,
-            "c10": models.model_size(name, 10, (3, 32, 32)),
-            "c100": models.model_size(name, 100, (3, 32, 32)),
-        })
-    print(table(rows, [("model", "model"), ("c10", "params CIFAR-10"),
-                       ("c100", "params CIFAR-100")]))
-    print("\nplain (alias vgg): TAKD's VGG-like CNN, depth = conv layers; resnet: CIFAR "
-          "ResNet 6n+2; mlp: mlpLxW = L hidden layers of W units (any L, W).")
+        rows.append(
+            {
+                "model": name,
+                "c10": models.model_size(name, 10, (3, 32, 32)),
+                "c100": models.model_size(name, 100, (3, 32, 32)),
+            }
+        )
+    print(
+        table(rows, [("model", "model"), ("c10", "params CIFAR-10"), ("c100", "params CIFAR-100")])
+    )
+    print(
+        "\nplain (alias vgg): TAKD's VGG-like CNN, depth = conv layers; resnet: CIFAR "
+        "ResNet 6n+2; mlp: mlpLxW = L hidden layers of W units (any L, W)."
+    )
     return 0
 
 
@@ -136,8 +169,17 @@ def cmd_datasets(a) -> int:
     rows = dataset_status(a.data_dir)
     for r in rows:
         r["available"] = {True: "yes", False: "no"}.get(r.get("available"), "-")
-    print(table(rows, [("name", "data set"), ("available", "available"), ("where", "where"),
-                       ("description", "description")]))
+    print(
+        table(
+            rows,
+            [
+                ("name", "data set"),
+                ("available", "available"),
+                ("where", "where"),
+                ("description", "description"),
+            ],
+        )
+    )
     return 0
 
 
@@ -148,27 +190,47 @@ def cmd_store(a) -> int:
     store = Store(root)
     if a.action == "ls":
         from takd_search.progress import table
+
         rows = []
         for e in store.entries():
             lin, m = e["lineage"], e["metrics"]
-            rows.append({
-                "key": e["key"][:12], "model": lin["model"],
-                "from": ",".join(k[:8] for k in lin["parents"]) or "scratch",
-                "T": lin["T"], "alpha": lin["alpha"], "val_acc": m["val_acc"],
-                "seconds": round(m["seconds"], 1),
-                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["mtime"])),
-            })
-        print(table(rows, [("key", "key"), ("model", "model"), ("from", "from"), ("T", "T"),
-                           ("alpha", "alpha"), ("val_acc", "val %"), ("seconds", "seconds"),
-                           ("created", "created")]))
+            rows.append(
+                {
+                    "key": e["key"][:12],
+                    "model": lin["model"],
+                    "from": ",".join(k[:8] for k in lin["parents"]) or "scratch",
+                    "T": lin["T"],
+                    "alpha": lin["alpha"],
+                    "val_acc": m["val_acc"],
+                    "seconds": round(m["seconds"], 1),
+                    "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["mtime"])),
+                }
+            )
+        print(
+            table(
+                rows,
+                [
+                    ("key", "key"),
+                    ("model", "model"),
+                    ("from", "from"),
+                    ("T", "T"),
+                    ("alpha", "alpha"),
+                    ("val_acc", "val %"),
+                    ("seconds", "seconds"),
+                    ("created", "created"),
+                ],
+            )
+        )
         print(f"\n{len(rows)} hops in {store.root}")
     elif a.action == "du":
         for kind, u in store.usage().items():
             print(f"{kind:8s} {u['files']:6d} files {u['bytes'] / 1e6:10.1f} MB")
     else:
         removed = store.gc(a.older_than)
-        print(f"removed {removed['hops']} hops and {removed['banks']} logit banks "
-              f"({removed['bytes'] / 1e6:.1f} MB) from {store.root}")
+        print(
+            f"removed {removed['hops']} hops and {removed['banks']} logit banks "
+            f"({removed['bytes'] / 1e6:.1f} MB) from {store.root}"
+        )
     return 0
 
 

@@ -87,9 +87,7 @@ class HopResult:
 
     def metrics(self) -> dict:
         """The JSON-serialisable part (everything except weights)."""
-        return {
-            k: v for k, v in self.__dict__.items() if k not in ("state", "snapshots")
-        }
+        return {k: v for k, v in self.__dict__.items() if k not in ("state", "snapshots")}
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
@@ -258,9 +256,7 @@ def train_hop(
         model.train()
         views = data.views(seed, epoch)
         distil = bool(teachers) and alpha > 0 and epoch <= kd_epochs
-        targets_all = (
-            soft_targets([t(epoch) for t in teachers], T) if distil else None
-        )
+        targets_all = soft_targets([t(epoch) for t in teachers], T) if distil else None
         loss_sum = torch.zeros((), device=device)
         worst = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)

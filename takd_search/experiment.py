@@ -22,10 +22,8 @@ from takd_search.store import Store, default_root
 # seconds on a CPU (digits: plain10 from scratch reaches >= 95% test accuracy).
 RECIPES = {
     "digits": TrainConfig(epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4),
-    "cifar10": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4,
-                           nesterov=False),
-    "cifar100": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4,
-                            nesterov=False),
+    "cifar10": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4, nesterov=False),
+    "cifar100": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4, nesterov=False),
     "npz": TrainConfig(epochs=20, batch_size=128, lr=0.05, weight_decay=5e-4),
     "folder": TrainConfig(epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4),
 }
@@ -37,14 +35,26 @@ def recipe(dataset: str, **overrides) -> TrainConfig:
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def open_data(dataset: str, data_dir=None, *, device=None, val_fraction=0.1, split_seed=0,
-              augment=None, image_size=None) -> DeviceData:
+def open_data(
+    dataset: str,
+    data_dir=None,
+    *,
+    device=None,
+    val_fraction=0.1,
+    split_seed=0,
+    augment=None,
+    image_size=None,
+) -> DeviceData:
     ds = load_dataset(dataset, data_dir, image_size=image_size)
     return DeviceData(ds, pick_device(device), val_fraction, split_seed, augment)
 
 
-def open_store(store: str | os.PathLike | None = None, *, no_store: bool = False,
-               results_dir: str | os.PathLike = "results") -> Store:
+def open_store(
+    store: str | os.PathLike | None = None,
+    *,
+    no_store: bool = False,
+    results_dir: str | os.PathLike = "results",
+) -> Store:
     """`--no-store`: nothing reused or written; else `--store`, `TAKD_STORE`, or
     `<results>/.store`."""
     if no_store:
@@ -53,9 +63,15 @@ def open_store(store: str | os.PathLike | None = None, *, no_store: bool = False
 
 
 HOP_COLUMNS = [
-    ("hop", "hop"), ("model", "model"), ("parent", "from"), ("params", "params"),
-    ("status", "status"), ("val_acc", "val %"), ("test_acc", "test %"),
-    ("best_epoch", "best ep"), ("seconds", "seconds"),
+    ("hop", "hop"),
+    ("model", "model"),
+    ("parent", "from"),
+    ("params", "params"),
+    ("status", "status"),
+    ("val_acc", "val %"),
+    ("test_acc", "test %"),
+    ("best_epoch", "best ep"),
+    ("seconds", "seconds"),
 ]
 
 
@@ -91,15 +107,23 @@ def run_path(
     for field in ("kd_epochs", "parent_epoch"):
         v = getattr(hop, field)
         if v is not None and not 0 <= v <= train.epochs:
-            raise UserError(f"--{field.replace('_', '-')} {v} is outside 0..{train.epochs} "
-                             "(the hop's epochs): pick a value within it")
+            raise UserError(
+                f"--{field.replace('_', '-')} {v} is outside 0..{train.epochs} "
+                "(the hop's epochs): pick a value within it"
+            )
     # everything is validated above; only now does anything touch the disk
     store = store or open_store(store_root, no_store=no_store, results_dir=results_dir)
     progress = None if quiet else HopProgress()
-    ctx = Context(data, train, store, on_event=progress,
-                  snapshot_epochs=(hop.parent_epoch,) if hop.parent_epoch else ())
-    run_dir = Path(results_dir) / (name or f"path-{dataset.split(':')[0]}-"
-                                   f"{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    ctx = Context(
+        data,
+        train,
+        store,
+        on_event=progress,
+        snapshot_epochs=(hop.parent_epoch,) if hop.parent_epoch else (),
+    )
+    run_dir = Path(results_dir) / (
+        name or f"path-{dataset.split(':')[0]}-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     t0 = time.perf_counter()
     chain = run_chain(ctx, names, hop, guidance="dense" if dense else "chain", seed=seed)
     rows = hop_rows(chain)
@@ -124,7 +148,9 @@ def run_path(
     if not quiet:
         print(table(rows + ([scratch] if scratch else []), HOP_COLUMNS))
         st = store.stats
-        print(f"\n{st.trained} trained, {st.reused} reused ({st.seconds_saved:.1f} s saved), "
-              f"logit banks {st.bank_hits} hits / {st.bank_misses} misses; "
-              f"wrote {run_dir / 'chain.json'}")
+        print(
+            f"\n{st.trained} trained, {st.reused} reused ({st.seconds_saved:.1f} s saved), "
+            f"logit banks {st.bank_hits} hits / {st.bank_misses} misses; "
+            f"wrote {run_dir / 'chain.json'}"
+        )
     return out

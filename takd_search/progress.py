@@ -64,6 +64,7 @@ class HopProgress:
 def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
     """A plain fixed-width table; columns are (key, heading) pairs. Accuracies are
     printed as percentages when the key ends in '_acc'."""
+
     def cell(row, key):
         v = row.get(key)
         if key.endswith("_acc"):
@@ -76,7 +77,8 @@ def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
 
     body = [[cell(r, k) for k, _ in columns] for r in rows]
     heads = [h for _, h in columns]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(heads)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(heads)
+    ]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(heads), line(["-" * w for w in widths]), *map(line, body)])

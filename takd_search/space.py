@@ -34,9 +34,7 @@ class PathSpace:
     def __init__(self, space: Space, sizes: dict[str, int], *, direct_only: bool = False):
         teacher, student, candidates = space.model_names()
         self.teacher, self.student = teacher, student
-        self.candidates = [] if direct_only else sorted(
-            candidates, key=lambda c: -sizes[c]
-        )
+        self.candidates = [] if direct_only else sorted(candidates, key=lambda c: -sizes[c])
         self.sizes = dict(sizes)
         self.max_tas = space.max_tas
         self.guidance = space.search.guidance
@@ -60,8 +58,7 @@ class PathSpace:
 
     def __call__(self, trial) -> dict:
         flags = {
-            c: bool(trial.suggest_categorical(f"ta_{c}", [False, True]))
-            for c in self.candidates
+            c: bool(trial.suggest_categorical(f"ta_{c}", [False, True])) for c in self.candidates
         }
         path = self.path_of(flags)
         guidance = self.guidance
@@ -70,10 +67,12 @@ class PathSpace:
         hops = []
         for child in path[1:]:
             suffix = f"_{child}" if self.per_hop else ""
-            hops.append({
-                h: float(ParamSpace(self.params[h]).suggest(trial, f"{h}{suffix}"))
-                for h in HYPER
-            })
+            hops.append(
+                {
+                    h: float(ParamSpace(self.params[h]).suggest(trial, f"{h}{suffix}"))
+                    for h in HYPER
+                }
+            )
         return {"path": ">".join(path), "guidance": guidance, "hops": hops}
 
     def grid(self) -> dict[str, list]:
@@ -89,10 +88,12 @@ class PathSpace:
 
     def n_paths(self) -> int:
         """Distinct paths the space can produce."""
-        return len({
-            tuple(self.path_of(dict(zip(self.candidates, bits))))
-            for bits in itertools.product([False, True], repeat=len(self.candidates))
-        })
+        return len(
+            {
+                tuple(self.path_of(dict(zip(self.candidates, bits))))
+                for bits in itertools.product([False, True], repeat=len(self.candidates))
+            }
+        )
 
     def grid_size(self, per_range: int = 5) -> int:
         """Trials an exhaustive grid of this space would need (a continuous range counts

@@ -43,8 +43,10 @@ def _no_numeric_string(v: Any) -> Any:
 
 def _no_bool(v: Any) -> Any:
     if isinstance(v, bool):
-        raise ValueError(f"{v!r} is a yes/no value, not a number (YAML reads no/off/yes/on "
-                         "as booleans): write a number")
+        raise ValueError(
+            f"{v!r} is a yes/no value, not a number (YAML reads no/off/yes/on "
+            "as booleans): write a number"
+        )
     return v
 
 
@@ -204,15 +206,19 @@ def find_space(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists() or "/" in name_or_path:
         if not p.exists():
-            raise SpecError(f"space file {name_or_path} does not exist: check the path, or "
-                            f"use a shipped name ({', '.join(shipped_spaces())})")
+            raise SpecError(
+                f"space file {name_or_path} does not exist: check the path, or "
+                f"use a shipped name ({', '.join(shipped_spaces())})"
+            )
         return p
     for root in (Path.cwd() / "search_spaces", SPACES_DIR):
         cand = root / f"{name_or_path}.yaml"
         if cand.exists():
             return cand
-    raise SpecError(f"no search space named {name_or_path!r}: use one of "
-                    f"{', '.join(shipped_spaces())} or a path to a .yaml file")
+    raise SpecError(
+        f"no search space named {name_or_path!r}: use one of "
+        f"{', '.join(shipped_spaces())} or a path to a .yaml file"
+    )
 
 
 def shipped_spaces() -> list[str]:
@@ -231,8 +237,16 @@ def _loc(loc: tuple) -> str:
     for x in loc:
         if isinstance(x, int):
             parts[-1:] = [f"{parts[-1]}[{x}]"] if parts else [f"[{x}]"]
-        elif x in ("float", "int", "str", "list[float]", "Range", "bool", "list[Annotated]",
-                   "function-before[_no_bool(), function-before[_no_numeric_string(), float]]"):
+        elif x in (
+            "float",
+            "int",
+            "str",
+            "list[float]",
+            "Range",
+            "bool",
+            "list[Annotated]",
+            "function-before[_no_bool(), function-before[_no_numeric_string(), float]]",
+        ):
             continue
         elif str(x).startswith(("function-", "list[", "constrained")):
             continue
@@ -271,14 +285,19 @@ def load_space(name_or_path: str, overrides: dict | None = None) -> tuple[Space,
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpecError(f"{where}: YAML syntax error{at}: {problem}: fix the file's "
-                        "indentation/quoting") from None
+        raise SpecError(
+            f"{where}: YAML syntax error{at}: {problem}: fix the file's indentation/quoting"
+        ) from None
     if raw is None:
-        raise SpecError(f"{where}: the file is empty: copy a shipped space "
-                        "(search_spaces/digits_vgg.yaml) and edit it")
+        raise SpecError(
+            f"{where}: the file is empty: copy a shipped space "
+            "(search_spaces/digits_vgg.yaml) and edit it"
+        )
     if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping of sections (data, models, train, ...), "
-                        f"got a {type(raw).__name__}")
+        raise SpecError(
+            f"{where}: expected a mapping of sections (data, models, train, ...), "
+            f"got a {type(raw).__name__}"
+        )
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, key, value)
@@ -302,8 +321,10 @@ def check(space: Space) -> list[str]:
     out: list[str] = []
     ds = space.data.dataset
     if not (ds in ("digits", "cifar10", "cifar100") or ds.startswith(("npz:", "folder:"))):
-        out.append(f"data.dataset: unknown data set {ds!r}: use digits, cifar10, cifar100, "
-                   "npz:PATH or folder:PATH")
+        out.append(
+            f"data.dataset: unknown data set {ds!r}: use digits, cifar10, cifar100, "
+            "npz:PATH or folder:PATH"
+        )
     if not 0 < space.data.val_fraction <= 0.5:
         out.append(f"data.val_fraction: {space.data.val_fraction} must be in (0, 0.5]")
     m = space.models
@@ -311,16 +332,22 @@ def check(space: Space) -> list[str]:
         try:
             models.parse_model_name(f"{m.family}{_first_depth(m.family)}")
         except models.ModelError:
-            out.append(f"models.family: unknown family {m.family!r}: use "
-                       f"{', '.join(models.families())} (or vgg for plain)")
+            out.append(
+                f"models.family: unknown family {m.family!r}: use "
+                f"{', '.join(models.families())} (or vgg for plain)"
+            )
             return out
     names = {}
-    for where, n in [("teacher", m.teacher), ("student", m.student),
-                     *[(f"candidates[{i}]", c) for i, c in enumerate(m.candidates)]]:
+    for where, n in [
+        ("teacher", m.teacher),
+        ("student", m.student),
+        *[(f"candidates[{i}]", c) for i, c in enumerate(m.candidates)],
+    ]:
         if where == "teacher" and str(n) == "teacher":
             if not m.teacher_file:
-                out.append("models.teacher: 'teacher' needs models.teacher_file (a TorchScript "
-                           ".pt file)")
+                out.append(
+                    "models.teacher: 'teacher' needs models.teacher_file (a TorchScript .pt file)"
+                )
             names[where] = "teacher"
             continue
         try:
@@ -336,13 +363,17 @@ def check(space: Space) -> list[str]:
         for i in range(len(m.candidates)):
             name = names.get(f"candidates[{i}]")
             if name and not _between(name, s, t):
-                out.append(f"models.candidates[{i}]: {name} is not strictly between the student "
-                           f"{s} and the teacher {t}: remove it or change teacher/student")
+                out.append(
+                    f"models.candidates[{i}]: {name} is not strictly between the student "
+                    f"{s} and the teacher {t}: remove it or change teacher/student"
+                )
         if t != "teacher" and not _between(s, s, t, strict_low=False):
             out.append(f"models.student: {s} is not smaller than the teacher {t}")
     if m.max_tas is not None and not 1 <= m.max_tas <= max(1, len(m.candidates)):
-        out.append(f"models.max_tas: {m.max_tas} must be between 1 and the number of "
-                   f"candidates ({len(m.candidates)})")
+        out.append(
+            f"models.max_tas: {m.max_tas} must be between 1 and the number of "
+            f"candidates ({len(m.candidates)})"
+        )
     tr = space.train
     for key in ("epochs", "batch_size"):
         v = getattr(tr, key)
@@ -358,8 +389,14 @@ def check(space: Space) -> list[str]:
     for name, lo, hi, lo_open, what in [
         ("T", 0, math.inf, True, "a temperature must be > 0"),
         ("alpha", 0, 1, False, "alpha weights the soft loss and must be within [0, 1]"),
-        ("kd_epochs", 0, 1, True, "a fraction of the hop's epochs in (0, 1]; a value > 1 "
-                                  "would be beyond the hop's epochs"),
+        (
+            "kd_epochs",
+            0,
+            1,
+            True,
+            "a fraction of the hop's epochs in (0, 1]; a value > 1 "
+            "would be beyond the hop's epochs",
+        ),
         ("parent_epoch", 0, 1, True, "a fraction of the parent's epochs in (0, 1]"),
     ]:
         p = ParamSpace(getattr(d, name))
@@ -376,8 +413,10 @@ def check(space: Space) -> list[str]:
         if p.kind == "choices" and not p.values():
             out.append(f"distill.{name}: no choices given")
     if ParamSpace(d.parent_epoch).kind == "range":
-        out.append("distill.parent_epoch: give a number or a list of choices, not a range "
-                   "(each choice is an epoch whose weights the parent keeps)")
+        out.append(
+            "distill.parent_epoch: give a number or a list of choices, not a range "
+            "(each choice is an epoch whose weights the parent keeps)"
+        )
     se = space.search
     if se.n_trials is not None and se.n_trials < 1:
         out.append(f"search.n_trials: {se.n_trials} must be at least 1")
@@ -388,8 +427,10 @@ def check(space: Space) -> list[str]:
     if se.sampler == "grid":
         for name in ("T", "alpha", "kd_epochs", "parent_epoch"):
             if ParamSpace(getattr(d, name)).kind == "range":
-                out.append(f"distill.{name}: the grid sampler needs a number or a list of "
-                           "choices, not a range")
+                out.append(
+                    f"distill.{name}: the grid sampler needs a number or a list of "
+                    "choices, not a range"
+                )
         if d.per_hop:
             out.append("distill.per_hop: the grid sampler needs per_hop: false")
     if se.grace_epochs is not None and se.grace_epochs < 1:
@@ -400,8 +441,10 @@ def check(space: Space) -> list[str]:
     if not r.cpu > 0:
         out.append(f"resources.cpu: {r.cpu} must be > 0 (CPU cores per trial)")
     if not 0 <= r.gpu <= 1:
-        out.append(f"resources.gpu: {r.gpu} is a fraction of one GPU per trial and must be "
-                   "within [0, 1]; several trials share a GPU with 0.25 or 0.5")
+        out.append(
+            f"resources.gpu: {r.gpu} is a fraction of one GPU per trial and must be "
+            "within [0, 1]; several trials share a GPU with 0.25 or 0.5"
+        )
     if r.concurrency is not None and r.concurrency < 1:
         out.append(f"resources.concurrency: {r.concurrency} must be at least 1")
     b = space.baselines

@@ -76,13 +76,27 @@ class HopSpec:
         no_kd = not self.parents or self.alpha in (None, 0) or kd_epochs == 0
         if no_kd:
             return HopSpec(
-                self.data, self.val_fraction, self.split_seed, self.model, self.train,
-                self.seed, teacher=self.teacher,
+                self.data,
+                self.val_fraction,
+                self.split_seed,
+                self.model,
+                self.train,
+                self.seed,
+                teacher=self.teacher,
             )
         return HopSpec(
-            self.data, self.val_fraction, self.split_seed, self.model, self.train, self.seed,
-            tuple(self.parents), float(self.T), float(self.alpha), kd_epochs,
-            self.parent_epoch, self.teacher,
+            self.data,
+            self.val_fraction,
+            self.split_seed,
+            self.model,
+            self.train,
+            self.seed,
+            tuple(self.parents),
+            float(self.T),
+            float(self.alpha),
+            kd_epochs,
+            self.parent_epoch,
+            self.teacher,
         )
 
     @property
@@ -147,8 +161,14 @@ class Store:
     (`--no-store`, for benchmarks); the chain hands parents to children itself.
     """
 
-    def __init__(self, root: str | os.PathLike | None, *, reuse: bool = True,
-                 stale_after: float = 60.0, poll: float = 0.25):
+    def __init__(
+        self,
+        root: str | os.PathLike | None,
+        *,
+        reuse: bool = True,
+        stale_after: float = 60.0,
+        poll: float = 0.25,
+    ):
         self.root = Path(root).expanduser().resolve() if root is not None else None
         self.reuse = reuse and self.root is not None
         self.stale_after = stale_after
@@ -197,7 +217,8 @@ class Store:
             raise CorruptEntry(f"{type(e).__name__}: {e}") from None
         m = meta["metrics"]
         return HopResult(
-            **m, state=blob["state"],
+            **m,
+            state=blob["state"],
             snapshots={int(k): v for k, v in blob["snapshots"].items()},
         )
 
@@ -348,7 +369,8 @@ class Store:
             for p in list((self.root / sub).iterdir()):
                 if old(p):
                     removed["bytes"] += sum(
-                        f.stat().st_size for f in ([p] if p.is_file() else p.rglob("*"))
+                        f.stat().st_size
+                        for f in ([p] if p.is_file() else p.rglob("*"))
                         if f.is_file()
                     )
                     shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -20,13 +20,25 @@ def test_heuristic_picks_ta_closest_to_teacher_student_mean():
 
 def _trial(i, acc, path="a>b", T=4.0, status="completed"):
     hop = {"T": T, "alpha": 0.5, "kd_epochs": 1.0, "parent_epoch": 1.0}
-    return {"trial_id": f"t{i}", "status": status, "val_acc": acc, "path": path,
-            "guidance": "chain", "hops": [hop]}
+    return {
+        "trial_id": f"t{i}",
+        "status": status,
+        "val_acc": acc,
+        "path": path,
+        "guidance": "chain",
+        "hops": [hop],
+    }
 
 
 def test_top_configs_are_distinct_and_completed_only():
-    trials = [_trial(0, 0.9), _trial(1, 0.9), _trial(2, 0.95, status="pruned"),
-              _trial(3, 0.8, T=2.0), _trial(4, float("nan"), T=3.0), _trial(5, 0.85, "a>c>b")]
+    trials = [
+        _trial(0, 0.9),
+        _trial(1, 0.9),
+        _trial(2, 0.95, status="pruned"),
+        _trial(3, 0.8, T=2.0),
+        _trial(4, float("nan"), T=3.0),
+        _trial(5, 0.85, "a>c>b"),
+    ]
     top = top_configs(trials, 3)
     assert [t["trial_id"] for t in top] == ["t0", "t5", "t3"]
 
@@ -34,7 +46,11 @@ def test_top_configs_are_distinct_and_completed_only():
 def test_confirmation_plan_crosses_methods_and_seeds():
     plan = confirmation_plan({"top1": {"path": "x"}, "blkd": {"path": "y"}}, [1, 2])
     assert [(p["method"], p["seed"]) for p in plan] == [
-        ("top1", 1), ("top1", 2), ("blkd", 1), ("blkd", 2)]
+        ("top1", 1),
+        ("top1", 2),
+        ("blkd", 1),
+        ("blkd", 2),
+    ]
 
 
 def test_paired_summary_numbers():

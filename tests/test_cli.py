@@ -8,13 +8,33 @@ from takd_search.cli import main
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "takd_search.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "takd_search.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_run_path_end_to_end(tmp_path, capsys):
-    code = main(["run-path", "--dataset", "digits", "--family", "plain", "--path", "10-4-2",
-                 "--epochs", "4", "--results", str(tmp_path), "--name", "r"])
+    code = main(
+        [
+            "run-path",
+            "--dataset",
+            "digits",
+            "--family",
+            "plain",
+            "--path",
+            "10-4-2",
+            "--epochs",
+            "4",
+            "--results",
+            str(tmp_path),
+            "--name",
+            "r",
+        ]
+    )
     assert code == 0
     out = json.loads((tmp_path / "r" / "chain.json").read_text())
     assert [h["model"] for h in out["hops"]] == ["plain10", "plain4", "plain2"]
@@ -24,8 +44,26 @@ def test_run_path_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "plain10" in printed and "NoKD" in printed
     # the same command again reuses every hop
-    assert main(["run-path", "--dataset", "digits", "--family", "plain", "--path", "10-4-2",
-                 "--epochs", "4", "--results", str(tmp_path), "--name", "r2"]) == 0
+    assert (
+        main(
+            [
+                "run-path",
+                "--dataset",
+                "digits",
+                "--family",
+                "plain",
+                "--path",
+                "10-4-2",
+                "--epochs",
+                "4",
+                "--results",
+                str(tmp_path),
+                "--name",
+                "r2",
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "r2" / "chain.json").read_text())
     assert [h["status"] for h in again["hops"]] == ["reused"] * 3
 
@@ -37,10 +75,14 @@ def test_run_path_end_to_end(tmp_path, capsys):
         (["run-path", "--path", "4-10", "--family", "plain"], "strictly decrease"),
         (["run-path", "--path", "10-2", "--family", "plain", "--T", "0"], "--T 0.0 must be > 0"),
         (["run-path", "--path", "10-2", "--family", "plain", "--alpha", "2"], "--alpha"),
-        (["run-path", "--path", "10-2", "--family", "plain", "--kd-epochs", "99"],
-         "--kd-epochs 99 is outside"),
-        (["run-path", "--path", "10-2", "--family", "plain", "--dataset", "mnist"],
-         "unknown data set"),
+        (
+            ["run-path", "--path", "10-2", "--family", "plain", "--kd-epochs", "99"],
+            "--kd-epochs 99 is outside",
+        ),
+        (
+            ["run-path", "--path", "10-2", "--family", "plain", "--dataset", "mnist"],
+            "unknown data set",
+        ),
         (["run-path", "--path", "10-2", "--epochs", "x"], "invalid int value"),
         (["frobnicate"], "invalid choice"),
     ],

@@ -98,8 +98,16 @@ def test_kd_epochs_and_snapshots(digits_data):
 
     cfg = TrainConfig(epochs=4, batch_size=128)
     make = lambda: models.create_model("plain", 2, 10, digits_data.input_shape)  # noqa: E731
-    r = train_hop(make, digits_data, cfg, teachers=[teacher], T=4.0, alpha=0.9, kd_epochs=2,
-                  snapshot_epochs=(1, 3))
+    r = train_hop(
+        make,
+        digits_data,
+        cfg,
+        teachers=[teacher],
+        T=4.0,
+        alpha=0.9,
+        kd_epochs=2,
+        snapshot_epochs=(1, 3),
+    )
     assert [row["kd"] for row in r.curve] == [True, True, False, False]
     assert sorted(bank) == [1, 2]  # the parent is not asked after the student stops KD
     assert sorted(r.snapshots) == [1, 3, 4]

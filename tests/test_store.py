@@ -11,31 +11,67 @@ from takd_search.store import HopSpec, Store
 
 
 def _spec(**kw):
-    base = dict(data="abc", val_fraction=0.1, split_seed=0, model="plain4",
-                train=TrainConfig(epochs=3), seed=0, parents=("p1",), T=4.0, alpha=0.5,
-                kd_epochs=2, parent_epoch=None)
+    base = dict(
+        data="abc",
+        val_fraction=0.1,
+        split_seed=0,
+        model="plain4",
+        train=TrainConfig(epochs=3),
+        seed=0,
+        parents=("p1",),
+        T=4.0,
+        alpha=0.5,
+        kd_epochs=2,
+        parent_epoch=None,
+    )
     base.update(kw)
     return HopSpec(**base)
 
 
 def _result(v=0.5):
     w = torch.randn(3, 3)
-    return HopResult(val_acc=v, val_acc_last=v, best_epoch=1, test_acc=v, epochs=3, params=9,
-                     seconds=2.0, curve=[{"epoch": 1}], state={"w": w}, snapshots={3: {"w": w}})
+    return HopResult(
+        val_acc=v,
+        val_acc_last=v,
+        best_epoch=1,
+        test_acc=v,
+        epochs=3,
+        params=9,
+        seconds=2.0,
+        curve=[{"epoch": 1}],
+        state={"w": w},
+        snapshots={3: {"w": w}},
+    )
 
 
 def test_same_lineage_same_key_any_change_new_key():
     assert _spec().key == _spec().key
-    changes = dict(data="abd", val_fraction=0.2, split_seed=1, model="plain2",
-                   train=TrainConfig(epochs=4), seed=1, parents=("p2",), T=3.0, alpha=0.6,
-                   kd_epochs=1, parent_epoch=2, teacher="f00")
+    changes = dict(
+        data="abd",
+        val_fraction=0.2,
+        split_seed=1,
+        model="plain2",
+        train=TrainConfig(epochs=4),
+        seed=1,
+        parents=("p2",),
+        T=3.0,
+        alpha=0.6,
+        kd_epochs=1,
+        parent_epoch=2,
+        teacher="f00",
+    )
     for field in dataclasses.fields(HopSpec):
         assert field.name in changes, f"key property not tested for {field.name}"
         assert _spec(**{field.name: changes[field.name]}).key != _spec().key, field.name
     for field in dataclasses.fields(TrainConfig):
         value = getattr(TrainConfig(), field.name)
-        other = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v * 2,
-                 str: lambda v: v + "x", type(None): lambda v: "flip"}[type(value)](value)
+        other = {
+            bool: lambda v: not v,
+            int: lambda v: v + 1,
+            float: lambda v: v * 2,
+            str: lambda v: v + "x",
+            type(None): lambda v: "flip",
+        }[type(value)](value)
         changed = _spec(train=dataclasses.replace(TrainConfig(epochs=3), **{field.name: other}))
         assert changed.key != _spec().key, field.name
 
@@ -77,20 +113,28 @@ def test_missing_snapshot_means_retrain(store):
     store.get_or_train(_spec(), _result)
     calls = []
     r, reused = Store(store.root).get_or_train(
-        _spec(), lambda: calls.append(1) or dataclasses.replace(
-            _result(), snapshots={1: {"w": torch.ones(1)}, 3: {"w": torch.ones(1)}}),
-        need_snapshots=(1,))
+        _spec(),
+        lambda: (
+            calls.append(1)
+            or dataclasses.replace(
+                _result(), snapshots={1: {"w": torch.ones(1)}, 3: {"w": torch.ones(1)}}
+            )
+        ),
+        need_snapshots=(1,),
+    )
     assert not reused and 1 in r.snapshots and len(calls) == 1
     assert Store(store.root).get_or_train(_spec(), lambda: 1 / 0, need_snapshots=(1,))[1]
 
 
 def _race(root, counter, barrier):
     barrier.wait()
+
     def train():
         with open(counter, "a") as f:
             f.write("x")
         time.sleep(1.0)
         return _result()
+
     Store(root, stale_after=30).get_or_train(_spec(), train)
 
 
@@ -98,8 +142,7 @@ def test_two_processes_racing_train_once(tmp_path):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(3)
     counter = tmp_path / "count"
-    procs = [ctx.Process(target=_race, args=(tmp_path / "s", counter, barrier))
-             for _ in range(3)]
+    procs = [ctx.Process(target=_race, args=(tmp_path / "s", counter, barrier)) for _ in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -113,6 +156,7 @@ def test_stale_lock_is_broken(store):
     lock.write_text("dead 1\n")
     old = time.time() - 120
     import os
+
     os.utime(lock, (old, old))
     _, reused = Store(store.root, stale_after=5).get_or_train(_spec(), _result)
     assert not reused and not lock.exists()
@@ -127,6 +171,7 @@ def test_logit_bank_equals_fresh_parent_forward(digits_data, store):
     again = teacher_logits(ctx, teacher, None, seed=0)(2)  # same views without augmentation
     assert store.stats.bank_hits == 1 and store.stats.parent_passes == 1
     from takd_search import models
+
     module = models.create_model_from_name("plain4", 10, digits_data.input_shape)
     module.load_state_dict(teacher.result.state)
     fresh = train_logits(module, digits_data, digits_data.views(0, 2))
@@ -136,6 +181,7 @@ def test_logit_bank_equals_fresh_parent_forward(digits_data, store):
 
 def test_augmented_banks_are_per_epoch(digits, store):
     from takd_search.augment import DeviceData
+
     data = DeviceData(digits, "cpu", augment="flip")
     ctx = Context(data, TrainConfig(epochs=1, batch_size=128), store)
     teacher = run_chain(ctx, ["plain4"])[0]
