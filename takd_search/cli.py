@@ -28,6 +28,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (DataError, ModelError, PathError, UserError)
 
 
+def _fail(msg: str) -> int:
+    """Print a user error: its first line after the prefix, later lines indented."""
+    first, *rest = str(msg).splitlines() or [""]
+    print(f"takd-search: error: {first}", file=sys.stderr)
+    for line in rest:
+        print(f"  {line}", file=sys.stderr)
+    return 2
+
+
 def _duration(text: str) -> float:
     """'30d', '12h', '90m', '45s' or plain seconds -> seconds."""
     units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -64,6 +73,37 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="takd-search", description="Search teacher-assistant distillation paths.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    r = sub.add_parser("run", help="search TA paths for one search-space file")
+    r.add_argument(
+        "--space",
+        default="digits_vgg",
+        help="a shipped space name (see search_spaces/) or a path to a .yaml file",
+    )
+    r.add_argument("--trials", type=int, help="override search.n_trials")
+    r.add_argument(
+        "--time-budget", type=_duration, help="override search.time_budget_s (e.g. 2h, 90m)"
+    )
+    r.add_argument("--epochs", type=int, help="override train.epochs (every hop)")
+    r.add_argument("--dataset", help="override data.dataset (e.g. npz:/data/mnist.npz)")
+    r.add_argument("--data-dir", help="folder with data set archives ($TAKD_DATA)")
+    r.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        help="override resources.gpu (a fraction of one GPU per trial)",
+    )
+    r.add_argument("--cpus-per-trial", type=float, help="override resources.cpu")
+    r.add_argument("--address", help="join this Ray cluster (default: start Ray locally)")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder")
+    r.add_argument(
+        "--new",
+        action="store_true",
+        help="start a fresh run even if an unfinished one of this space exists",
+    )
+    r.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    r.add_argument("--store", help="hop store folder shared across runs")
+    r.add_argument("--no-store", action="store_true", help="reuse nothing (benchmarks)")
+    r.add_argument("--results", default="results", help="folder for run folders")
 
     rp = sub.add_parser("run-path", help="train one path teacher -> TAs -> student")
     rp.add_argument(
@@ -136,6 +176,36 @@ def cmd_run_path(a) -> int:
         results_dir=a.results,
         name=a.name,
     )
+    return 0
+
+
+def cmd_run(a) -> int:
+    from takd_search.search import run_search
+    from takd_search.tuner import Interrupted
+
+    overrides = {
+        "search.n_trials": a.trials,
+        "search.time_budget_s": a.time_budget,
+        "train.epochs": a.epochs,
+        "data.dataset": a.dataset,
+        "data.data_dir": a.data_dir,
+        "resources.gpu": a.gpus_per_trial,
+        "resources.cpu": a.cpus_per_trial,
+    }
+    try:
+        run_search(
+            a.space,
+            overrides=overrides,
+            results_dir=a.results,
+            store_root=a.store,
+            no_store=a.no_store,
+            address=a.address,
+            resume=a.resume,
+            new=a.new,
+            device=a.device,
+        )
+    except Interrupted:
+        return 130
     return 0
 
 
@@ -235,6 +305,7 @@ def cmd_store(a) -> int:
 
 
 COMMANDS = {
+    "run": cmd_run,
     "run-path": cmd_run_path,
     "models": cmd_models,
     "datasets": cmd_datasets,
@@ -251,9 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # user errors become one line; anything else is a bug
         if isinstance(e, _user_errors()):
-            print(f"takd-search: error: {e}", file=sys.stderr)
-            return 2
+            return _fail(str(e))
         raise
+    finally:
+        if "takd_search.tuner" in sys.modules:
+            sys.modules["takd_search.tuner"].stop_ray()
 
 
 if __name__ == "__main__":

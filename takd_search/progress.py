@@ -71,7 +71,7 @@ def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
             return fmt_acc(v)
         if isinstance(v, float):
             return f"{v:.4g}"
-        if isinstance(v, int) and key == "params":
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000:
             return f"{v:,}"
         return "-" if v is None else str(v)
 
@@ -80,5 +80,16 @@ def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
     widths = [
         max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(heads)
     ]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    # numbers right-aligned, text left-aligned, as a reader expects
+    numeric = [all(_numeric(b[i]) for b in body) if body else False for i in range(len(heads))]
+
+    def line(cells):
+        return "  ".join(
+            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)
+        ).rstrip()
+
     return "\n".join([line(heads), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def _numeric(text: str) -> bool:
+    return text == "-" or text.replace(",", "").replace(".", "", 1).lstrip("-").isdigit()

@@ -1,0 +1,592 @@
+"""`takd-search run`: one search over one space file, start to answer.
+
+The procedure, in order (each phase is a Tune experiment; see `tuner`):
+
+1. validate the space, load the data, check the models and the cluster's resources,
+   all before anything is written;
+2. NoKD: every model of the space trained alone (feeds the heuristic and the report);
+3. search: Optuna proposes paths and hyper-parameters, Tune runs them as chains;
+4. BLKD: teacher -> student with T/alpha searched on a path's share of the budget;
+5. heuristic: the TA whose NoKD validation accuracy is nearest the teacher/student mean;
+6. confirmation: top-k configurations, BLKD, the heuristic path and NoKD retrained with
+   fresh seeds; the winner is the best mean validation accuracy, reported on test.
+
+Each finished phase is saved in the run folder, and CSVs are rewritten after each one,
+so an interrupted run keeps everything finished and the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from takd_search import baselines, models
+from takd_search.chain import check_shrinking
+from takd_search.errors import UserError
+from takd_search.experiment import recipe
+from takd_search.results import hop_columns, write_atomic, write_csv, write_json
+from takd_search.space import PathSpace, snapshot_epochs
+from takd_search.spec import Space, load_space
+
+PHASES = ("nokd", "search", "blkd", "confirm")
+
+
+def say(msg: str = "") -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_search(
+    space_ref: str,
+    *,
+    overrides: dict | None = None,
+    results_dir: str | os.PathLike = "results",
+    store_root: str | os.PathLike | None = None,
+    no_store: bool = False,
+    address: str | None = None,
+    resume: str | os.PathLike | None = None,
+    new: bool = False,
+    device: str | None = None,
+) -> Path:
+    """Run (or resume) a search; returns the run folder. Raises UserError on bad input
+    (before anything is written) and tuner.Interrupted when stopped (state kept)."""
+    space, space_file, text = load_space(space_ref, overrides)
+    from takd_search.data import load_dataset
+
+    ds = load_dataset(space.data.dataset, space.data.data_dir, image_size=space.data.image_size)
+    teacher, student, candidates = space.model_names()
+    shape, classes = ds.input_shape, ds.num_classes
+    sizes = {m: models.model_size(m, classes, shape) for m in (teacher, *candidates, student)}
+    for ta in candidates:
+        check_shrinking([teacher, ta, student], classes, shape)
+    check_shrinking([teacher, student], classes, shape)
+    train = recipe(
+        space.data.dataset, **{k: v for k, v in space.train.model_dump().items() if v is not None}
+    )
+    space_json = json.loads(space.model_dump_json())
+    results_dir = Path(results_dir)
+    _check_writable(results_dir)
+
+    from takd_search import tuner  # Ray is imported only once the input is known good
+
+    res = tuner.start_ray(address)
+    concurrency = tuner.check_resources(
+        space.resources.cpu, space.resources.gpu, space.resources.concurrency
+    )
+    run_dir = _pick_run_dir(space, space_json, results_dir, resume, new)
+    store = (
+        None
+        if no_store
+        else str(
+            Path(store_root or os.environ.get("TAKD_STORE") or results_dir / ".store").resolve()
+        )
+    )
+    run = {
+        "dataset": space.data.dataset,
+        "data_dir": _abs(space.data.data_dir),
+        "device": device,
+        "val_fraction": space.data.val_fraction,
+        "split_seed": space.data.split_seed,
+        "augment": space.data.augment,
+        "image_size": space.data.image_size,
+        "store": store,
+        "train": asdict(train),
+        "snapshots": list(snapshot_epochs(space, train.epochs)),
+        "seed": space.search.seed,
+        "cpus": space.resources.cpu,
+    }
+    _write_start(run_dir, space_json, text, run, res)
+    common = dict(
+        run=run,
+        cpu=space.resources.cpu,
+        gpu=space.resources.gpu,
+        concurrency=concurrency,
+        max_failures=space.search.max_failures,
+        seed=space.search.seed,
+    )
+    tune_root = run_dir / "tune"
+    say(
+        f"run folder {run_dir} | {space.data.dataset} {teacher} -> {student}, TAs "
+        f"{', '.join(candidates) or 'none'} | {train.epochs} epochs/hop | up to "
+        f"{concurrency} trials at once"
+    )
+    t0 = time.perf_counter()
+    done = _load_done(run_dir)
+
+    def phase(name: str, **kw) -> list[dict]:
+        if name in done:
+            say(f"[{name}] already complete ({len(done[name])} trials), kept")
+            return done[name]
+        rows = tuner.run_phase(tuner.Phase(name=name, **common, **kw), tune_root)
+        write_json(run_dir / "phases" / f"{name}.json", rows)
+        done[name] = rows
+        return rows
+
+    try:
+        _set_state(run_dir, "running")
+        seed = space.search.seed
+        everyone = [teacher, *candidates, student]
+        nokd = phase(
+            "nokd", configs=[{"method": "nokd", "path": m, "seed": seed} for m in everyone]
+        )
+        write_csv(run_dir, "baselines", _baseline_rows(nokd, teacher, student, sizes))
+        path_space = PathSpace(space, sizes)
+        search = phase(
+            "search",
+            space=path_space,
+            sampler=space.search.sampler,
+            n_trials=space.search.n_trials,
+            time_budget_s=space.search.time_budget_s,
+            grid=path_space.grid() if space.search.sampler == "grid" else None,
+            asha=space.search.scheduler == "asha",
+            grace_epochs=space.search.grace_epochs,
+        )
+        write_csv(run_dir, "trials", _trial_rows(search, "search"))
+        blkd_space = PathSpace(space, sizes, direct_only=True)
+        n_blkd = space.baselines.blkd_trials or max(
+            2, math.ceil((space.search.n_trials or len(search) or 1) / path_space.n_paths())
+        )
+        blkd = phase(
+            "blkd",
+            space=blkd_space,
+            sampler=space.search.sampler,
+            n_trials=n_blkd,
+            grid=blkd_space.grid() if space.search.sampler == "grid" else None,
+            asha=space.search.scheduler == "asha",
+            grace_epochs=space.search.grace_epochs,
+        )
+        trials = _trial_rows(search, "search") + _trial_rows(blkd, "blkd")
+        write_csv(run_dir, "trials", trials)
+        nokd_val = {
+            r["config"]["path"]: r["metrics"].get("val_acc")
+            for r in nokd
+            if r["status"] == "completed"
+        }
+        ta = (
+            baselines.heuristic_ta(nokd_val, teacher, student, candidates)
+            if all(m in nokd_val for m in everyone)
+            else None
+        )
+        methods = _methods(trials, space, teacher, student, ta)
+        write_csv(run_dir, "baselines", _baseline_rows(nokd, teacher, student, sizes, methods, ta))
+        plan = baselines.confirmation_plan(
+            {k: {x: v[x] for x in ("path", "guidance", "hops")} for k, v in methods.items()},
+            space.baselines.confirm_seeds,
+        )
+        confirm = phase("confirm", configs=plan)
+        crow = _confirm_rows(confirm)
+        write_csv(run_dir, "confirmation", crow)
+        summary = _summary(
+            space,
+            run_dir,
+            methods,
+            crow,
+            trials,
+            nokd_val,
+            ta,
+            path_space,
+            teacher,
+            student,
+            time.perf_counter() - t0,
+        )
+        write_json(run_dir / "summary.json", summary)
+        _set_state(run_dir, "complete")
+    except tuner.Interrupted as e:
+        _set_state(run_dir, "interrupted")
+        say(
+            f"\n{e}; finished trials are saved. Resume with the same command, or: "
+            f"takd-search run --space {space_ref} --resume {run_dir}"
+        )
+        raise
+    finally:
+        logs = tuner.session_logs()
+        if logs:
+            _link(run_dir / "ray_logs", logs)
+    print(answer(summary))
+    return run_dir
+
+
+# ---- the run folder ---------------------------------------------------------------------
+def _abs(p):
+    return str(Path(p).expanduser().resolve()) if p else None
+
+
+def _check_writable(results_dir: Path) -> None:
+    """One clear line now rather than a traceback after an hour of training."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        probe = results_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"cannot write to the results folder {results_dir} ({e.strerror}): "
+            "free space or pass --results DIR on a writable disk"
+        ) from None
+
+
+def _pick_run_dir(space: Space, space_json: dict, results_dir: Path, resume, new) -> Path:
+    """--resume DIR; else the newest unfinished run of the same space (same settings);
+    else a new `<results>/<space>-<timestamp>` folder."""
+    if resume:
+        d = Path(resume)
+        if not (d / "space.json").exists():
+            raise UserError(
+                f"--resume {d}: not a run folder (no space.json): pass a folder "
+                "made by takd-search run"
+            )
+        return d
+    if not new:
+        for d in sorted(results_dir.glob(f"{space.name}-*"), reverse=True):
+            try:
+                state = json.loads((d / "state.json").read_text())["status"]
+                same = json.loads((d / "space.json").read_text()) == space_json
+            except (OSError, ValueError, KeyError):
+                continue
+            if same and state != "complete":
+                say(f"resuming the unfinished run {d} (pass --new for a fresh one)")
+                return d
+    d = results_dir / f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while d.exists():
+        n += 1
+        d = results_dir / f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    return d
+
+
+def _write_start(run_dir: Path, space_json: dict, text: str, run: dict, res: dict) -> None:
+    if (run_dir / "space.json").exists():
+        return
+    write_atomic(run_dir / "space.yaml", text)
+    write_json(run_dir / "space.json", space_json)
+    write_json(run_dir / "versions.json", _versions(run, res))
+
+
+def _versions(run: dict, res: dict) -> dict:
+    import optuna
+    import ray
+    import torch
+
+    from takd_search import __version__
+
+    try:
+        rev = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return {
+        "takd_search": __version__,
+        "git_revision": rev,
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "cluster_resources": res,
+        "run": run,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _set_state(run_dir: Path, status: str) -> None:
+    write_json(run_dir / "state.json", {"status": status, "at": time.strftime("%FT%T%z")})
+
+
+def _load_done(run_dir: Path) -> dict:
+    out = {}
+    for name in PHASES:
+        p = run_dir / "phases" / f"{name}.json"
+        if p.exists():
+            out[name] = json.loads(p.read_text())
+    return out
+
+
+def _link(link: Path, target: str) -> None:
+    try:
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    except OSError:
+        pass
+
+
+# ---- rows -------------------------------------------------------------------------------
+def _trial_rows(rows: list[dict], phase: str) -> list[dict]:
+    out = []
+    for r in rows:
+        cfg, m = r["config"], r["metrics"]
+        names = str(cfg.get("path", "")).split(">")
+        out.append(
+            {
+                "trial_id": r["trial_id"],
+                "phase": phase,
+                "status": r["status"],
+                "error": r["error"],
+                "path": cfg.get("path"),
+                "n_tas": max(0, len(names) - 2),
+                "guidance": cfg.get("guidance"),
+                "seed": cfg.get("seed"),
+                "val_acc": m.get("score") if r["status"] in ("completed", "pruned") else None,
+                "test_acc": None,  # the test set is not looked at during the search
+                "epochs_trained": m.get("epoch"),
+                "best_epoch": m.get("best_epoch"),
+                "hops_trained": m.get("hops_trained"),
+                "hops_reused": m.get("hops_reused"),
+                "retries": r["retries"],
+                "train_seconds": m.get("train_seconds"),
+                "wall_seconds": m.get("time_total_s"),
+                **hop_columns(cfg.get("hops", [])),
+            }
+        )
+    return out
+
+
+def _baseline_rows(nokd, teacher, student, sizes, methods=None, ta=None) -> list[dict]:
+    out = []
+    for r in nokd:
+        m = r["config"]["path"]
+        role = "teacher" if m == teacher else "student" if m == student else "ta"
+        out.append(
+            {
+                "kind": "nokd",
+                "model": m,
+                "path": m,
+                "role": role,
+                "params": sizes.get(m),
+                "val_acc": r["metrics"].get("val_acc"),
+                "test_acc": r["metrics"].get("test_acc"),
+                "seconds": r["metrics"].get("train_seconds"),
+                "note": r["error"] or ("picked by the heuristic" if m == ta else None),
+            }
+        )
+    if methods and "blkd" in methods:
+        b = methods["blkd"]
+        out.append(
+            {
+                "kind": "blkd",
+                "model": student,
+                "path": b["path"],
+                "role": "student",
+                "params": sizes.get(student),
+                "val_acc": b["val_acc"],
+                "T": b["hops"][0]["T"],
+                "alpha": b["hops"][0]["alpha"],
+                "note": "best of the BLKD search (test set: see confirmation.csv)",
+            }
+        )
+    if methods and "heuristic" in methods:
+        h = methods["heuristic"]
+        out.append(
+            {
+                "kind": "heuristic",
+                "model": ta,
+                "path": h["path"],
+                "role": "ta",
+                "params": sizes.get(ta),
+                "val_acc": h.get("val_acc"),
+                "T": h["hops"][0]["T"],
+                "alpha": h["hops"][0]["alpha"],
+                "note": h.get("note"),
+            }
+        )
+    return out
+
+
+def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
+    """What the confirmation retrains: top-k searched configs, BLKD, heuristic, NoKD."""
+    out = {}
+    search = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] == "search"]
+    for i, t in enumerate(baselines.top_configs(search, space.baselines.confirm_top_k), 1):
+        out[f"top{i}"] = {
+            "path": t["path"],
+            "guidance": t["guidance"],
+            "hops": t["hops"],
+            "val_acc": t["val_acc"],
+            "trial_id": t["trial_id"],
+        }
+    blkd = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] == "blkd"]
+    best_blkd = baselines.top_configs(blkd, 1)
+    if best_blkd:
+        b = best_blkd[0]
+        out["blkd"] = {
+            "path": b["path"],
+            "guidance": "chain",
+            "hops": b["hops"],
+            "val_acc": b["val_acc"],
+            "trial_id": b["trial_id"],
+        }
+    if ta:
+        path = f"{teacher}>{ta}>{student}"
+        same = baselines.top_configs([t for t in search if t["path"] == path], 1)
+        if same:
+            h = same[0]
+            out["heuristic"] = {
+                "path": path,
+                "guidance": h["guidance"],
+                "hops": h["hops"],
+                "val_acc": h["val_acc"],
+                "trial_id": h["trial_id"],
+                "note": "its best searched configuration",
+            }
+        elif "top1" in out:
+            hop = out["top1"]["hops"][0]
+            out["heuristic"] = {
+                "path": path,
+                "guidance": "chain",
+                "hops": [hop, hop],
+                "val_acc": None,
+                "note": "not visited by the search: top1's first-hop values",
+            }
+    out["nokd"] = {"path": student, "guidance": "chain", "hops": [], "val_acc": None}
+    return out
+
+
+def _confirm_rows(rows: list[dict]) -> list[dict]:
+    return [
+        {
+            "method": r["config"].get("method"),
+            "path": r["config"].get("path"),
+            "guidance": r["config"].get("guidance"),
+            "seed": r["config"].get("seed"),
+            "status": r["status"],
+            "val_acc": r["metrics"].get("val_acc"),
+            "test_acc": r["metrics"].get("test_acc"),
+            "hops": json.dumps(r["config"].get("hops", [])),
+            "error": r["error"],
+        }
+        for r in rows
+    ]
+
+
+def _summary(
+    space, run_dir, methods, crow, trials, nokd_val, ta, path_space, teacher, student, wall
+) -> dict:
+    ok = [r for r in crow if r["status"] == "completed"]
+    test = baselines.paired_summary(ok, "blkd")
+    vs_nokd = baselines.paired_summary(ok, "nokd")
+    val = baselines.paired_summary(ok, "blkd", metric="val_acc")
+    searched = [k for k in methods if k.startswith("top")]
+    win = baselines.winner(val, searched + (["heuristic"] if "heuristic" in methods else []))
+
+    def method(k):
+        if k not in methods:
+            return None
+        d = {
+            "path": methods[k]["path"],
+            "guidance": methods[k]["guidance"],
+            "hops": methods[k]["hops"],
+        }
+        if k in test:
+            t = test[k]
+            d.update(
+                test_mean=t["mean"],
+                test_std=t["std"],
+                seeds=t["n"],
+                val_mean=val.get(k, {}).get("mean"),
+                diff_vs_blkd=t.get("diff_vs_blkd"),
+                diff_std_vs_blkd=t.get("diff_std_vs_blkd"),
+                p_vs_blkd=t.get("p_vs_blkd"),
+                diff_vs_nokd=vs_nokd[k].get("diff_vs_nokd"),
+                diff_std_vs_nokd=vs_nokd[k].get("diff_std_vs_nokd"),
+                p_vs_nokd=vs_nokd[k].get("p_vs_nokd"),
+            )
+        return d
+
+    n = lambda phase, status=None: sum(  # noqa: E731
+        1 for t in trials if t["phase"] == phase and (status is None or t["status"] == status)
+    )
+    return {
+        "space": space.name,
+        "dataset": space.data.dataset,
+        "run_dir": str(run_dir),
+        "teacher": teacher,
+        "student": student,
+        "winner": win,
+        "best": method(win) if win else None,
+        "heuristic_ta": ta,
+        "heuristic": method("heuristic"),
+        "heuristic_found_best": bool(
+            win and "heuristic" in methods and methods[win]["path"] == methods["heuristic"]["path"]
+        ),
+        "blkd": method("blkd"),
+        "nokd": method("nokd"),
+        "top": {k: method(k) for k in searched},
+        "nokd_val": nokd_val,
+        "compute": {
+            "search_trials": n("search"),
+            "search_completed": n("search", "completed"),
+            "search_pruned": n("search", "pruned"),
+            "search_failed": n("search", "failed"),
+            "blkd_trials": n("blkd"),
+            "hops_trained": sum(int(t["hops_trained"] or 0) for t in trials),
+            "hops_reused": sum(int(t["hops_reused"] or 0) for t in trials),
+            "train_seconds": sum(float(t["train_seconds"] or 0) for t in trials),
+            "grid_trials": path_space.grid_size(),
+            "paths": path_space.n_paths(),
+            "wall_seconds": round(wall, 1),
+        },
+    }
+
+
+def _pm(d: dict | None, key="test") -> str:
+    if not d or d.get(f"{key}_mean") is None:
+        return "-"
+    return f"{100 * d[f'{key}_mean']:.2f} +- {100 * d[f'{key}_std']:.2f} %"
+
+
+def answer(s: dict) -> str:
+    """The closing lines: best path, its accuracy, the heuristic's, BLKD's, NoKD's."""
+    best = s.get("best")
+    lines = [
+        "",
+        f"== {s['space']}: {s['teacher']} -> {s['student']} on {s['dataset']} "
+        f"(test accuracy over {best['seeds'] if best else 0} seeds) ==",
+    ]
+
+    def diff(d, ref):
+        v, sd = d.get(f"diff_vs_{ref}"), d.get(f"diff_std_vs_{ref}")
+        if v is None:
+            return ""
+        p = d.get(f"p_vs_{ref}")
+        return (
+            f" {dict(blkd='BLKD', nokd='NoKD')[ref]} {100 * v:+.2f}"
+            + (f" +- {100 * sd:.2f}" if sd else "")
+            + (f" (p={p:.2g})" if p is not None else "")
+        )
+
+    if best:
+        lines.append(
+            f"best path  {best['path']:<40} {_pm(best)}  vs"
+            f"{diff(best, 'blkd')};{diff(best, 'nokd')}"
+        )
+    h = s.get("heuristic")
+    if h:
+        found = "found the best path" if s["heuristic_found_best"] else "not the best path"
+        lines.append(f"heuristic  {h['path']:<40} {_pm(h)}  ({found})")
+    if s.get("blkd"):
+        lines.append(f"BLKD       {s['blkd']['path']:<40} {_pm(s['blkd'])}")
+    if s.get("nokd"):
+        lines.append(f"NoKD       {s['nokd']['path']:<40} {_pm(s['nokd'])}")
+    c = s["compute"]
+    lines.append(
+        f"compute    {c['search_trials']} search + {c['blkd_trials']} BLKD trials "
+        f"({c['search_pruned']} pruned, {c['search_failed']} failed), "
+        f"{c['hops_trained']} hops trained, {c['hops_reused']} reused; an exhaustive "
+        f"grid would be {c['grid_trials']} trials; {c['wall_seconds']:.0f} s wall"
+    )
+    lines.append(f"results    {s['run_dir']}")
+    return "\n".join(lines)

@@ -1,0 +1,527 @@
+"""Ray Tune execution: the only module that imports Ray (with `cluster`).
+
+Every phase of a run (NoKD baselines, the path search, the BLKD search, the seeded
+confirmation) is one Tune experiment of the same trainable, `run_trial`, which runs one
+chain through the hop store. Search phases get their trials from Optuna (`OptunaSearch`
+with our define-by-run `PathSpace`); fixed phases from a list of configs. Each experiment
+lives in `<run>/tune/<phase>` and is restored from there after an interruption, so no
+completed trial is lost or run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Ray console tables: we print our own
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no tensorboard/csv noise
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import optuna  # noqa: E402
+import ray  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.search import BasicVariantGenerator  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from takd_search.errors import UserError  # noqa: E402
+
+log = logging.getLogger("takd_search.tuner")
+METRIC = "score"  # the running best validation accuracy of the path's student
+
+
+class Interrupted(Exception):
+    """The driver was asked to stop (Ctrl-C / SIGTERM); the phase's state is saved."""
+
+
+# ---- Ray lifecycle ----------------------------------------------------------------------
+def start_ray(
+    address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None
+) -> dict:
+    """Start local Ray (default) or join the cluster at `address`; returns its resources.
+
+    `ray.init(address="local")`, not a bare `ray.init()`, which would attach to whatever
+    cluster a stale address file names and can hang.
+    """
+    if not ray.is_initialized():
+        pkg_root = str(Path(__file__).resolve().parent.parent)
+        env = {
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p
+                ),
+                "RAY_AIR_NEW_OUTPUT": "0",
+            }
+        }
+        kw = dict(
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            runtime_env=env,
+        )
+        if address in (None, "", "local"):
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kw)
+        else:
+            try:
+                ray.init(address=address, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise UserError(
+                    f"cannot reach the Ray cluster at {address} ({first}): start it with "
+                    "`ray start --head` or pass the right --address"
+                ) from None
+    return dict(ray.cluster_resources())
+
+
+def stop_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def check_resources(cpu: float, gpu: float, concurrency: int | None) -> int:
+    """Fail with one line if one trial can never be placed; returns how many trials can
+    run at once (the file's concurrency, capped by what the cluster holds)."""
+    res = ray.cluster_resources()
+    have_cpu, have_gpu = res.get("CPU", 0.0), res.get("GPU", 0.0)
+    if cpu > have_cpu:
+        raise UserError(
+            f"resources.cpu {cpu:g} per trial, but the cluster has {have_cpu:g} "
+            "CPUs: lower resources.cpu"
+        )
+    if gpu > have_gpu:
+        where = "this machine has no GPU" if have_gpu == 0 else f"the cluster has {have_gpu:g}"
+        raise UserError(
+            f"resources.gpu {gpu:g} per trial, but {where}: set resources.gpu: 0 "
+            "(or --gpus-per-trial 0) or join a GPU cluster with --address"
+        )
+    fit = int(have_cpu // cpu) if cpu else 1
+    if gpu:
+        fit = min(fit, int(have_gpu // gpu))
+    return max(1, min(fit, concurrency or fit))
+
+
+def session_logs() -> str | None:
+    """Folder of this Ray session's log files (for a link from the run folder)."""
+    try:
+        node = ray._private.worker._global_node  # noqa: SLF001 (no public accessor)
+        return node.get_logs_dir_path() if node else None
+    except Exception:
+        return None
+
+
+# ---- the trainable ----------------------------------------------------------------------
+_CONTEXTS: dict = {}
+
+
+def _context(run: dict):
+    """The worker's Context for a run: data loaded and moved to the device once per
+    process (actors are reused between trials), store opened once."""
+    from takd_search.chain import Context
+    from takd_search.distill import TrainConfig
+    from takd_search.experiment import open_data, open_store
+
+    key = (
+        run["dataset"],
+        run["data_dir"],
+        run["device"],
+        run["val_fraction"],
+        run["split_seed"],
+        run["augment"],
+        run["image_size"],
+        run["store"],
+    )
+    if key not in _CONTEXTS:
+        _CONTEXTS.clear()
+        data = open_data(
+            run["dataset"],
+            run["data_dir"],
+            device=run["device"],
+            val_fraction=run["val_fraction"],
+            split_seed=run["split_seed"],
+            augment=run["augment"],
+            image_size=run["image_size"],
+        )
+        store = open_store(run["store"], no_store=run["store"] is None)
+        _CONTEXTS[key] = Context(
+            data, TrainConfig(**run["train"]), store, snapshot_epochs=tuple(run["snapshots"])
+        )
+    ctx = _CONTEXTS[key]
+    ctx.train = TrainConfig(**run["train"])
+    return ctx
+
+
+def run_trial(config: dict, run: dict) -> None:
+    """One trial: train config['path'] as a chain and report the student's validation
+    accuracy once per epoch (so ASHA can stop it), then a final row with the details.
+
+    Hops already in the store are loaded, and a reused student's stored curve is
+    replayed, so a restarted or retried trial resumes at its first unfinished hop.
+    """
+    import torch
+
+    from takd_search.chain import HopParams, hop_rows, run_chain
+    from takd_search.space import resolve_hops
+
+    torch.set_num_threads(max(1, int(run["cpus"])))
+    config = {**config, **config.get("case", {})}  # fixed phases nest their config
+    t0 = time.perf_counter()
+    ctx = _context(run)
+    names = config["path"].split(">")
+    epochs = ctx.train.epochs
+    hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), epochs)]
+    seed = int(config.get("seed", run["seed"]))
+    before = ctx.store.stats.as_dict()
+    best = [-1.0]
+    reported = [0]
+
+    def report_epoch(epoch: int, val: float) -> None:
+        best[0] = max(best[0], val)
+        reported[0] = epoch
+        tune.report({METRIC: best[0], "val_acc": val, "epoch": epoch, "epochs": epochs})
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "epoch" and info.get("hop") == len(names):
+            report_epoch(info["epoch"], info["val_acc"])
+
+    ctx.on_event = on_event
+    chain = run_chain(ctx, names, hops, guidance=config.get("guidance", "chain"), seed=seed)
+    student = chain[-1]
+    for row in student.result.curve[reported[0] :]:  # replay a stored student's curve
+        report_epoch(row["epoch"], row["val_acc"])
+    after = ctx.store.stats.as_dict()
+    rows = hop_rows(chain)
+    tune.report(
+        {
+            METRIC: student.result.val_acc,
+            "val_acc": student.result.val_acc,
+            "test_acc": student.result.test_acc,
+            "epoch": epochs,
+            "epochs": epochs,
+            "best_epoch": student.result.best_epoch,
+            "hops_trained": after["trained"] - before["trained"],
+            "hops_reused": after["reused"] - before["reused"],
+            "bank_hits": after["bank_hits"] - before["bank_hits"],
+            "bank_misses": after["bank_misses"] - before["bank_misses"],
+            "train_seconds": sum(r["seconds"] for r in rows if r["status"] == "trained"),
+            "wall_seconds": time.perf_counter() - t0,
+            "hop_rows": rows,
+            "finished": True,
+        }
+    )
+
+
+# ---- the searcher -----------------------------------------------------------------------
+class PruningOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna PRUNED for trials a scheduler stopped early.
+
+    Tune reports a scheduler stop like a normal end (`done` is True for both), and the
+    stock searcher would record the truncated score as COMPLETE, teaching TPE that a
+    stopped trial was a finished one. A trial is early-stopped when its last result has
+    no `finished` flag (set only by `run_trial`'s final report).
+    """
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        if (
+            not error
+            and result
+            and trial_id not in self._completed_trials
+            and trial_id in self._ot_trials
+            and not result.get("finished")
+        ):
+            ot_trial = self._ot_trials[trial_id]
+            try:
+                if METRIC in result:
+                    ot_trial.report(result[METRIC], int(result.get("epoch", 0)))
+                self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
+            except Exception as exc:  # a value Optuna rejects must not stop the search
+                log.warning("optuna: %s", exc)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def make_sampler(kind: str, seed: int, grid: dict | None = None):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "grid":
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, 10))
+
+
+# ---- progress ---------------------------------------------------------------------------
+class Progress(tune.Callback):
+    """One console line per event: trials done/running/total and the best so far."""
+
+    def __init__(self, phase: str, total: int | None, stream=None, label: Callable | None = None):
+        self.phase, self.total = phase, total
+        self.stream = stream or sys.stderr
+        self.label = label or (lambda cfg: cfg.get("path", "?"))
+        self.done = self.failed = 0
+        self.running: set = set()
+        self.best: tuple[float, str] | None = None
+
+    def _line(self, what: str) -> None:
+        total = f"/{self.total}" if self.total else ""
+        best = f" | best {100 * self.best[0]:.2f}% {self.best[1]}" if self.best else ""
+        print(
+            f"[{self.phase}] {self.done + self.failed}{total} done, {len(self.running)} "
+            f"running{f', {self.failed} failed' if self.failed else ''}{best} | {what}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        self.done += 1
+        res = trial.last_result or {}
+        score = res.get(METRIC)
+        label = self.label(trial.config)
+        if score is not None and (self.best is None or score > self.best[0]):
+            self.best = (score, label)
+        status = "finished" if res.get("finished") else "stopped early"
+        val = f"{100 * score:.2f}%" if score is not None else "-"
+        self._line(f"{label}: {status}, val {val}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        self.failed += 1
+        try:
+            why = _error_line(Path(trial.error_file).read_text()) if trial.error_file else ""
+        except OSError:
+            why = ""
+        self._line(f"{self.label(trial.config)}: failed{': ' + why if why else ''}")
+
+
+# ---- experiments ------------------------------------------------------------------------
+@dataclass
+class Phase:
+    """One Tune experiment of a run. Either `space` (an Optuna define-by-run callable,
+    searched for `n_trials` / `time_budget_s`) or `configs` (a fixed list)."""
+
+    name: str
+    run: dict
+    configs: list[dict] | None = None
+    space: object | None = None
+    sampler: str = "tpe"
+    n_trials: int | None = None
+    time_budget_s: float | None = None
+    seed: int = 0
+    grid: dict | None = None
+    asha: bool = False
+    grace_epochs: int | None = None
+    cpu: float = 1.0
+    gpu: float = 0.0
+    concurrency: int = 1
+    max_failures: int = 1
+
+
+def _trainable(phase: Phase):
+    trainable = tune.with_parameters(run_trial, run=phase.run)
+    return tune.with_resources(trainable, {"cpu": phase.cpu, "gpu": phase.gpu})
+
+
+def _tuner(phase: Phase, root: Path, progress: Progress):
+    run_config = tune.RunConfig(
+        name=phase.name,
+        storage_path=str(root.resolve()),
+        verbose=0,
+        callbacks=[progress],
+        failure_config=tune.FailureConfig(max_failures=phase.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
+    if phase.space is not None:
+        search = PruningOptunaSearch(
+            space=phase.space,
+            metric=METRIC,
+            mode="max",
+            sampler=make_sampler(phase.sampler, phase.seed, phase.grid),
+        )
+        num_samples = phase.n_trials if phase.n_trials is not None else -1
+    else:
+        search = BasicVariantGenerator(
+            points_to_evaluate=None, constant_grid_search=True, random_state=phase.seed
+        )
+        num_samples = 1
+    scheduler = None
+    if phase.asha:
+        from ray.tune.schedulers import ASHAScheduler
+
+        epochs = phase.run["train"]["epochs"]
+        scheduler = ASHAScheduler(
+            metric=METRIC,
+            mode="max",
+            time_attr="epoch",
+            max_t=epochs,
+            grace_period=phase.grace_epochs or max(1, epochs // 4),
+            reduction_factor=3,
+        )
+    param_space = {"case": tune.grid_search(phase.configs)} if phase.configs else None
+    tune_config = tune.TuneConfig(
+        search_alg=search,
+        num_samples=num_samples,
+        max_concurrent_trials=phase.concurrency,
+        scheduler=scheduler,
+        time_budget_s=phase.time_budget_s,
+        reuse_actors=True,
+    )
+    return tune.Tuner(
+        _trainable(phase), tune_config=tune_config, run_config=run_config, param_space=param_space
+    )
+
+
+def run_phase(phase: Phase, root: Path, stream=None) -> list[dict]:
+    """Run (or resume) one phase; returns one row per trial from Tune's ResultGrid.
+
+    Raises Interrupted when the driver was stopped by SIGINT/SIGTERM: the experiment's
+    state is snapshotted and the same command resumes it.
+    """
+    exp = root / phase.name
+    total = phase.n_trials if phase.space is not None else len(phase.configs or [])
+    progress = Progress(phase.name, total, stream, label=lambda cfg: _label(cfg))
+    stop = _StopFlag()
+    quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:  # trial failures are reported by Progress, one line each
+        lg.setLevel(logging.CRITICAL)
+    with stop:
+        if tune.Tuner.can_restore(str(exp)):
+            tuner = tune.Tuner.restore(
+                str(exp), trainable=_trainable(phase), resume_errored=True, restart_errored=False
+            )
+            tuner._local_tuner._run_config.callbacks = [progress]  # noqa: SLF001
+        else:
+            tuner = _tuner(phase, root, progress)
+        try:
+            grid = tuner.fit()
+        finally:
+            for lg, level in zip(quiet, levels):
+                lg.setLevel(level)
+    rows = [_row(r) for r in grid]
+    if stop.caught:
+        raise Interrupted(f"{phase.name} phase interrupted by {stop.caught}")
+    return rows
+
+
+def _label(cfg: dict) -> str:
+    case = cfg.get("case", cfg)
+    tag = case.get("method")
+    return (
+        f"{tag} {case.get('path')}" + (f" seed {case['seed']}" if "seed" in case else "")
+        if tag
+        else str(case.get("path", "?"))
+    )
+
+
+def _row(result) -> dict:
+    """A trial as a flat dict: its config, its last metrics, status and error."""
+    cfg = dict(result.config or {})
+    case = cfg.pop("case", None)
+    if case:
+        cfg.update(case)
+    m = dict(result.metrics or {})
+    if result.error is not None:
+        status, error = "failed", _error_line(result.error)
+    elif m.get("finished"):
+        status, error = "completed", None
+    elif m:
+        status, error = "pruned", None
+    else:
+        status, error = "interrupted", None
+    return {
+        "trial_id": m.get("trial_id") or Path(result.path).name.split("_")[1]
+        if result.path
+        else None,
+        "status": status,
+        "error": error,
+        "config": cfg,
+        "metrics": m,
+        "retries": _retries(result),
+        "path_dir": result.path,
+    }
+
+
+def _retries(result) -> int:
+    """How many times Tune restarted this trial after a failure (from its error files)."""
+    try:
+        files = [f for f in os.listdir(result.path) if f.startswith("error")]
+    except (OSError, TypeError):
+        return 0
+    return max(0, len(files) - (1 if result.error is not None else 0))
+
+
+def _error_line(err) -> str:
+    """The last meaningful line of an error (Ray wraps the trial's traceback)."""
+    text = str(err).strip().splitlines()
+    for line in reversed(text):
+        if line.strip() and not line.startswith(" "):
+            return line.strip()[:300]
+    return type(err).__name__
+
+
+class _StopFlag:
+    """Notes SIGINT/SIGTERM while a phase runs, and makes SIGTERM graceful.
+
+    Tune handles SIGINT itself (snapshot, then fit() returns); SIGTERM would kill the
+    driver mid-write, so it is turned into SIGINT for Tune's handler.
+    """
+
+    def __init__(self):
+        self.caught: str | None = None
+        self._old: dict = {}
+
+    def __enter__(self):
+        if _main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.getsignal(sig)
+            signal.signal(signal.SIGTERM, self._on_term)
+            prev = self._old[signal.SIGINT]
+
+            def on_int(signum, frame):
+                self.caught = self.caught or "Ctrl-C"
+                if callable(prev):
+                    prev(signum, frame)
+                else:
+                    raise KeyboardInterrupt
+
+            signal.signal(signal.SIGINT, on_int)
+        return self
+
+    def _on_term(self, signum, frame):
+        self.caught = "SIGTERM"
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def optuna_state_counts(phase_rows: list[dict]) -> dict:
+    counts: dict = {}
+    for r in phase_rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return counts
+
+
+def finite(x) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
