@@ -5,3 +5,11 @@ content-addressed hop store trains every network once.
 """
 
 __version__ = "0.1.0"
+
+
+def load_student(path):
+    """A student exported by `takd-search export`, ready to call: float images
+    [N, C, H, W] in [0, 1] -> logits. (Imports torch only when called.)"""
+    from takd_search.export import load_student as _load
+
+    return _load(path)

@@ -49,6 +49,14 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _seeds(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds like 1,2,3") from None
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training budget per hop (defaults depend on the data set)")
     g.add_argument("--epochs", type=int, help="epochs per hop")
@@ -93,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override resources.gpu (a fraction of one GPU per trial)",
     )
     r.add_argument("--cpus-per-trial", type=float, help="override resources.cpu")
+    r.add_argument("--seeds", type=_seeds, help="override baselines.confirm_seeds, e.g. 1,2,3")
     r.add_argument("--address", help="join this Ray cluster (default: start Ray locally)")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder")
     r.add_argument(
@@ -133,6 +142,48 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("datasets", help="list data sets and whether each is available")
     ds.add_argument("--data-dir")
 
+    sb = sub.add_parser("submit", help="run a search as a job on a Ray cluster (docs/cluster.md)")
+    sb.add_argument(
+        "--address", help="the head's job server, http://HEAD:8265 ($RAY_API_SERVER_ADDRESS)"
+    )
+    sb.add_argument("--space", default="digits_vgg", help="shipped space name or .yaml path")
+    sb.add_argument(
+        "--storage",
+        required=True,
+        help="where results and the hop store go: an absolute path every node sees, "
+        "or an s3://, gs:// or file:// URI",
+    )
+    sb.add_argument("--follow", action="store_true", help="stream the job's log until it ends")
+    sb.add_argument("--trials", type=int, help="override search.n_trials")
+    sb.add_argument("--time-budget", type=_duration, help="override search.time_budget_s")
+    sb.add_argument("--epochs", type=int, help="override train.epochs (every hop)")
+    sb.add_argument("--dataset", help="override data.dataset")
+    sb.add_argument("--data-dir", help="data set folder on the cluster (absolute)")
+    sb.add_argument("--gpus-per-trial", type=float, help="a fraction of one GPU per trial")
+    sb.add_argument("--cpus-per-trial", type=float, help="override resources.cpu")
+    sb.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    sb.add_argument("--resume", metavar="RUN", help="continue this run folder (name or path)")
+    sb.add_argument("--new", action="store_true", help="start a fresh run, resume nothing")
+    sb.add_argument("--store", help="hop store on the cluster (default: STORAGE/store)")
+    sb.add_argument("--no-store", action="store_true", help="reuse nothing (benchmarks)")
+    sb.add_argument(
+        "--python", help="interpreter on the cluster (default: this one's path, sys.executable)"
+    )
+    sb.add_argument(
+        "--stop-grace",
+        type=float,
+        default=120,
+        help="seconds `stop` gives the search to save its state before SIGKILL (default 120)",
+    )
+    ss = sub.add_parser("status", help="takd-search jobs on a Ray cluster, or one in detail")
+    ss.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    ss.add_argument("--address", help="the head's job server, http://HEAD:8265")
+    ss.add_argument("--follow", action="store_true", help="stream the job's log until it ends")
+    sp = sub.add_parser("stop", help="stop a submitted search gracefully (it can be resumed)")
+    sp.add_argument("job_id", metavar="JOB_ID")
+    sp.add_argument("--address", help="the head's job server, http://HEAD:8265")
+    sp.add_argument("--no-wait", action="store_true", help="return once the stop is asked")
+
     st = sub.add_parser("store", help="see and prune the hop store")
     st.add_argument("action", choices=["ls", "du", "gc"])
     st.add_argument("--store", help="store folder (default: $TAKD_STORE or results/.store)")
@@ -141,6 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration,
         help="gc: remove entries unused for this long (e.g. 30d); default all",
     )
+
+    rep = sub.add_parser("report", help="report.md and plots for a finished run folder")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by takd-search run")
+    rep.add_argument("--out", metavar="DIR", help="write there instead of into the run folder")
+
+    an = sub.add_parser("analyze", help="compare runs: best path, heuristic, BLKD, NoKD per run")
+    an.add_argument(
+        "runs",
+        nargs="+",
+        metavar="CSV_OR_RUN_DIR",
+        help="run folders, their CSVs, a folder of runs (results/), or an earlier analysis.csv",
+    )
+    an.add_argument(
+        "--out", metavar="DIR", default=".", help="folder for analysis.csv/.md (default: .)"
+    )
+
+    ex = sub.add_parser("export", help="the confirmed best student as TorchScript + JSON")
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    ex.add_argument(
+        "--path",
+        help="another network: top2, heuristic, blkd, nokd, or a confirmed/searched path "
+        "(plain10>plain4>plain2 or 10-4-2)",
+    )
+    ex.add_argument(
+        "--out", default="student.pt", help="output file; the sidecar is its .json twin"
+    )
+    ex.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
     return p
 
 
@@ -180,7 +258,7 @@ def cmd_run_path(a) -> int:
 
 
 def cmd_run(a) -> int:
-    from takd_search.search import run_search
+    from takd_search.search import RunFailed, run_search
     from takd_search.tuner import Interrupted
 
     overrides = {
@@ -191,6 +269,7 @@ def cmd_run(a) -> int:
         "data.data_dir": a.data_dir,
         "resources.gpu": a.gpus_per_trial,
         "resources.cpu": a.cpus_per_trial,
+        "baselines.confirm_seeds": a.seeds,
     }
     try:
         run_search(
@@ -206,6 +285,9 @@ def cmd_run(a) -> int:
         )
     except Interrupted:
         return 130
+    except RunFailed as e:
+        print(f"takd-search: run failed: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -304,7 +386,57 @@ def cmd_store(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from takd_search.report import report
+
+    out = report(a.run_dir, a.out)
+    print(out["table"])
+    print(f"\nwrote {out['report']} and {len(out['plots'])} plots")
+    return 0
+
+
+def cmd_analyze(a) -> int:
+    from takd_search.analyze import analyze
+
+    out = analyze(a.runs, a.out)
+    print(out["text"])
+    print(f"\nwrote {out['csv']} and {out['md']}")
+    return 0
+
+
+def cmd_export(a) -> int:
+    from takd_search.export import export
+
+    model, sidecar = export(a.run_dir, a.out, path=a.path, fmt=a.format)
+    print(f"wrote {model} and {sidecar}")
+    return 0
+
+
+def cmd_submit(a) -> int:
+    from takd_search.cluster import submit
+
+    return submit(a)
+
+
+def cmd_status(a) -> int:
+    from takd_search.cluster import status
+
+    return status(a)
+
+
+def cmd_stop(a) -> int:
+    from takd_search.cluster import stop
+
+    return stop(a)
+
+
 COMMANDS = {
+    "submit": cmd_submit,
+    "status": cmd_status,
+    "stop": cmd_stop,
+    "report": cmd_report,
+    "analyze": cmd_analyze,
+    "export": cmd_export,
     "run": cmd_run,
     "run-path": cmd_run_path,
     "models": cmd_models,

@@ -6,7 +6,14 @@ Files of a run folder (documented column by column in docs/results.md):
     baselines.csv     NoKD per model, the tuned BLKD, the heuristic's pick
     confirmation.csv  one row per (method, seed) of the seeded confirmation
     summary.json      the answer: winner, heuristic, BLKD, NoKD, compute
-    space.yaml        the space file as run; versions.json: library versions, git rev
+    space.yaml        the space file as run (space.json: as validated)
+    versions.json     library versions, git revision, and `run`: data set, store, recipe
+    phases/*.json     every trial of each phase as Tune returned it (hop store keys included)
+    state.json        running / interrupted / complete
+
+`load(run_dir)` reads the three CSVs back as DataFrames with the schema's dtypes;
+`load_many(paths)` stacks several runs with a `run` column. Rows of trials.csv are in the
+order the searcher proposed them, per phase.
 
 Every file is written to a temporary name in the same folder and renamed into place, so
 a reader (or a crash) never sees half a file. Accuracies are fractions in [0, 1].
@@ -104,14 +111,18 @@ def _jsonable(x):
     return str(x)
 
 
-def frame(kind: str, rows: Iterable[dict]) -> pd.DataFrame:
-    """Rows -> a DataFrame with exactly the schema's columns, in order, with its dtypes."""
+def frame(kind: str, rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Rows (dicts, or a DataFrame) -> a DataFrame with exactly the schema's columns, in
+    order, with its dtypes."""
     schema = SCHEMAS[kind]
-    df = pd.DataFrame(list(rows), columns=list(schema))
+    if isinstance(rows, pd.DataFrame):
+        df = rows.reindex(columns=list(schema)).reset_index(drop=True)
+    else:
+        df = pd.DataFrame(list(rows), columns=list(schema))
     return df.astype(schema)
 
 
-def write_csv(run_dir: str | os.PathLike, kind: str, rows: Iterable[dict]) -> Path:
+def write_csv(run_dir: str | os.PathLike, kind: str, rows: Iterable[dict] | pd.DataFrame) -> Path:
     buf = io.StringIO()
     frame(kind, rows).to_csv(buf, index=False)
     return write_atomic(Path(run_dir) / f"{kind}.csv", buf.getvalue())
@@ -128,32 +139,88 @@ def hop_columns(hops: Sequence[dict]) -> dict:
 
 def load(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """{'trials', 'baselines', 'confirmation'} DataFrames of a run folder, with dtypes.
-    A file that is not there yet gives an empty frame with the right columns."""
+
+    A file that is not there yet gives an empty frame with the right columns. A column
+    missing from the file (written by an older version) is added empty; a column the
+    schema does not know is kept, after the schema's columns.
+    """
     run_dir = Path(run_dir)
     out = {}
     for kind, schema in SCHEMAS.items():
         path = run_dir / f"{kind}.csv"
-        if path.exists():
-            df = pd.read_csv(path, dtype={k: v for k, v in schema.items()})
+        if path.exists() and path.stat().st_size:
+            df = pd.read_csv(path, dtype=schema, keep_default_na=True)
+            for col in schema:
+                if col not in df:
+                    df[col] = pd.Series(pd.NA, index=df.index, dtype=schema[col])
+            extra = [c for c in df.columns if c not in schema]
+            df = df[[*schema, *extra]]
         else:
             df = frame(kind, [])
         out[kind] = df
     return out
 
 
+def run_dir_of(path: str | os.PathLike) -> Path:
+    """A run folder, or one of its CSV/JSON files -> the run folder."""
+    path = Path(path)
+    if path.is_file() and (path.stem in SCHEMAS or path.name == "summary.json"):
+        return path.parent
+    return path
+
+
 def load_many(paths: Iterable[str | os.PathLike]) -> dict[str, pd.DataFrame]:
-    """Several runs stacked, with a `run` column naming each run folder."""
+    """Several runs stacked, with a `run` column naming each run folder (its folder name;
+    two folders of the same name in different places get `parent/name`)."""
+    dirs = [run_dir_of(p) for p in paths]
+    names = [d.resolve().name for d in dirs]
+    labels = [
+        f"{d.resolve().parent.name}/{n}" if names.count(n) > 1 else n for d, n in zip(dirs, names)
+    ]
     parts: dict[str, list] = {k: [] for k in SCHEMAS}
-    for p in paths:
-        p = Path(p)
-        for kind, df in load(p).items():
-            parts[kind].append(df.assign(run=p.name))
+    for d, label in zip(dirs, labels):
+        for kind, df in load(d).items():
+            parts[kind].append(df.assign(run=pd.Series(label, index=df.index, dtype="string")))
     return {
         k: pd.concat(v, ignore_index=True)
         if v
         else frame(k, []).assign(run=pd.Series(dtype="string"))
         for k, v in parts.items()
     }
+
+
+def require_run(run_dir: str | os.PathLike, *, finished: bool = True) -> Path:
+    """The run folder, or a UserError (one line) naming what is wrong with it.
+
+    finished: also require summary.json, which a run writes only once it is complete.
+    """
+    from takd_search.errors import UserError
+
+    run_dir = run_dir_of(run_dir)
+    if not run_dir.exists():
+        raise UserError(f"{run_dir}: no such run folder: pass a folder made by takd-search run")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a run folder: pass a folder made by takd-search run")
+    if not (run_dir / "space.json").exists() and not (run_dir / "trials.csv").exists():
+        raise UserError(
+            f"{run_dir}: not a run folder (no space.json or trials.csv): pass a folder "
+            "made by takd-search run"
+        )
+    if finished and not (run_dir / "summary.json").exists():
+        raise UserError(
+            f"{run_dir}: the run has not finished (no summary.json): resume it with "
+            f"takd-search run --resume {run_dir}"
+        )
+    return run_dir
+
+
+def read_json(run_dir: str | os.PathLike, name: str, default=None):
+    """A JSON file of the run folder (e.g. 'space.json', 'phases/confirm.json'), or
+    `default` when it is not there."""
+    path = Path(run_dir) / name
+    if not path.exists():
+        return default
+    return json.loads(path.read_text())
 
 
 def summary(run_dir: str | os.PathLike) -> dict:

@@ -38,6 +38,10 @@ from takd_search.spec import Space, load_space
 PHASES = ("nokd", "search", "blkd", "confirm")
 
 
+class RunFailed(Exception):
+    """Every trial of a phase failed: nothing to compare; the message says why."""
+
+
 def say(msg: str = "") -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -123,9 +127,15 @@ def run_search(
         if name in done:
             say(f"[{name}] already complete ({len(done[name])} trials), kept")
             return done[name]
-        rows = tuner.run_phase(tuner.Phase(name=name, **common, **kw), tune_root)
+        rows = tuner.run_phase(tuner.Phase(name=name, dataset=ds, **common, **kw), tune_root)
         write_json(run_dir / "phases" / f"{name}.json", rows)
         done[name] = rows
+        if rows and not any(r["status"] in ("completed", "pruned") for r in rows):
+            errors = [r["error"] for r in rows if r["error"]]
+            raise RunFailed(
+                f"every {name} trial failed, e.g. {errors[0] if errors else 'no result'}; "
+                f"the trials' logs are in {tune_root / name}"
+            )
         return rows
 
     try:
@@ -197,6 +207,9 @@ def run_search(
         )
         write_json(run_dir / "summary.json", summary)
         _set_state(run_dir, "complete")
+    except RunFailed:
+        _set_state(run_dir, "failed")
+        raise
     except tuner.Interrupted as e:
         _set_state(run_dir, "interrupted")
         say(

@@ -80,9 +80,9 @@ class PathSpace:
         grid = {f"ta_{c}": [False, True] for c in self.candidates}
         if self.guidance == "search":
             grid["guidance"] = ["chain", "dense"]
-        for h in HYPER:
+        for h in HYPER:  # only what `suggest` asks the trial for: choices of 2 or more
             p = ParamSpace(self.params[h])
-            if p.kind == "choices":
+            if p.kind == "choices" and len(p.values()) > 1:
                 grid[h] = p.values()
         return grid
 

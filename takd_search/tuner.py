@@ -23,6 +23,9 @@ from pathlib import Path
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Ray console tables: we print our own
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no tensorboard/csv noise
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Snapshot the experiment every 2 s (default: >= 10 s): a SIGKILLed driver then loses at
+# most the trials that finished in the last 2 s, which the hop store makes cheap to redo.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 import optuna  # noqa: E402
 import ray  # noqa: E402
@@ -120,34 +123,28 @@ def session_logs() -> str | None:
 _CONTEXTS: dict = {}
 
 
-def _context(run: dict):
-    """The worker's Context for a run: data loaded and moved to the device once per
-    process (actors are reused between trials), store opened once."""
+def _context(run: dict, dataset):
+    """The worker's Context for a run: data moved to the device once per process (actors
+    are reused between trials), store opened once. The data set itself comes from the
+    driver through Ray's object store, so workers (and cluster nodes) need no data files
+    and the driver's checks (md5, formats) are the only ones."""
+    from takd_search.augment import DeviceData
     from takd_search.chain import Context
-    from takd_search.distill import TrainConfig
-    from takd_search.experiment import open_data, open_store
+    from takd_search.distill import TrainConfig, pick_device
+    from takd_search.experiment import open_store
 
     key = (
-        run["dataset"],
-        run["data_dir"],
+        dataset.fingerprint,
         run["device"],
         run["val_fraction"],
         run["split_seed"],
         run["augment"],
-        run["image_size"],
         run["store"],
     )
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
-        data = open_data(
-            run["dataset"],
-            run["data_dir"],
-            device=run["device"],
-            val_fraction=run["val_fraction"],
-            split_seed=run["split_seed"],
-            augment=run["augment"],
-            image_size=run["image_size"],
-        )
+        device = pick_device(run["device"])
+        data = DeviceData(dataset, device, run["val_fraction"], run["split_seed"], run["augment"])
         store = open_store(run["store"], no_store=run["store"] is None)
         _CONTEXTS[key] = Context(
             data, TrainConfig(**run["train"]), store, snapshot_epochs=tuple(run["snapshots"])
@@ -157,7 +154,7 @@ def _context(run: dict):
     return ctx
 
 
-def run_trial(config: dict, run: dict) -> None:
+def run_trial(config: dict, run: dict, dataset=None) -> None:
     """One trial: train config['path'] as a chain and report the student's validation
     accuracy once per epoch (so ASHA can stop it), then a final row with the details.
 
@@ -172,7 +169,7 @@ def run_trial(config: dict, run: dict) -> None:
     torch.set_num_threads(max(1, int(run["cpus"])))
     config = {**config, **config.get("case", {})}  # fixed phases nest their config
     t0 = time.perf_counter()
-    ctx = _context(run)
+    ctx = _context(run, dataset)
     names = config["path"].split(">")
     epochs = ctx.train.epochs
     hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), epochs)]
@@ -260,9 +257,8 @@ def make_sampler(kind: str, seed: int, grid: dict | None = None):
 class Progress(tune.Callback):
     """One console line per event: trials done/running/total and the best so far."""
 
-    def __init__(self, phase: str, total: int | None, stream=None, label: Callable | None = None):
+    def __init__(self, phase: str, total: int | None, label: Callable | None = None):
         self.phase, self.total = phase, total
-        self.stream = stream or sys.stderr
         self.label = label or (lambda cfg: cfg.get("path", "?"))
         self.done = self.failed = 0
         self.running: set = set()
@@ -274,7 +270,7 @@ class Progress(tune.Callback):
         print(
             f"[{self.phase}] {self.done + self.failed}{total} done, {len(self.running)} "
             f"running{f', {self.failed} failed' if self.failed else ''}{best} | {what}",
-            file=self.stream,
+            file=sys.stderr,  # looked up now: Tune pickles callbacks
             flush=True,
         )
 
@@ -311,6 +307,7 @@ class Phase:
 
     name: str
     run: dict
+    dataset: object = None  # takd_search.data.Dataset, shipped to workers by Ray
     configs: list[dict] | None = None
     space: object | None = None
     sampler: str = "tpe"
@@ -327,7 +324,7 @@ class Phase:
 
 
 def _trainable(phase: Phase):
-    trainable = tune.with_parameters(run_trial, run=phase.run)
+    trainable = tune.with_parameters(run_trial, run=phase.run, dataset=phase.dataset)
     return tune.with_resources(trainable, {"cpu": phase.cpu, "gpu": phase.gpu})
 
 
@@ -338,7 +335,6 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
         verbose=0,
         callbacks=[progress],
         failure_config=tune.FailureConfig(max_failures=phase.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
     if phase.space is not None:
         search = PruningOptunaSearch(
@@ -358,17 +354,18 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
         from ray.tune.schedulers import ASHAScheduler
 
         epochs = phase.run["train"]["epochs"]
+        # metric/mode come from TuneConfig: Tune refuses them in both places
         scheduler = ASHAScheduler(
-            metric=METRIC,
-            mode="max",
             time_attr="epoch",
             max_t=epochs,
-            grace_period=phase.grace_epochs or max(1, epochs // 4),
+            grace_period=min(epochs, phase.grace_epochs or max(1, epochs // 4)),
             reduction_factor=3,
         )
     param_space = {"case": tune.grid_search(phase.configs)} if phase.configs else None
     tune_config = tune.TuneConfig(
         search_alg=search,
+        metric=METRIC,
+        mode="max",
         num_samples=num_samples,
         max_concurrent_trials=phase.concurrency,
         scheduler=scheduler,
@@ -380,7 +377,7 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
     )
 
 
-def run_phase(phase: Phase, root: Path, stream=None) -> list[dict]:
+def run_phase(phase: Phase, root: Path) -> list[dict]:
     """Run (or resume) one phase; returns one row per trial from Tune's ResultGrid.
 
     Raises Interrupted when the driver was stopped by SIGINT/SIGTERM: the experiment's
@@ -388,7 +385,7 @@ def run_phase(phase: Phase, root: Path, stream=None) -> list[dict]:
     """
     exp = root / phase.name
     total = phase.n_trials if phase.space is not None else len(phase.configs or [])
-    progress = Progress(phase.name, total, stream, label=lambda cfg: _label(cfg))
+    progress = Progress(phase.name, total, label=_label)
     stop = _StopFlag()
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
     levels = [lg.level for lg in quiet]
@@ -399,7 +396,7 @@ def run_phase(phase: Phase, root: Path, stream=None) -> list[dict]:
             tuner = tune.Tuner.restore(
                 str(exp), trainable=_trainable(phase), resume_errored=True, restart_errored=False
             )
-            tuner._local_tuner._run_config.callbacks = [progress]  # noqa: SLF001
+            # the restored experiment brings back its own (pickled) Progress callback
         else:
             tuner = _tuner(phase, root, progress)
         try:
@@ -408,9 +405,21 @@ def run_phase(phase: Phase, root: Path, stream=None) -> list[dict]:
             for lg, level in zip(quiet, levels):
                 lg.setLevel(level)
     rows = [_row(r) for r in grid]
-    if stop.caught:
-        raise Interrupted(f"{phase.name} phase interrupted by {stop.caught}")
+    if stop.caught or _unfinished(exp, total if phase.time_budget_s is None else None):
+        raise Interrupted(f"the {phase.name} phase was interrupted ({stop.caught or 'Ctrl-C'})")
     return rows
+
+
+def _unfinished(exp: Path, expected: int | None) -> bool:
+    """Did fit() return with trials left to run? Tune's ResultGrid calls an interrupted
+    trial TERMINATED, but its saved experiment state still says RUNNING/PENDING."""
+    try:
+        trials = tune.ExperimentAnalysis(str(exp)).trials
+    except Exception:
+        return False
+    if expected is not None and len(trials) < expected:
+        return True
+    return any(t.status not in ("TERMINATED", "ERROR") for t in trials)
 
 
 def _label(cfg: dict) -> str:
@@ -470,31 +479,20 @@ def _error_line(err) -> str:
 
 
 class _StopFlag:
-    """Notes SIGINT/SIGTERM while a phase runs, and makes SIGTERM graceful.
+    """Makes SIGTERM graceful while a phase runs, and remembers that it came.
 
-    Tune handles SIGINT itself (snapshot, then fit() returns); SIGTERM would kill the
-    driver mid-write, so it is turned into SIGINT for Tune's handler.
+    Tune handles SIGINT itself (it snapshots, then fit() returns). SIGTERM would hit the
+    handler `ray.init` installed (a plain exit, no snapshot), so while fit() runs it is
+    turned into SIGINT. Installed after ray.init, or ray.init would replace it.
     """
 
     def __init__(self):
         self.caught: str | None = None
-        self._old: dict = {}
+        self._old = None
 
     def __enter__(self):
         if _main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.getsignal(sig)
-            signal.signal(signal.SIGTERM, self._on_term)
-            prev = self._old[signal.SIGINT]
-
-            def on_int(signum, frame):
-                self.caught = self.caught or "Ctrl-C"
-                if callable(prev):
-                    prev(signum, frame)
-                else:
-                    raise KeyboardInterrupt
-
-            signal.signal(signal.SIGINT, on_int)
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
         return self
 
     def _on_term(self, signum, frame):
@@ -502,8 +500,8 @@ class _StopFlag:
         os.kill(os.getpid(), signal.SIGINT)
 
     def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
         return False
 
 

@@ -1,0 +1,167 @@
+"""Wall time of a whole small search, with hop reuse, without it, and as an exhaustive grid.
+
+What is measured
+----------------
+Three end-to-end runs of `takd-search run` on the shipped `digits_vgg` space (plain 10 -> 2
+on scikit-learn digits, TAs {8, 6, 4}), each a subprocess with its own `--results` folder
+(and hop store) in a temporary directory, all at the same `--epochs`:
+
+* search: `--space digits_vgg --trials N` with the hop store (fresh, empty);
+* no store: the same command with `--no-store`: every hop of every trial is trained,
+  nothing is shared between trials or phases;
+* grid: the exhaustive grid of the space. The shipped space searches T and alpha over
+  continuous ranges, which no grid covers; the grid run uses a temporary copy of the
+  space file with `sampler: grid` and `--grid-T` x `--grid-alpha` choices (default
+  T in {2, 4, 8}, alpha in {0.3, 0.7}), so it tries every one of the 8 paths with every
+  (T, alpha): 8 x 6 = 48 search trials, with the hop store (fresh, empty).
+
+Each run is the whole procedure: Ray start, NoKD, search, BLKD and seed confirmation
+(confirmation trains fresh seeds, so part of it can never be reused; all three runs do the
+same confirmation work). Printed per run: wall seconds of the subprocess, the run's own
+wall seconds (summary.json), trials per phase, hops trained and reused (summed over every
+phase's trials), and the wall-time ratio against the search. With `--reps 2` or more the
+runs alternate (A/B/C, then C/B/A) and the table shows medians.
+
+Usage:
+    python bench/sweep.py                                   # epochs 10, trials 8
+    python bench/sweep.py --epochs 5 --trials 4 --no-grid   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from takd_search.spec import find_space
+
+PHASES = ("nokd", "search", "blkd", "confirm")
+
+
+def grid_space(src: Path, dest: Path, T: list[float], alpha: list[float]) -> Path:
+    """A copy of the space file with sampler: grid and choice lists for T and alpha."""
+    spec = yaml.safe_load(src.read_text())
+    spec["name"] = f"{spec.get('name') or src.stem}_grid"
+    spec["distill"]["T"] = [float(t) for t in T]
+    spec["distill"]["alpha"] = [float(a) for a in alpha]
+    spec["distill"]["per_hop"] = False
+    spec["search"]["sampler"] = "grid"
+    spec["search"].pop("n_trials", None)
+    spec["search"].pop("time_budget_s", None)
+    dest.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return dest
+
+
+def run_cli(label: str, args: list[str], results: Path, log: Path) -> dict:
+    """Run `takd-search run ARGS --results RESULTS`; returns timings and counts."""
+    env = {k: v for k, v in os.environ.items() if k != "TAKD_STORE"}
+    cmd = [sys.executable, "-m", "takd_search.cli", "run", *args, "--new", "--results", str(results)]
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = log.read_text().splitlines()[-15:]
+        raise SystemExit(f"{label} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+    run_dir = next(d for d in results.iterdir() if (d / "summary.json").exists())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    trials, trained, reused = {}, 0, 0
+    for ph in PHASES:
+        rows = json.loads((run_dir / "phases" / f"{ph}.json").read_text())
+        trials[ph] = len(rows)
+        trained += sum(r["metrics"].get("hops_trained", 0) for r in rows)
+        reused += sum(r["metrics"].get("hops_reused", 0) for r in rows)
+    return {
+        "wall": wall,
+        "run_wall": summary["compute"]["wall_seconds"],
+        "trials": trials,
+        "trained": trained,
+        "reused": reused,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--space", default="digits_vgg")
+    p.add_argument("--trials", type=int, default=8, help="search trials (fixed count)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per hop")
+    p.add_argument("--grid-T", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.3, 0.7])
+    p.add_argument("--no-grid", action="store_true", help="skip the grid run")
+    p.add_argument("--reps", type=int, default=1, help="runs of each set-up (alternating)")
+    p.add_argument("--keep", help="keep run folders and logs here instead of a temp dir")
+    args = p.parse_args(argv)
+
+    import platform
+
+    import torch
+
+    print(
+        f"# nproc {os.cpu_count()}, torch {torch.__version__}, python "
+        f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M:%S')}; load average "
+        f"at start {' '.join(open('/proc/loadavg').read().split()[:3])}"
+    )
+    print(
+        f"# space {args.space}, {args.trials} search trials, {args.epochs} epochs/hop; grid "
+        f"T {args.grid_T} x alpha {args.grid_alpha}; reps {args.reps}"
+    )
+    base = ["--space", args.space, "--epochs", str(args.epochs)]
+    with tempfile.TemporaryDirectory(prefix="takd-bench-sweep-") as tmp:
+        root = Path(args.keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        setups = {
+            "search": base + ["--trials", str(args.trials)],
+            "no store": base + ["--trials", str(args.trials), "--no-store"],
+        }
+        if not args.no_grid:
+            gfile = grid_space(
+                find_space(args.space), root / "grid_space.yaml", args.grid_T, args.grid_alpha
+            )
+            setups["grid"] = ["--space", str(gfile), "--epochs", str(args.epochs)]
+        runs: dict[str, list[dict]] = {k: [] for k in setups}
+        for rep in range(args.reps):
+            order = list(setups) if rep % 2 == 0 else list(reversed(setups))
+            for name in order:
+                tag = f"{name.replace(' ', '_')}-{rep}"
+                r = run_cli(name, setups[name], root / tag, root / f"{tag}.log")
+                runs[name].append(r)
+                print(
+                    f"# rep {rep + 1} {name}: {r['wall']:.1f} s, trials {r['trials']}, "
+                    f"{r['trained']} hops trained, {r['reused']} reused",
+                    flush=True,
+                )
+
+    med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
+    head = (
+        f"{'set-up':<9} {'trials (nokd/search/blkd/confirm)':>34} {'hops trained':>12} "
+        f"{'reused':>6} {'wall s':>7} {'run s':>6} {'x search':>8}"
+    )
+    print()
+    print(head)
+    print("-" * len(head))
+    for name, rs in runs.items():
+        r = rs[0]
+        t = "/".join(str(r["trials"][ph]) for ph in PHASES)
+        run_s = statistics.median(x["run_wall"] for x in rs)
+        print(
+            f"{name:<9} {t:>34} {r['trained']:>12} {r['reused']:>6} {med[name]:>7.1f} "
+            f"{run_s:>6.1f} {med[name] / med['search']:>8.2f}"
+        )
+    print(
+        f"\nno store / search = {med['no store'] / med['search']:.2f}x (target >= 3x)"
+        + (f"; grid / search = {med['grid'] / med['search']:.2f}x" if "grid" in med else "")
+    )
+    print(f"# load average at end {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,888 @@
+"""`takd-search report RUN_DIR`: report.md and four PNG plots from a run folder alone.
+
+Everything here reads the run folder's CSVs and JSON files (see `results`); nothing
+imports Ray or torch, so a report can be made on a laptop from a copied folder. Optuna is
+imported (lazily) only to compute parameter importances from trials.csv.
+
+Files written into the run folder (or `--out DIR`):
+
+    report.md                the answer in words, the key table, and the plots below
+    nokd_vs_size.png         NoKD accuracy against depth and parameter count (TAKD Fig. 4)
+    paths_accuracy.png       confirmed paths: test accuracy mean +- std, BLKD/NoKD lines
+    search_progress.png      best-so-far validation accuracy against trials and compute
+    hyperparameters.png      accuracy against T, alpha (...) and Optuna's importances
+
+Accuracies are fractions in the CSVs and percentages in the report; differences are in
+percentage points (pp), paired by seed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from takd_search import results
+from takd_search.baselines import paired_summary
+
+HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
+HYPER_LABEL = {
+    "T": "temperature T",
+    "alpha": "soft-loss weight alpha",
+    "kd_epochs": "kd_epochs (fraction of the hop's epochs)",
+    "parent_epoch": "parent_epoch (fraction of the parent's epochs)",
+}
+PLOTS = {
+    "nokd_size": "nokd_vs_size.png",
+    "paths": "paths_accuracy.png",
+    "progress": "search_progress.png",
+    "hyper": "hyperparameters.png",
+}
+MIN_IMPORTANCE_TRIALS = 4  # fewer completed search trials: a note instead of importances
+REFERENCE = ("blkd", "nokd")  # confirmation methods drawn as reference lines
+
+
+# ---- the run folder -----------------------------------------------------------------------
+@dataclass
+class Run:
+    """A finished run folder, loaded: the three tables and the JSON files."""
+
+    dir: Path
+    trials: pd.DataFrame
+    baselines: pd.DataFrame
+    confirmation: pd.DataFrame
+    summary: dict
+    space: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.dir.resolve().name
+
+
+def open_run(run_dir: str | os.PathLike) -> Run:
+    """Load a finished run folder; a UserError (one line) if it is missing or unfinished."""
+    d = results.require_run(run_dir, finished=True)
+    t = results.load(d)
+    return Run(
+        dir=d,
+        trials=t["trials"],
+        baselines=t["baselines"],
+        confirmation=t["confirmation"],
+        summary=results.summary(d),
+        space=results.read_json(d, "space.json", {}) or {},
+        versions=results.read_json(d, "versions.json", {}) or {},
+    )
+
+
+# ---- numbers ------------------------------------------------------------------------------
+def _method_key(m: str) -> tuple:
+    if m.startswith("top") and m[3:].isdigit():
+        return (0, int(m[3:]), m)
+    return ({"heuristic": 1, "blkd": 2, "nokd": 3}.get(m, 4), 0, m)
+
+
+def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
+    """One row per confirmed method: path, seeds, val/test mean and std, and the paired
+    test-accuracy difference (mean, std, p) against BLKD and against NoKD.
+
+    Only rows with status `completed` count. Columns are fractions, like the CSVs.
+    """
+    cols = [
+        "method",
+        "path",
+        "guidance",
+        "seeds",
+        "val_mean",
+        "val_std",
+        "test_mean",
+        "test_std",
+        "diff_vs_blkd",
+        "diff_std_vs_blkd",
+        "p_vs_blkd",
+        "diff_vs_nokd",
+        "diff_std_vs_nokd",
+        "p_vs_nokd",
+    ]
+    ok = confirmation[confirmation["status"] == "completed"]
+    recs = [
+        {
+            "method": r["method"],
+            "seed": None if pd.isna(r["seed"]) else int(r["seed"]),
+            "val_acc": None if pd.isna(r["val_acc"]) else float(r["val_acc"]),
+            "test_acc": None if pd.isna(r["test_acc"]) else float(r["test_acc"]),
+        }
+        for r in ok.to_dict("records")
+    ]
+    vs_blkd = paired_summary(recs, "blkd")
+    vs_nokd = paired_summary(recs, "nokd")
+    val = paired_summary(recs, "blkd", metric="val_acc")
+    rows = []
+    for m in sorted(set(ok["method"].dropna()), key=_method_key):
+        first = ok[ok["method"] == m].iloc[0]
+        t, n, v = vs_blkd.get(m, {}), vs_nokd.get(m, {}), val.get(m, {})
+        rows.append(
+            {
+                "method": m,
+                "path": first["path"],
+                "guidance": first["guidance"],
+                "seeds": t.get("n", v.get("n", 0)),
+                "val_mean": v.get("mean"),
+                "val_std": v.get("std"),
+                "test_mean": t.get("mean"),
+                "test_std": t.get("std"),
+                "diff_vs_blkd": t.get("diff_vs_blkd") if m != "blkd" else None,
+                "diff_std_vs_blkd": t.get("diff_std_vs_blkd") if m != "blkd" else None,
+                "p_vs_blkd": t.get("p_vs_blkd"),
+                "diff_vs_nokd": n.get("diff_vs_nokd") if m != "nokd" else None,
+                "diff_std_vs_nokd": n.get("diff_std_vs_nokd") if m != "nokd" else None,
+                "p_vs_nokd": n.get("p_vs_nokd"),
+            }
+        )
+    df = pd.DataFrame(rows, columns=cols)
+    return df.astype({c: "float64" for c in cols[4:]} | {"seeds": "Int64"})
+
+
+def device_kind(run: Run) -> tuple[str, float]:
+    """('GPU' or 'CPU', the resource one trial holds): compute = training seconds x that."""
+    res = run.space.get("resources", {}) or {}
+    gpu = float(res.get("gpu") or 0.0)
+    if gpu > 0:
+        return "GPU", gpu
+    return "CPU", float(res.get("cpu") or 1.0)
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """A readable unit for a total of `seconds`: (name, seconds per unit)."""
+    if seconds < 120:
+        return "seconds", 1.0
+    if seconds < 2 * 3600:
+        return "minutes", 60.0
+    return "hours", 3600.0
+
+
+def progress_frame(trials: pd.DataFrame, phase: str, per_trial: float = 1.0) -> pd.DataFrame:
+    """Trials of one phase in the order proposed: trial number, val_acc (completed only),
+    best so far, and cumulative training seconds x `per_trial` resources (reused hops
+    cost nothing, so a trial whose hops were all in the store adds 0)."""
+    t = trials[trials["phase"] == phase].reset_index(drop=True)
+    ok = (t["status"] == "completed") & t["val_acc"].notna()
+    val = t["val_acc"].where(ok).astype("float64")
+    cost = t["train_seconds"].astype("float64").fillna(0.0) * per_trial
+    return pd.DataFrame(
+        {
+            "trial": np.arange(1, len(t) + 1),
+            "status": t["status"],
+            "path": t["path"],
+            "val_acc": val,
+            "val_any": t["val_acc"].astype("float64"),
+            "best_so_far": val.cummax().ffill(),
+            "cost_seconds": cost.cumsum(),
+        }
+    )
+
+
+def _distribution(spec):
+    """An Optuna distribution for one distill parameter of space.json, or None if fixed."""
+    import optuna
+
+    if isinstance(spec, dict) and "low" in spec:
+        return optuna.distributions.FloatDistribution(
+            float(spec["low"]), float(spec["high"]), log=bool(spec.get("log"))
+        )
+    if isinstance(spec, list) and len(spec) > 1:
+        return optuna.distributions.CategoricalDistribution([float(v) for v in spec])
+    return None
+
+
+def _hop_params(row: dict, per_hop: bool) -> dict:
+    """The per-hop values of one trials.csv row as the searcher named them: `T` (shared,
+    per_hop false) or `T_plain4` (the hop into plain4, per_hop true)."""
+    try:
+        hops = json.loads(row["hops"]) if isinstance(row["hops"], str) else []
+    except ValueError:
+        hops = []
+    names = str(row["path"]).split(">")
+    out = {}
+    for child, hop in zip(names[1:], hops):
+        for h in HYPER:
+            if hop.get(h) is not None:
+                out[h if not per_hop else f"{h}_{child}"] = float(hop[h])
+        if not per_hop:
+            break
+    return out
+
+
+def param_importances(run: Run) -> tuple[pd.Series | None, str]:
+    """Optuna's fANOVA importances of the searched parameters, from the completed search
+    trials of trials.csv: (importances, note). None (and why, in the note) when there are
+    too few trials or nothing varied."""
+    t = run.trials
+    done = t[(t["phase"] == "search") & (t["status"] == "completed") & t["val_acc"].notna()]
+    if len(done) < MIN_IMPORTANCE_TRIALS:
+        return None, (
+            f"Too few completed search trials ({len(done)}) for parameter importances: "
+            f"they need at least {MIN_IMPORTANCE_TRIALS}."
+        )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    distill = run.space.get("distill", {}) or {}
+    per_hop = bool(distill.get("per_hop"))
+    teacher, student = run.summary.get("teacher"), run.summary.get("student")
+    rows = done.to_dict("records")
+    candidates = sorted(
+        {m for r in rows for m in str(r["path"]).split(">")[1:-1]} - {teacher, student}
+    )
+    dists: dict = {f"ta_{c}": optuna.distributions.CategoricalDistribution([False, True])
+                   for c in candidates}  # fmt: skip
+    if (run.space.get("search", {}) or {}).get("guidance") == "search":
+        dists["guidance"] = optuna.distributions.CategoricalDistribution(["chain", "dense"])
+    trials = []
+    for r in rows:
+        names = str(r["path"]).split(">")
+        params = {f"ta_{c}": c in names[1:-1] for c in candidates}
+        if "guidance" in dists:
+            params["guidance"] = r["guidance"]
+        for name, value in _hop_params(r, per_hop).items():
+            base = next(h for h in HYPER if name == h or name.startswith(h + "_"))
+            if name not in dists:
+                d = _distribution(distill.get(base))
+                if d is None:
+                    continue
+                dists[name] = d
+            params[name] = value
+        trials.append((params, float(r["val_acc"])))
+    # widen float ranges to what was observed (a space edited after the run, rounding)
+    for name, d in list(dists.items()):
+        if isinstance(d, optuna.distributions.FloatDistribution):
+            seen = [p[name] for p, _ in trials if name in p]
+            if seen:
+                dists[name] = optuna.distributions.FloatDistribution(
+                    min(d.low, *seen), max(d.high, *seen), log=d.log
+                )
+    varied = [
+        k for k in dists if all(k in p for p, _ in trials) and len({p[k] for p, _ in trials}) > 1
+    ]
+    if not varied:
+        return None, "No searched parameter took two different values in every trial."
+    try:
+        study = optuna.create_study(direction="maximize")
+        study.add_trials(
+            [
+                optuna.trial.create_trial(
+                    params=p, distributions={k: dists[k] for k in p}, value=v
+                )
+                for p, v in trials
+            ]
+        )
+        imp = optuna.importance.get_param_importances(
+            study,
+            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            params=varied,
+        )
+    except Exception as e:  # a degenerate study must not stop the report
+        return None, f"Parameter importances could not be computed ({type(e).__name__}: {e})."
+    s = pd.Series(imp, dtype="float64", name="importance").sort_values(ascending=False)
+    note = (
+        f"fANOVA importances over {len(trials)} completed search trials: the share of the "
+        "validation accuracy's variance each parameter explains"
+        + (" (rough with this few trials)." if len(trials) < 20 else ".")
+    )
+    return s, note
+
+
+# ---- formatting ---------------------------------------------------------------------------
+def pct(x, std=None, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+        return "-"
+    s = f"{100 * float(x):.{digits}f}"
+    if std is not None and not pd.isna(std):
+        s += f" ± {100 * float(std):.{digits}f}"
+    return s + " %"
+
+
+def pp(diff, std=None, p=None) -> str:
+    """A paired difference in percentage points, with its std and p-value."""
+    if diff is None or pd.isna(diff):
+        return "-"
+    s = f"{100 * float(diff):+.2f}"
+    if std is not None and not pd.isna(std):
+        s += f" ± {100 * float(std):.2f}"
+    s += " pp"
+    if p is not None and not pd.isna(p):
+        s += f" (p={float(p):.2g})"
+    return s
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of `df` as it is (cells str()-ed, '-' for NA)."""
+
+    def cell(v) -> str:
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def key_table(stats: pd.DataFrame, winner: str | None) -> pd.DataFrame:
+    """The confirmed methods as the report prints them (strings, percentages)."""
+    rows = []
+    for r in stats.to_dict("records"):
+        rows.append(
+            {
+                "method": r["method"] + (" (winner)" if r["method"] == winner else ""),
+                "path": r["path"],
+                "seeds": r["seeds"],
+                "val %": pct(r["val_mean"]).removesuffix(" %"),
+                "test % (mean ± std)": pct(r["test_mean"], r["test_std"]).removesuffix(" %"),
+                "vs BLKD": pp(r["diff_vs_blkd"], r["diff_std_vs_blkd"], r["p_vs_blkd"]),
+                "vs NoKD": pp(r["diff_vs_nokd"], r["diff_std_vs_nokd"], r["p_vs_nokd"]),
+            }
+        )
+    cols = ["method", "path", "seeds", "val %", "test % (mean ± std)", "vs BLKD", "vs NoKD"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def console_table(df: pd.DataFrame) -> str:
+    from takd_search.progress import table
+
+    rows = [
+        {c: ("-" if pd.isna(v) else str(v)) for c, v in r.items()} for r in df.to_dict("records")
+    ]
+    return table(rows, [(c, c) for c in df.columns])
+
+
+def _significance(p) -> str:
+    if p is None or pd.isna(p):
+        return "too few paired seeds for a test"
+    if p < 0.05:
+        return f"significant at the 5 % level (p = {p:.2g})"
+    return f"not significant (p = {p:.2g}); more seeds would be needed to separate them"
+
+
+def _hops_text(hops: list[dict] | None) -> str:
+    if not hops:
+        return "no distillation"
+    keys = [h for h in HYPER if h in hops[0]]
+
+    def one(h):
+        return ", ".join(f"{k}={h[k]:.3g}" for k in keys if h.get(k) is not None)
+
+    if all(h == hops[0] for h in hops):
+        return one(hops[0]) + (" on every hop" if len(hops) > 1 else "")
+    return "; ".join(f"hop {i}: {one(h)}" for i, h in enumerate(hops, 1))
+
+
+def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
+    """The answer in words: best path, gains with uncertainty, heuristic, compute."""
+    s = run.summary
+    by = {r["method"]: r for r in stats.to_dict("records")}
+    win = s.get("winner")
+    out = []
+    b = by.get(win)
+    blkd, nokd = by.get("blkd"), by.get("nokd")
+    if b is None:
+        out.append("- **No path was confirmed**: the confirmation phase has no completed rows.")
+    else:
+        out.append(
+            f"- **Best path: `{b['path']}`** ({b['guidance']} guidance, confirmation label "
+            f"`{win}`; {_hops_text((s.get('best') or {}).get('hops'))}): test accuracy "
+            f"**{pct(b['test_mean'], b['test_std'])}** (mean ± std over {b['seeds']} seeds). "
+            f"It was chosen by its mean validation accuracy, {pct(b['val_mean'])}; the test "
+            "set did not take part in the choice."
+        )
+        for ref, name, what in ((blkd, "BLKD", "teacher -> student directly, T/alpha tuned"),
+                                (nokd, "NoKD", "the student trained alone")):  # fmt: skip
+            if ref is None:
+                out.append(f"- {name} was not confirmed, so no gain over it can be given.")
+                continue
+            key = name.lower()
+            out.append(
+                f"- Gain over {name} (`{ref['path']}`, {what}: "
+                f"{pct(ref['test_mean'], ref['test_std'])}): "
+                f"**{pp(b[f'diff_vs_{key}'], b[f'diff_std_vs_{key}'])}** "
+                f"(paired by seed, mean ± std of the differences); "
+                f"{_significance(b[f'p_vs_{key}'])}."
+            )
+    ta = s.get("heuristic_ta")
+    h = by.get("heuristic")
+    nv = s.get("nokd_val") or {}
+    if ta:
+        teacher, student = s.get("teacher"), s.get("student")
+        mean = (nv[teacher] + nv[student]) / 2 if teacher in nv and student in nv else None
+        found = (
+            "**found the best path**"
+            if s.get("heuristic_found_best")
+            else "**did not find the best path**"
+        )
+        line = (
+            f"- The TAKD heuristic (the TA whose NoKD validation accuracy is nearest the "
+            f"teacher/student mean{', ' + pct(mean) if mean is not None else ''}) picked "
+            f"`{ta}` ({pct(nv.get(ta))}), giving the path "
+            f"`{(s.get('heuristic') or {}).get('path')}`; the heuristic {found}"
+        )
+        if h is not None:
+            line += f": {pct(h['test_mean'], h['test_std'])} on test"
+            if b is not None and h["method"] != win:
+                d = h["test_mean"] - b["test_mean"]
+                line += f" ({100 * d:+.2f} pp against the best path)"
+        out.append(line + ".")
+    else:
+        out.append("- The space has no candidate TAs, so the heuristic had nothing to pick.")
+    c = s.get("compute", {}) or {}
+    kind, per = device_kind(run)
+    secs = float(run.trials["train_seconds"].astype("float64").fillna(0).sum()) * per
+    unit, div = time_unit(secs)
+    n_search = int(c.get("search_trials", 0))
+    grid = c.get("grid_trials")
+    line = (
+        f"- Compute: {n_search} search trials ({c.get('search_completed', 0)} completed, "
+        f"{c.get('search_pruned', 0)} pruned, {c.get('search_failed', 0)} failed) and "
+        f"{c.get('blkd_trials', 0)} BLKD trials; {c.get('hops_trained', 0)} hops trained, "
+        f"{c.get('hops_reused', 0)} reused from the hop store (free); "
+        f"{secs / div:.3g} {kind}-{unit} of training"
+        f" (whole run including NoKD and confirmation: {c.get('wall_seconds', 0):.0f} s wall)."
+    )
+    if grid:
+        search_secs = (
+            float(
+                run.trials.loc[run.trials["phase"] == "search", "train_seconds"]
+                .astype("float64")
+                .fillna(0)
+                .sum()
+            )
+            * per
+        )
+        per_trial = search_secs / n_search if n_search else float("nan")
+        gu, gdiv = time_unit(per_trial * grid) if n_search else ("hours", 3600.0)
+        line += (
+            f" An exhaustive grid of the same space is {grid} trials (continuous ranges "
+            f"counted as 5 points, {c.get('paths', '?')} paths): the search ran "
+            f"{100 * n_search / grid:.1f} % of that"
+        )
+        if n_search and per_trial == per_trial:
+            line += (
+                f", and at this run's mean cost per search trial ({per_trial:.3g} {kind}-"
+                f"seconds, reuse included) the grid would take about "
+                f"{per_trial * grid / gdiv:.3g} {kind}-{gu}"
+            )
+        line += "."
+    out.append(line)
+    return out
+
+
+# ---- plots --------------------------------------------------------------------------------
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no GUI (Agg)
+
+    return Figure(figsize=(w, h), dpi=110, layout="constrained")
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return results.write_atomic(path, buf.getvalue())
+
+
+def _depth(model: str) -> float:
+    m = re.match(r"[a-zA-Z]+(\d+)", str(model))
+    return float(m.group(1)) if m else float("nan")
+
+
+def _depth_label(family: str | None) -> str:
+    return {
+        "plain": "depth (conv layers)",
+        "vgg": "depth (conv layers)",
+        "resnet": "depth (layers, 6n+2)",
+        "mlp": "depth (hidden layers)",
+    }.get(str(family).lower(), "depth (layers)")
+
+
+def plot_nokd_vs_size(run: Run, path: Path) -> Path:
+    """NoKD accuracy against depth and against parameters, with the teacher/student mean
+    and the heuristic's pick (the TAKD paper's Fig. 4 view)."""
+    b = run.baselines
+    n = b[(b["kind"] == "nokd") & b["val_acc"].notna()].copy()
+    n["depth"] = n["model"].map(_depth)
+    s = run.summary
+    teacher, student, ta = s.get("teacher"), s.get("student"), s.get("heuristic_ta")
+    best_tas = set(str((s.get("best") or {}).get("path", "")).split(">")[1:-1])
+    family = (run.space.get("models", {}) or {}).get("family")
+    fig = _figure(11, 4.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    tv = n.loc[n["model"] == teacher, "val_acc"]
+    sv = n.loc[n["model"] == student, "val_acc"]
+    mean = (float(tv.iloc[0]) + float(sv.iloc[0])) / 2 if len(tv) and len(sv) else None
+    for ax, xcol, xlabel, log in (
+        (axes[0], "depth", _depth_label(family), False),
+        (axes[1], "params", "parameters (log scale)", True),
+    ):
+        d = n.dropna(subset=[xcol]).sort_values(xcol)
+        if d.empty:
+            ax.text(0.5, 0.5, "no NoKD results", ha="center", va="center", transform=ax.transAxes)
+            continue
+        x = d[xcol].astype("float64")
+        ax.plot(x, 100 * d["val_acc"], "o-", color="C0", label="validation (heuristic uses)")
+        if d["test_acc"].notna().any():
+            ax.plot(x, 100 * d["test_acc"], "s--", color="C7", mfc="none", label="test (reported)")
+        if mean is not None:
+            ax.axhline(100 * mean, ls=":", color="C3", label=f"teacher/student mean {pct(mean)}")
+        for r, xv in zip(d.to_dict("records"), x):
+            role = {"teacher": "T", "student": "S"}.get(r["role"], "")
+            ax.annotate(
+                f"{r['model']}{' (' + role + ')' if role else ''}",
+                (xv, 100 * r["val_acc"]),
+                textcoords="offset points",
+                xytext=(0, 11),
+                ha="center",
+                fontsize=8,
+            )
+            if r["model"] in best_tas:
+                ax.plot(xv, 100 * r["val_acc"], "o", ms=14, mfc="none", mec="C2", mew=2)
+        if ta is not None and ta in set(d["model"]):
+            r = d[d["model"] == ta].iloc[0]
+            ax.plot(
+                float(r[xcol]), 100 * r["val_acc"], "*", ms=18, color="C3", mec="k",
+                label=f"heuristic pick: {ta}",
+            )  # fmt: skip
+        if best_tas:
+            ax.plot([], [], "o", ms=10, mfc="none", mec="C2", mew=2, label="TA on the best path")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("NoKD accuracy (%)")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=5, fontsize=8)
+    fig.suptitle(
+        f"Models trained alone (NoKD) on {s.get('dataset')}: accuracy against size "
+        f"(teacher {teacher}, student {student})"
+    )
+    return _save(fig, path)
+
+
+def plot_paths(run: Run, stats: pd.DataFrame, path: Path) -> Path:
+    """Each confirmed path's student test accuracy (mean +- std over seeds, seeds as
+    dots), with BLKD and NoKD as reference lines (mean, +-std band)."""
+    c = run.confirmation
+    ok = c[(c["status"] == "completed") & c["test_acc"].notna()]
+    win = run.summary.get("winner")
+    rows = stats[~stats["method"].isin(REFERENCE) & stats["test_mean"].notna()]
+    fig = _figure(10, 2.2 + 0.55 * max(1, len(rows)))
+    ax = fig.subplots()
+    for i, r in enumerate(rows.to_dict("records")):
+        colour = "C2" if r["method"] == win else "C0"
+        seeds = ok.loc[ok["method"] == r["method"], "test_acc"].astype("float64")
+        ax.scatter(100 * seeds, [i] * len(seeds), s=14, color="0.55", zorder=2)
+        ax.errorbar(
+            100 * r["test_mean"], i, xerr=100 * (r["test_std"] or 0), fmt="o", ms=8,
+            capsize=5, color=colour, zorder=3,
+        )  # fmt: skip
+    labels = [
+        f"{r['method']}{' (winner)' if r['method'] == win else ''}: {r['path']}"
+        for r in rows.to_dict("records")
+    ]
+    ax.set_yticks(range(len(rows)), labels)
+    for i, lab in enumerate(ax.get_yticklabels()):
+        if rows.iloc[i]["method"] == win:
+            lab.set_fontweight("bold")
+    for m, colour, name in (("blkd", "C1", "BLKD"), ("nokd", "C3", "NoKD")):
+        r = stats[stats["method"] == m]
+        if r.empty or pd.isna(r.iloc[0]["test_mean"]):
+            continue
+        r = r.iloc[0]
+        mu, sd = 100 * r["test_mean"], 100 * (r["test_std"] or 0)
+        ax.axvline(
+            mu,
+            color=colour,
+            ls="--",
+            label=f"{name} {r['path']}: {pct(r['test_mean'], r['test_std'])}",
+        )
+        ax.axvspan(mu - sd, mu + sd, color=colour, alpha=0.12)
+    ax.scatter([], [], s=14, color="0.55", label="one seed")
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    n_seeds = int(stats["seeds"].max()) if len(stats) and stats["seeds"].notna().any() else 0
+    ax.set_xlabel(f"student test accuracy (%), mean ± std over {n_seeds} confirmation seeds")
+    ax.grid(axis="x", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle(
+        f"Confirmed paths {run.summary.get('teacher')} -> {run.summary.get('student')} "
+        f"on {run.summary.get('dataset')} (winner chosen on validation accuracy)"
+    )
+    if rows.empty:
+        ax.text(0.5, 0.5, "no confirmed path", ha="center", va="center", transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def plot_progress(run: Run, path: Path) -> Path:
+    """Best-so-far validation accuracy against trials and against compute."""
+    from matplotlib.ticker import MaxNLocator
+
+    kind, per = device_kind(run)
+    frames = {p: progress_frame(run.trials, p, per) for p in ("search", "blkd")}
+    total = max((f["cost_seconds"].iloc[-1] for f in frames.values() if len(f)), default=0.0)
+    unit, div = time_unit(total)
+    fig = _figure(11, 4.4)
+    axes = fig.subplots(1, 2, sharey=True)
+    for p, colour, name in (("search", "C0", "path search"), ("blkd", "C1", "BLKD search")):
+        f = frames[p]
+        if f.empty:
+            continue
+        ok = f["val_acc"].notna()
+        pruned = f["status"] == "pruned"
+        for ax, x in ((axes[0], f["trial"]), (axes[1], f["cost_seconds"] / div)):
+            ax.step(x, 100 * f["best_so_far"], where="post", color=colour, lw=2,
+                    label=f"best so far: {name}")  # fmt: skip
+            ax.scatter(x[ok], 100 * f.loc[ok, "val_acc"], s=22, color=colour, alpha=0.5,
+                       label=f"one trial: {name}")  # fmt: skip
+            if pruned.any():
+                ax.scatter(x[pruned], 100 * f.loc[pruned, "val_any"], marker="x",
+                           color="0.5", label=f"stopped early: {name}")  # fmt: skip
+    b = run.baselines
+    sv = b[(b["kind"] == "nokd") & (b["role"] == "student")]["val_acc"].dropna()
+    for ax in axes:
+        if len(sv):
+            ax.axhline(
+                100 * sv.iloc[0], color="C3", ls=":", label=f"NoKD student {pct(sv.iloc[0])}"
+            )
+        ax.grid(alpha=0.3)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_xlabel("trial (in the order the searcher proposed them)")
+    axes[1].set_xlabel(f"cumulative {kind}-{unit} of training (reused hops are free)")
+    axes[0].set_ylabel("student validation accuracy (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[1].legend(handles, labels, fontsize=8, loc="lower right")
+    fig.suptitle(f"Search progress: {run.summary.get('space')} ({run.summary.get('dataset')})")
+    return _save(fig, path)
+
+
+def _hyper_frame(run: Run) -> tuple[pd.DataFrame, bool]:
+    """Completed search and BLKD trials with one value per hyper-parameter: the shared
+    value (per_hop false) or the last hop's, into the student (per_hop true)."""
+    per_hop = bool((run.space.get("distill", {}) or {}).get("per_hop"))
+    t = run.trials
+    t = t[t["phase"].isin(["search", "blkd"]) & (t["status"] == "completed")]
+    t = t[t["val_acc"].notna()]
+    rows = []
+    for r in t.to_dict("records"):
+        try:
+            hops = json.loads(r["hops"]) if isinstance(r["hops"], str) else []
+        except ValueError:
+            hops = []
+        if not hops:
+            continue
+        hop = hops[-1] if per_hop else hops[0]
+        rows.append(
+            {
+                "phase": r["phase"],
+                "n_tas": int(r["n_tas"]) if not pd.isna(r["n_tas"]) else 0,
+                "val_acc": float(r["val_acc"]),
+                **{h: hop.get(h) for h in HYPER},
+            }
+        )
+    return pd.DataFrame(rows, columns=["phase", "n_tas", "val_acc", *HYPER]), per_hop
+
+
+def plot_hyper(run: Run, importances: pd.Series | None, note: str, path: Path) -> Path:
+    """Validation accuracy against each searched hyper-parameter (colour = number of TAs),
+    plus Optuna's parameter importances (or a note when there are too few trials)."""
+    df, per_hop = _hyper_frame(run)
+    distill = run.space.get("distill", {}) or {}
+    varied = [h for h in HYPER if len(df) and df[h].dropna().nunique() > 1]
+    panels = max(1, len(varied)) + 1
+    ncols = min(3, panels)
+    nrows = math.ceil(panels / ncols)
+    fig = _figure(4.3 * ncols, 3.9 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    tas = sorted(df["n_tas"].unique()) if len(df) else []
+    for ax, h in zip(axes, varied):
+        for k, n_ta in enumerate(tas):
+            for phase, marker in (("search", "o"), ("blkd", "s")):
+                d = df[(df["n_tas"] == n_ta) & (df["phase"] == phase)]
+                if d.empty:
+                    continue
+                label = (
+                    "BLKD search (0 TAs)"
+                    if phase == "blkd"
+                    else f"{n_ta} TA{'s' if n_ta != 1 else ''}"
+                )
+                ax.scatter(d[h], 100 * d["val_acc"], marker=marker, s=36, alpha=0.8,
+                           color=f"C{k}", edgecolors="k" if phase == "blkd" else "none",
+                           label=label)  # fmt: skip
+        spec = distill.get(h)
+        if isinstance(spec, dict) and spec.get("log"):
+            _log_axis(ax)
+        ax.set_xlabel(HYPER_LABEL[h] + (" of the last hop" if per_hop else " (every hop)"))
+        ax.set_ylabel("student validation accuracy (%)")
+        ax.grid(alpha=0.3)
+    if varied:
+        axes[0].legend(fontsize=8, title="path", title_fontsize=8)
+    else:
+        ax = axes[0]
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no hyper-parameter varied in this search", ha="center",
+                va="center", transform=ax.transAxes, wrap=True)  # fmt: skip
+    ax = axes[max(1, len(varied))]
+    if importances is not None and len(importances):
+        imp = importances.iloc[::-1]
+        ax.barh(list(imp.index), imp.values, color="C4")
+        ax.set_xlabel("importance (share of val. accuracy variance, fANOVA)")
+        ax.set_xlim(0, max(1e-9, float(imp.max())) * 1.15)
+        ax.set_title("Optuna parameter importances", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    else:
+        ax.axis("off")
+        ax.set_title("Optuna parameter importances", fontsize=10)
+        ax.text(0.5, 0.5, _wrap(note, 40), ha="center", va="center", transform=ax.transAxes)
+    for extra in axes[max(1, len(varied)) + 1 :]:
+        extra.axis("off")
+    fig.suptitle(f"Hyper-parameter effects: {run.summary.get('space')} (completed trials)")
+    return _save(fig, path)
+
+
+def _log_axis(ax) -> None:
+    """A log x axis labelled 1, 2, 5, 10, 20 ... in plain numbers (no 2x10^0 clutter)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+# ---- the report ---------------------------------------------------------------------------
+def _nokd_table(run: Run) -> pd.DataFrame:
+    b = run.baselines
+    n = b[b["kind"] == "nokd"]
+    ta = run.summary.get("heuristic_ta")
+    return pd.DataFrame(
+        {
+            "model": n["model"],
+            "role": n["role"],
+            "params": n["params"].map(lambda v: "-" if pd.isna(v) else f"{int(v):,}"),
+            "val %": n["val_acc"].map(lambda v: pct(v).removesuffix(" %")),
+            "test %": n["test_acc"].map(lambda v: pct(v).removesuffix(" %")),
+            "note": [("heuristic pick" if m == ta else "") for m in n["model"]],
+        }
+    )
+
+
+def _top_trials(run: Run, k: int = 10) -> pd.DataFrame:
+    t = run.trials
+    t = t[(t["phase"] == "search") & t["val_acc"].notna()].copy()
+    t = t.sort_values("val_acc", ascending=False, kind="stable").head(k)
+    return pd.DataFrame(
+        {
+            "trial": t["trial_id"],
+            "status": t["status"],
+            "path": t["path"],
+            "val %": t["val_acc"].map(lambda v: pct(v).removesuffix(" %")),
+            "T": t["T_1"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+            "alpha": t["alpha_1"].map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"),
+            "hops trained/reused": [
+                f"{a}/{b}" for a, b in zip(t["hops_trained"].fillna(0), t["hops_reused"].fillna(0))
+            ],
+        }
+    )
+
+
+def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
+    """Write report.md and the plots for a finished run folder (into `out_dir`, default
+    the run folder). Returns {'report': path, 'plots': {name: path}, 'table': text,
+    'stats': DataFrame}."""
+    run = open_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.dir
+    out.mkdir(parents=True, exist_ok=True)
+    stats = method_stats(run.confirmation)
+    imp, note = param_importances(run)
+    plots = {
+        "nokd_size": plot_nokd_vs_size(run, out / PLOTS["nokd_size"]),
+        "paths": plot_paths(run, stats, out / PLOTS["paths"]),
+        "progress": plot_progress(run, out / PLOTS["progress"]),
+        "hyper": plot_hyper(run, imp, note, out / PLOTS["hyper"]),
+    }
+    s = run.summary
+    keys = key_table(stats, s.get("winner"))
+    rel = {k: os.path.relpath(p, out) for k, p in plots.items()}
+    md = [
+        f"# {s.get('space')}: {s.get('teacher')} -> {s.get('student')} on {s.get('dataset')}",
+        "",
+        f"Run folder `{run.dir}`"
+        + (f", started {run.versions['started']}" if run.versions.get("started") else "")
+        + (
+            f", git {str(run.versions['git_revision'])[:10]}"
+            if run.versions.get("git_revision")
+            else ""
+        )
+        + ".",
+        "",
+        "## Answer",
+        "",
+        *answer_lines(run, stats),
+        "",
+        "## Confirmed paths",
+        "",
+        "Each configuration retrained with fresh seeds; test accuracy mean ± std over seeds, "
+        "differences paired by seed (percentage points, p from a paired t-test). The winner "
+        "is the searched configuration with the best mean *validation* accuracy.",
+        "",
+        markdown_table(keys),
+        "",
+        f"![confirmed paths]({rel['paths']})",
+        "",
+        "## Models trained alone (NoKD) against size",
+        "",
+        "The heuristic picks the TA whose NoKD validation accuracy is nearest the mean of the "
+        "teacher's and the student's (dotted line).",
+        "",
+        markdown_table(_nokd_table(run)),
+        "",
+        f"![NoKD accuracy against size]({rel['nokd_size']})",
+        "",
+        "## Search progress",
+        "",
+        "Best validation accuracy found so far, against trials and against training compute "
+        "(hops reused from the store cost nothing).",
+        "",
+        f"![search progress]({rel['progress']})",
+        "",
+        "Best searched trials (validation accuracy; the test set is not used in the search):",
+        "",
+        markdown_table(_top_trials(run)),
+        "",
+        "## Hyper-parameters",
+        "",
+        note,
+        "",
+    ]
+    if imp is not None:
+        md += [
+            markdown_table(
+                pd.DataFrame({"parameter": imp.index, "importance": imp.map(lambda v: f"{v:.3f}")})
+            ),
+            "",
+        ]
+    md += [f"![hyper-parameters]({rel['hyper']})", ""]
+    path = results.write_atomic(out / "report.md", "\n".join(md))
+    return {"report": path, "plots": plots, "table": console_table(keys), "stats": stats}

@@ -1,0 +1,341 @@
+"""report and analyze on run folders generated in the real schema (no training, no Ray),
+plus one opt-in end-to-end run (TAKD_SLOW=1)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from takd_search import results
+from takd_search.analyze import analyze
+from takd_search.cli import main
+from takd_search.report import (
+    PLOTS,
+    method_stats,
+    open_run,
+    param_importances,
+    progress_frame,
+    report,
+)
+
+SIZES = {"plain10": 2388970, "plain8": 303098, "plain6": 72890, "plain4": 17850, "plain2": 3194}
+NOKD = {"plain10": 0.98, "plain8": 0.975, "plain6": 0.96, "plain4": 0.955, "plain2": 0.94}
+# method -> (path, val per seed, test per seed); seeds 1, 2, 3
+CONFIRM = {
+    "top1": ("plain10>plain8>plain4>plain2", [0.97, 0.98, 0.99], [0.95, 0.96, 0.97]),
+    "heuristic": ("plain10>plain6>plain2", [0.96, 0.96, 0.96], [0.94, 0.95, 0.96]),
+    "blkd": ("plain10>plain2", [0.95, 0.95, 0.95], [0.93, 0.95, 0.94]),
+    "nokd": ("plain2", [0.94, 0.94, 0.94], [0.92, 0.92, 0.95]),
+}
+
+
+def _hops(path: str, T: float, alpha: float) -> list[dict]:
+    n = len(path.split(">")) - 1
+    return [{"T": T, "alpha": alpha, "kd_epochs": 1.0, "parent_epoch": 1.0}] * n
+
+
+def make_run(
+    root: Path,
+    name: str = "digits_vgg-1",
+    *,
+    n_search: int = 12,
+    confirm: dict = CONFIRM,
+    winner: str = "top1",
+    heuristic_ta: str = "plain6",
+    seed: int = 0,
+) -> Path:
+    """A finished run folder in the real schema. Search trials' validation accuracy is
+    0.9 + 0.08 * alpha: alpha matters, T and the path do not."""
+    d = root / name
+    rng = np.random.default_rng(seed)
+    paths = ["plain10>plain8>plain4>plain2", "plain10>plain6>plain2", "plain10>plain4>plain2"]
+    trials = []
+    for i in range(n_search):
+        path = paths[i % 3]
+        T, alpha = float(np.exp(rng.uniform(0, np.log(20)))), float(rng.uniform(0.1, 0.9))
+        status = "pruned" if i == 3 else "failed" if i == 4 else "completed"
+        trials.append(
+            {
+                "trial_id": f"s{i:02d}",
+                "phase": "search",
+                "status": status,
+                "error": "RuntimeError: x" if status == "failed" else None,
+                "path": path,
+                "n_tas": len(path.split(">")) - 2,
+                "guidance": "chain",
+                "val_acc": None if status == "failed" else 0.9 + 0.08 * alpha,
+                "hops_trained": 2,
+                "hops_reused": 1,
+                "train_seconds": 10.0 + i,
+                **results.hop_columns(_hops(path, T, alpha)),
+            }
+        )
+    for i, alpha in enumerate((0.3, 0.6)):
+        trials.append(
+            {
+                "trial_id": f"b{i}",
+                "phase": "blkd",
+                "status": "completed",
+                "path": "plain10>plain2",
+                "n_tas": 0,
+                "guidance": "chain",
+                "val_acc": 0.93 + 0.01 * i,
+                "hops_trained": 1,
+                "hops_reused": 1,
+                "train_seconds": 3.0,
+                **results.hop_columns(_hops("plain10>plain2", 4.0, alpha)),
+            }
+        )
+    results.write_csv(d, "trials", trials)
+    role = {"plain10": "teacher", "plain2": "student"}
+    results.write_csv(
+        d,
+        "baselines",
+        [
+            {
+                "kind": "nokd",
+                "model": m,
+                "path": m,
+                "role": role.get(m, "ta"),
+                "params": SIZES[m],
+                "val_acc": v,
+                "test_acc": v - 0.005,
+                "seconds": 1.0,
+            }
+            for m, v in NOKD.items()
+        ],  # fmt: skip
+    )
+    conf = [
+        {"method": m, "path": p, "guidance": "chain", "seed": s, "status": "completed",
+         "val_acc": val[k], "test_acc": test[k], "hops": json.dumps(_hops(p, 2.0, 0.5))}
+        for m, (p, val, test) in confirm.items()
+        for k, s in enumerate((1, 2, 3))
+    ]  # fmt: skip
+    results.write_csv(d, "confirmation", conf)
+    space = {
+        "name": name.split("-")[0],
+        "models": {"family": "plain", "teacher": 10, "student": 2, "candidates": [8, 6, 4]},
+        "distill": {
+            "T": {"low": 1.0, "high": 20.0, "log": True},
+            "alpha": {"low": 0.1, "high": 0.9, "log": False},
+            "kd_epochs": 1.0,
+            "parent_epoch": 1.0,
+            "per_hop": False,
+        },
+        "search": {"guidance": "chain"},
+        "resources": {"cpu": 1.0, "gpu": 0.0},
+    }
+    results.write_json(d / "space.json", space)
+    results.write_json(d / "versions.json", {"run": {"dataset": "digits", "store": None}})
+    hpath = f"plain10>{heuristic_ta}>plain2"
+    summary = {
+        "space": space["name"],
+        "dataset": "digits",
+        "run_dir": str(d),
+        "teacher": "plain10",
+        "student": "plain2",
+        "winner": winner,
+        "best": {"path": confirm[winner][0], "guidance": "chain",
+                 "hops": _hops(confirm[winner][0], 2.0, 0.5)},
+        "heuristic_ta": heuristic_ta,
+        "heuristic": {"path": hpath, "guidance": "chain", "hops": _hops(hpath, 2.0, 0.5)},
+        "heuristic_found_best": confirm[winner][0] == hpath,
+        "nokd_val": NOKD,
+        "compute": {"search_trials": n_search, "search_completed": n_search - 2,
+                    "search_pruned": 1, "search_failed": 1, "blkd_trials": 2,
+                    "hops_trained": 2 * n_search + 2, "hops_reused": n_search + 2,
+                    "train_seconds": 1.0, "grid_trials": 200, "paths": 8,
+                    "wall_seconds": 99.0},
+    }  # fmt: skip
+    results.write_json(d / "summary.json", summary)
+    return d
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", head[16:24])
+
+
+def test_method_stats_numbers(tmp_path):
+    run = open_run(make_run(tmp_path))
+    s = method_stats(run.confirmation).set_index("method")
+    assert list(s.index) == ["top1", "heuristic", "blkd", "nokd"]
+    top = s.loc["top1"]
+    assert top["seeds"] == 3
+    assert top["test_mean"] == pytest.approx(0.96) and top["test_std"] == pytest.approx(0.01)
+    assert top["val_mean"] == pytest.approx(0.98)
+    # paired differences: top1 - blkd = .02, .01, .03; top1 - nokd = .03, .04, .02
+    assert top["diff_vs_blkd"] == pytest.approx(0.02)
+    assert top["diff_std_vs_blkd"] == pytest.approx(0.01)
+    assert top["diff_vs_nokd"] == pytest.approx(0.03)
+    t = 0.02 / (0.01 / math.sqrt(3))  # paired t, 2 degrees of freedom: p = 1 - t/sqrt(t^2+2)
+    assert top["p_vs_blkd"] == pytest.approx(1 - t / math.sqrt(t * t + 2))
+    assert pd.isna(s.loc["blkd", "diff_vs_blkd"]) and pd.isna(s.loc["nokd", "diff_vs_nokd"])
+
+
+def test_progress_counts_completed_trials_and_free_reuse(tmp_path):
+    run = open_run(make_run(tmp_path, n_search=6))
+    f = progress_frame(run.trials, "search", per_trial=0.5)
+    val = [0.9 + 0.08 * json.loads(h)[0]["alpha"] for h in run.trials["hops"][:6]]
+    assert f["trial"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert pd.isna(f.loc[3, "val_acc"]) and pd.isna(f.loc[4, "val_acc"])  # pruned, failed
+    want = np.maximum.accumulate([val[0], val[1], val[2], -1, -1, val[5]])
+    want = [v if v >= 0 else max(val[:3]) for v in want]
+    assert f["best_so_far"].tolist() == pytest.approx(want)
+    assert f["cost_seconds"].tolist() == pytest.approx(np.cumsum([5, 5.5, 6, 6.5, 7, 7.5]))
+
+
+def test_importances_rank_the_parameter_that_matters(tmp_path):
+    run = open_run(make_run(tmp_path, n_search=14))
+    imp, note = param_importances(run)
+    assert "12 completed search trials" in note
+    assert set(imp.index) == {"T", "alpha", "ta_plain8", "ta_plain6", "ta_plain4"}
+    assert imp.index[0] == "alpha" and imp["alpha"] > 0.5
+    assert imp.sum() == pytest.approx(1.0)
+
+
+def test_importances_with_too_few_trials_is_a_note(tmp_path):
+    run = open_run(make_run(tmp_path, n_search=4))  # 3 completed, 1 pruned
+    imp, note = param_importances(run)
+    assert imp is None and "Too few completed search trials (3)" in note
+
+
+def test_report_writes_markdown_and_plots(tmp_path, capsys):
+    d = make_run(tmp_path)
+    assert main(["report", str(d)]) == 0
+    printed = capsys.readouterr().out
+    assert "top1 (winner)" in printed and "+2.00 ± 1.00 pp" in printed
+    md = (d / "report.md").read_text()
+    assert "**Best path: `plain10>plain8>plain4>plain2`**" in md
+    assert "**96.00 ± 1.00 %** (mean ± std over 3 seeds)" in md
+    assert "Gain over BLKD (`plain10>plain2`" in md and "**+2.00 ± 1.00 pp**" in md
+    assert "Gain over NoKD" in md and "**+3.00 ± 1.00 pp**" in md
+    assert "picked `plain6`" in md and "**did not find the best path**" in md
+    assert "(-1.00 pp against the best path)" in md  # heuristic 95.00 vs best 96.00
+    assert "An exhaustive grid of the same space is 200 trials" in md
+    assert "the search ran 6.0 % of that" in md
+    assert "| alpha |" in md  # importances table
+    for name in PLOTS.values():
+        assert f"]({name})" in md
+        w, h = _png_size(d / name)
+        assert w >= 600 and h >= 300
+
+
+def test_report_with_too_few_trials_still_works(tmp_path):
+    d = make_run(tmp_path, n_search=3)
+    out = report(d, tmp_path / "elsewhere")
+    assert out["report"] == tmp_path / "elsewhere" / "report.md"
+    assert "Too few completed search trials" in out["report"].read_text()
+    assert all(p.exists() for p in out["plots"].values())
+    assert not (d / "report.md").exists()
+
+
+def test_report_and_analyze_need_neither_ray_nor_torch(tmp_path):
+    d = make_run(tmp_path)
+    code = (
+        "import sys; from takd_search.report import report; from takd_search.analyze import "
+        f"analyze; report({str(d)!r}); analyze([{str(d)!r}], {str(tmp_path)!r}); "
+        "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_analyze_two_runs(tmp_path, capsys):
+    a = make_run(tmp_path / "results", "digits_vgg-1")
+    other = dict(CONFIRM, heuristic=("plain10>plain6>plain2", [0.99] * 3, [0.97, 0.98, 0.99]))
+    b = make_run(tmp_path / "results", "cifar_vgg-2", confirm=other, winner="heuristic")
+    (tmp_path / "results" / "unfinished").mkdir()
+    (tmp_path / "results" / "unfinished" / "space.json").write_text("{}")
+    out = tmp_path / "out"
+    assert main(["analyze", str(a), str(b / "trials.csv"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "digits_vgg-1" in printed and "cifar_vgg-2" in printed
+    df = pd.read_csv(out / "analysis.csv").set_index("run")
+    assert list(df.index) == ["digits_vgg-1", "cifar_vgg-2"]
+    assert df.loc["digits_vgg-1", "best_path"] == "plain10>plain8>plain4>plain2"
+    assert df.loc["digits_vgg-1", "gain_vs_blkd"] == pytest.approx(0.02)
+    assert df.loc["digits_vgg-1", "gain_vs_nokd"] == pytest.approx(0.03)
+    assert not df.loc["digits_vgg-1", "heuristic_found_best"]
+    assert df.loc["cifar_vgg-2", "best_path"] == "plain10>plain6>plain2"
+    assert df.loc["cifar_vgg-2", "best_test_mean"] == pytest.approx(0.98)
+    assert df.loc["cifar_vgg-2", "gain_vs_blkd"] == pytest.approx(0.04)  # .04, .03, .05
+    assert df.loc["cifar_vgg-2", "heuristic_found_best"]
+    assert df.loc["cifar_vgg-2", "blkd_test_mean"] == pytest.approx(0.94)
+    assert df["train_hours"].tolist() == pytest.approx([(sum(range(10, 22)) + 6) / 3600] * 2)
+    md = (out / "analysis.md").read_text()
+    assert (
+        "| cifar_vgg-2 | digits | plain10 -> plain2 | plain10>plain6>plain2 | 98.00 ± 1.00 |" in md
+    )
+    # a folder of runs: finished ones are taken, the unfinished one is skipped with a note
+    r = analyze([tmp_path / "results"], None)
+    assert sorted(r["table"]["run"]) == ["cifar_vgg-2", "digits_vgg-1"]
+    assert "skipped 1 unfinished run" in capsys.readouterr().err
+    # an earlier analysis.csv plus a run already in it: each run once
+    r = analyze([out / "analysis.csv", a], None)
+    assert sorted(r["table"]["run"]) == ["cifar_vgg-2", "digits_vgg-1"]
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["report", "{tmp}/nope"], "no such run folder"),
+        (["report", "{tmp}/unfinished"], "has not finished (no summary.json)"),
+        (["analyze", "{tmp}/unfinished"], "has not finished"),
+        (["analyze", "{tmp}/other.csv"], "not a run's CSV"),
+        (["export", "{tmp}/unfinished"], "has not finished"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, capsys, args, msg):
+    (tmp_path / "unfinished").mkdir()
+    results.write_csv(tmp_path / "unfinished", "trials", [])
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0], err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("TAKD_SLOW"), reason="a real search (about 1 min); set TAKD_SLOW=1"
+)
+def test_real_run_report_and_export(tmp_path):
+    import torch
+
+    from takd_search.data import load_dataset
+
+    cmd = [sys.executable, "-m", "takd_search.cli"]
+    r = subprocess.run(
+        [*cmd, "run", "--space", "digits_vgg", "--trials", "4", "--epochs", "2",
+         "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    (d,) = [p for p in tmp_path.iterdir() if p.name.startswith("digits_vgg-")]
+    r = subprocess.run([*cmd, "report", str(d)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert all((d / p).exists() for p in [*PLOTS.values(), "report.md"])
+    out = tmp_path / "student.pt"
+    r = subprocess.run(
+        [*cmd, "export", str(d), "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    side = json.loads(out.with_suffix(".json").read_text())
+    conf = results.load(d)["confirmation"]
+    row = conf[(conf["method"] == side["method"]) & (conf["seed"] == side["accuracy"]["seed"])]
+    ds = load_dataset("digits")
+    model = torch.jit.load(str(out))
+    with torch.no_grad():
+        acc = (model(ds.x_test.float() / 255).argmax(1) == ds.y_test).float().mean().item()
+    assert abs(acc - float(row["test_acc"].iloc[0])) <= 1e-6
