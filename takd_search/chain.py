@@ -250,6 +250,9 @@ def train_one(
             kd_epochs=canon.kd_epochs,
             snapshot_epochs=snaps,
             on_epoch=lambda row: ctx.emit("epoch", **info, **row),
+            # a retried trial continues the hop from its last checkpoint
+            resume=ctx.store.resume_state(canon.key),
+            on_checkpoint=lambda state: ctx.store.checkpoint(canon.key, state),
         )
 
     result, reused = ctx.store.get_or_train(canon, train, need_snapshots=need_snapshots)

@@ -149,12 +149,21 @@ def client(address: str | None):
 
 
 def _auth_error(address: str, token, source: str, err) -> UserError:
-    text = str(err)
-    if token is None or "Missing" in text or "required" in text:
+    if token is None:
+        why = (
+            "RAY_AUTH_MODE=disabled here"
+            if source.startswith("RAY_AUTH_MODE")
+            else "none was found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)"
+        )
         return UserError(
-            f"the Ray cluster at {address} wants a token and {source}: copy the head's "
-            "~/.ray/auth_token here, or set RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH "
+            f"the Ray cluster at {address} requires a token and {why}: copy the head's "
+            "token to ~/.ray/auth_token or set RAY_AUTH_TOKEN_PATH / RAY_AUTH_TOKEN "
             "(`ray get-auth-token` on the head prints it)"
+        )
+    if "Missing" in str(err):
+        return UserError(
+            f"the Ray cluster at {address} did not receive the token from {source}: is a "
+            "proxy dropping the Authorization header?"
         )
     return UserError(
         f"the Ray cluster at {address} rejected the token from {source}: use the head's "

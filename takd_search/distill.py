@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -199,6 +200,23 @@ def _check(worst: float, epoch: int, step: int, lr: float) -> None:
         )
 
 
+def _hop_state(
+    model, opt, epoch, curve, best_val, best_epoch, best_state, snapshots, seconds
+) -> dict:
+    """Everything `train_hop(resume=...)` needs to continue after `epoch`."""
+    return {
+        "epoch": epoch,
+        "model": _cpu_state(model),
+        "opt": opt.state_dict(),
+        "curve": list(curve),
+        "best_val": best_val,
+        "best_epoch": best_epoch,
+        "best_state": best_state,
+        "snapshots": dict(snapshots),
+        "seconds": seconds,
+    }
+
+
 def _cpu_state(model: torch.nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -215,6 +233,8 @@ def train_hop(
     kd_epochs: int | None = None,
     snapshot_epochs: Sequence[int] = (),
     on_epoch: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+    on_checkpoint: Callable[[Callable[[], dict]], None] | None = None,
 ) -> HopResult:
     """Train one network; distil from `teachers` (if any) during the first `kd_epochs`.
 
@@ -224,6 +244,10 @@ def train_hop(
     on hard labels only (None: all epochs). snapshot_epochs: 1-based epochs whose weights
     are kept (for children that distil from an early-stopped parent).
     on_epoch: called after every epoch with that epoch's curve row.
+    on_checkpoint: called after every epoch with a function that returns the hop's full
+    state (cheap to call, costly to run: the caller decides when to save); `resume`
+    continues from such a state. Views depend only on (seed, epoch), so a resumed hop
+    trains exactly as an uninterrupted one would.
     Raises TrainingDiverged as soon as the loss is not finite.
     """
     torch.manual_seed(seed)
@@ -251,8 +275,19 @@ def train_hop(
     start = time.perf_counter()
     curve: list[dict] = []
     best_val, best_epoch, best_state, snapshots = -1.0, 0, None, {}
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    first, before = 1, 0.0  # first epoch to train; seconds spent before a resume
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["opt"])
+        curve, snapshots = list(resume["curve"]), dict(resume["snapshots"])
+        best_val, best_epoch, best_state = (
+            resume["best_val"],
+            resume["best_epoch"],
+            resume["best_state"],
+        )
+        first, before = resume["epoch"] + 1, resume["seconds"]
+    step = (first - 1) * steps_per_epoch
+    for epoch in range(first, cfg.epochs + 1):
         model.train()
         views = data.views(seed, epoch)
         distil = bool(teachers) and alpha > 0 and epoch <= kd_epochs
@@ -293,13 +328,30 @@ def train_hop(
             "val_acc": round(val, 6),
             "lr": lr,
             "kd": distil,
-            "seconds": round(time.perf_counter() - start, 3),
+            "seconds": round(before + time.perf_counter() - start, 3),
         }
         curve.append(row)
         if val > best_val:
             best_val, best_epoch, best_state = val, epoch, _cpu_state(model)
         if epoch in keep:
             snapshots[epoch] = _cpu_state(model)
+        if on_checkpoint is not None and epoch < cfg.epochs:
+            # before the report: Ray may stop the trial right after it (a thunk: the store
+            # decides whether this epoch is worth saving)
+            on_checkpoint(
+                partial(
+                    _hop_state,
+                    model,
+                    opt,
+                    epoch,
+                    curve,
+                    best_val,
+                    best_epoch,
+                    best_state,
+                    snapshots,
+                    before + time.perf_counter() - start,
+                )
+            )
         if on_epoch is not None:
             on_epoch(row)
 
@@ -314,7 +366,7 @@ def train_hop(
         test_acc=test,
         epochs=cfg.epochs,
         params=params,
-        seconds=time.perf_counter() - start,
+        seconds=before + time.perf_counter() - start,
         curve=curve,
         state=best_state,
         snapshots={**snapshots, cfg.epochs: final_state},

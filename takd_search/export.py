@@ -271,6 +271,7 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
             ],
             "student_hop": meta.get("lineage"),
         },
+        "trained_on": (meta.get("provenance") or {}).get("device"),
         "run_dir": str(run_dir.resolve()),
         "store": str(root),
         "torch": torch.__version__,

@@ -454,7 +454,7 @@ def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
         f"{c.get('search_pruned', 0)} pruned, {c.get('search_failed', 0)} failed) and "
         f"{c.get('blkd_trials', 0)} BLKD trials; {c.get('hops_trained', 0)} hops trained, "
         f"{c.get('hops_reused', 0)} reused from the hop store (free); "
-        f"{secs / div:.3g} {kind}-{unit} of training"
+        f"{secs / div:.3g} {kind}-{unit} of training in these trials"
         f" (whole run including NoKD and confirmation: {c.get('wall_seconds', 0):.0f} s wall)."
     )
     if grid:

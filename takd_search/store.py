@@ -7,6 +7,9 @@ Layout under the store root (default `results/.store`, `--store PATH` or `TAKD_S
     hops/<key>/weights.pt    {"state": selected weights, "snapshots": {epoch: weights}}
     banks/<key>.pt           one parent's fp16 logits [N_train, C] for one epoch's views
     locks/<key>.lock         held while a process trains <key>; refreshed every few seconds
+    partial/<key>.pt         the latest checkpoint of a hop being trained (resumed on retry)
+    failed/<key>.json        why a hop cannot be trained (diverged): a retry fails at once
+    trained.log              one line per training: time, key, model, host, pid, seconds
 
 An entry is written into a private temporary folder and renamed into place, so a reader
 sees either nothing or a whole entry. Its checksum is verified on every load: a
@@ -35,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from takd_search.distill import HopResult, TrainConfig
+from takd_search.distill import HopResult, TrainConfig, TrainingDiverged
 
 SCHEMA = 1  # bump when a change makes old entries wrong; it is part of every key
 log = logging.getLogger("takd_search.store")
@@ -168,15 +171,23 @@ class Store:
         reuse: bool = True,
         stale_after: float = 60.0,
         poll: float = 0.25,
+        checkpoint_every_s: float | None = None,
     ):
         self.root = Path(root).expanduser().resolve() if root is not None else None
         self.reuse = reuse and self.root is not None
         self.stale_after = stale_after
         self.poll = poll
+        # how often a hop in training saves a resumable checkpoint (seconds of wall time)
+        self.checkpoint_every_s = (
+            float(os.environ.get("TAKD_CHECKPOINT_S", 30))
+            if checkpoint_every_s is None
+            else checkpoint_every_s
+        )
         self.stats = StoreStats()
         self._memory: dict[str, HopResult] = {}
+        self._last_checkpoint: dict[str, float] = {}
         if self.root is not None:
-            for sub in ("hops", "banks", "locks", "tmp"):
+            for sub in ("hops", "banks", "locks", "tmp", "partial", "failed"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     # ---- hops --------------------------------------------------------------------------
@@ -261,6 +272,7 @@ class Store:
             os.replace(tmp, entry)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        (self.root / "partial" / f"{key}.pt").unlink(missing_ok=True)
 
     def get_or_train(
         self,
@@ -286,7 +298,14 @@ class Store:
             result = self.load(key)  # another process may have finished it meanwhile
             if ok(result):
                 return self._reused(key, result)
-            return self._trained(spec, train()), False
+            failed = self.failure(key)
+            if failed:
+                raise TrainingDiverged(f"{failed} (recorded in {self.root}/failed/{key}.json)")
+            try:
+                return self._trained(spec, train()), False
+            except TrainingDiverged as e:
+                self.mark_failed(key, str(e))
+                raise
 
     def _reused(self, key: str, result: HopResult) -> tuple[HopResult, bool]:
         self.stats.reused += 1
@@ -297,7 +316,61 @@ class Store:
         self.stats.trained += 1
         if self.reuse:
             self.save(spec, result)
+            line = (
+                f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {spec.key} {spec.model} "
+                f"{socket.gethostname()} {os.getpid()} {result.seconds:.2f}\n"
+            )
+            fd = os.open(self.root / "trained.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            try:  # one small O_APPEND write per line: lines never interleave
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
         return result
+
+    def trained_keys(self) -> list[str]:
+        """Every key trained into this store, in order, once per training (trained.log)."""
+        log_file = self.root / "trained.log" if self.root else None
+        if not log_file or not log_file.exists():
+            return []
+        return [ln.split()[1] for ln in log_file.read_text().splitlines() if ln.strip()]
+
+    # ---- failures and partial checkpoints ------------------------------------------------
+    def mark_failed(self, key: str, why: str) -> None:
+        if self.reuse:
+            write_json_atomic(self.root / "failed" / f"{key}.json", {"key": key, "error": why})
+
+    def failure(self, key: str) -> str | None:
+        path = self.root / "failed" / f"{key}.json" if self.reuse else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())["error"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def checkpoint(self, key: str, state: Callable[[], dict]) -> None:
+        """Save a hop-in-training's state if `checkpoint_every_s` passed since the last."""
+        if not self.reuse:
+            return
+        now = time.monotonic()
+        last = self._last_checkpoint.setdefault(key, now)
+        if now - last < self.checkpoint_every_s:
+            return
+        self._last_checkpoint[key] = now
+        tmp = self.root / "tmp" / f"{key}.{uuid.uuid4().hex}.partial"
+        torch.save(state(), tmp)
+        os.replace(tmp, self.root / "partial" / f"{key}.pt")
+
+    def resume_state(self, key: str) -> dict | None:
+        """The latest checkpoint of hop `key`, if a killed attempt left one."""
+        path = self.root / "partial" / f"{key}.pt" if self.reuse else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            self._discard(path, f"checkpoint of hop {key[:12]}", f"{type(e).__name__}: {e}")
+            return None
 
     # ---- locks -------------------------------------------------------------------------
     def _lock(self, key: str) -> _Lock:
@@ -425,6 +498,12 @@ class _Lock:
         if self._beat is not None:
             self._beat.join()
         self.path.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
 
 
 def default_root(results_dir: str | os.PathLike = "results") -> Path:

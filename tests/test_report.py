@@ -339,3 +339,24 @@ def test_real_run_report_and_export(tmp_path):
     with torch.no_grad():
         acc = (model(ds.x_test.float() / 255).argmax(1) == ds.y_test).float().mean().item()
     assert abs(acc - float(row["test_acc"].iloc[0])) <= 1e-6
+
+
+def test_per_hop_spaces_use_the_hop_into_each_model(tmp_path):
+    d = make_run(tmp_path, n_search=12)
+    space = json.loads((d / "space.json").read_text())
+    space["distill"]["per_hop"] = True
+    results.write_json(d / "space.json", space)
+    t = results.load(d)["trials"]
+    # per hop: the hop into the student gets alpha 0.1..0.9 spread, earlier hops 0.5
+    hops = []
+    for h in map(json.loads, t["hops"]):
+        hops.append(json.dumps([dict(x, alpha=0.5) for x in h[:-1]] + h[-1:]))
+    t["hops"] = hops
+    results.write_csv(d, "trials", t)
+    imp, _ = param_importances(open_run(d))
+    # present in every trial: the TA flags and the hop into plain2; T_plain6 etc. are not
+    assert {"alpha_plain2", "T_plain2"} <= set(imp.index)
+    assert not {"T_plain6", "alpha_plain4", "alpha_plain6"} & set(imp.index)
+    assert imp.index[0] == "alpha_plain2"
+    out = report(d)
+    assert all(p.exists() for p in out["plots"].values())

@@ -228,3 +228,71 @@ def test_dense_guidance_keys_on_all_ancestors(digits_data, store, T):
     chain = run_chain(ctx, ["plain6", "plain4", "plain2"], HopParams(T=T))
     assert len(dense[2].spec.parents) == 2 and len(chain[2].spec.parents) == 1
     assert dense[2].spec.key != chain[2].spec.key and chain[1].reused
+
+
+def test_a_killed_hop_resumes_from_its_checkpoint_exactly(digits_data, tmp_path):
+    """Stop a hop after 2 of 4 epochs (as a dying worker would), then train it again:
+    it continues from the checkpoint and ends bit-identical to an uninterrupted hop."""
+    cfg = TrainConfig(epochs=4, batch_size=128)
+    whole = run_chain(Context(digits_data, cfg, Store(tmp_path / "a")), ["plain4"])[0]
+
+    store = Store(tmp_path / "b", checkpoint_every_s=0)
+
+    class Died(Exception):
+        pass
+
+    def die_after_epoch_2(kind, info):
+        if kind == "epoch" and info["epoch"] == 2:
+            raise Died
+
+    with pytest.raises(Died):
+        run_chain(Context(digits_data, cfg, store, on_event=die_after_epoch_2), ["plain4"])
+    assert (store.root / "partial" / f"{whole.spec.key}.pt").exists()
+    epochs = []
+    ctx = Context(digits_data, cfg, store,
+                  on_event=lambda k, i: epochs.append(i["epoch"]) if k == "epoch" else None)
+    again = run_chain(ctx, ["plain4"])[0]
+    assert epochs == [3, 4]  # only the missing epochs were trained
+    assert all(torch.equal(again.result.state[k], whole.result.state[k])
+               for k in whole.result.state)
+    assert [r["val_acc"] for r in again.result.curve] == [r["val_acc"] for r in
+                                                           whole.result.curve]
+    assert not (store.root / "partial" / f"{whole.spec.key}.pt").exists()
+
+
+def test_a_diverged_hop_is_remembered_and_fails_fast(digits_data, tmp_path):
+    from takd_search.distill import TrainingDiverged
+
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=50.0, weight_decay=0.0)
+    store = Store(tmp_path / "s")
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        run_chain(Context(digits_data, cfg, store), ["plain4"])
+    t0 = time.perf_counter()
+    with pytest.raises(TrainingDiverged, match="recorded in"):
+        run_chain(Context(digits_data, cfg, Store(tmp_path / "s")), ["plain4"])
+    assert time.perf_counter() - t0 < 5  # no training the second time
+    assert len(list((store.root / "failed").iterdir())) == 1
+
+
+def test_trained_log_counts_each_training_once(digits_data, store):
+    ctx = Context(digits_data, TrainConfig(epochs=1, batch_size=128), store)
+    run_chain(ctx, ["plain4", "plain2"], HopParams())
+    run_chain(ctx, ["plain4", "plain2"], HopParams())
+    keys = store.trained_keys()
+    assert len(keys) == 2 and len(set(keys)) == 2
+
+
+def test_corrupt_logit_bank_is_reported_once_and_recomputed(digits_data, store, caplog):
+    ctx = Context(digits_data, TrainConfig(epochs=1, batch_size=128), store)
+    teacher = run_chain(ctx, ["plain4"])[0]
+    good = teacher_logits(ctx, teacher, None, seed=0)(1)
+    (bank,) = list((store.root / "banks").iterdir())
+    bank.write_bytes(bank.read_bytes()[:100])
+    fresh = Store(store.root)
+    ctx2 = Context(digits_data, TrainConfig(epochs=1, batch_size=128), fresh)
+    with caplog.at_level("WARNING"):
+        again = teacher_logits(ctx2, teacher, None, seed=0)(1)
+        teacher_logits(ctx2, teacher, None, seed=0)(1)
+    assert torch.equal(good, again)
+    assert fresh.stats.parent_passes == 1 and fresh.stats.bank_hits == 1
+    assert len([r for r in caplog.records if "logit bank" in r.message]) == 1

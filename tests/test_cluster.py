@@ -1,0 +1,378 @@
+"""`takd-search submit / status / stop` against a real Ray cluster on loopback.
+
+The module starts its own token-protected Ray head (`ray start --head --block`) as a child
+process in a new session, on free ports and a private temp dir, bound to 127.0.0.1, and
+stops it in a finalizer by killing its process group and every process it spawned (never
+`ray stop`, which would hit other clusters on the machine). The end-to-end tests submit
+the digits space with a small budget: one to the end, one stopped mid-search and
+resubmitted. They need `ray[default]` (the `cluster` extra) and take about 3 minutes.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from takd_search import cli, cluster
+from takd_search.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- a private loopback cluster ---------------------------------------------------------
+def _free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+class Head:
+    """A Ray head on 127.0.0.1 with token auth, owned by this test module."""
+
+    def __init__(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="takd-ray-", dir="/tmp"))  # short: sockets
+        self.token = secrets.token_hex(32)
+        self.token_file = self.tmp / "auth_token"
+        self.token_file.write_text(self.token)
+        (gcs, dash, client, nm, om, agent, agent_grpc, rte, metrics) = _free_ports(9)
+        worker_lo = 20000 + secrets.randbelow(12000)  # below the ephemeral range
+        self.address = f"http://127.0.0.1:{dash}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env.update(
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN_PATH=str(self.token_file),
+            # Ray swaps 127.0.0.1 for the host's routable address unless told it is
+            # not a cluster host: this keeps every Ray socket on loopback.
+            RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+            RAY_USAGE_STATS_ENABLED="0",
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
+            f"--port={gcs}",
+            f"--dashboard-port={dash}",
+            f"--ray-client-server-port={client}",
+            f"--node-manager-port={nm}",
+            f"--object-manager-port={om}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={rte}",
+            f"--metrics-export-port={metrics}",
+            f"--min-worker-port={worker_lo}",
+            f"--max-worker-port={worker_lo + 200}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            f"--temp-dir={self.tmp / 'ray'}",
+            "--include-dashboard=true",
+            "--disable-usage-stats",
+        ]
+        self.log = open(self.tmp / "head.log", "w")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.seen: dict[int, object] = {}
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"Bearer {self.token}"}
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited: {(self.tmp / 'head.log').read_text()}")
+            try:
+                JobSubmissionClient(self.address, headers=headers).list_jobs()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def remember(self) -> None:
+        """Note the head's process tree (workers leave its process group)."""
+        for p in _descendants(self.proc.pid):
+            self.seen[p.pid] = p
+
+    def stop(self) -> None:
+        import psutil
+
+        self.remember()
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for p in self.seen.values():  # processes this head started, by pid
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(list(self.seen.values()), timeout=10)
+        self.proc.wait(timeout=10)
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def head():
+    h = Head()
+    try:
+        h.wait_ready()
+        yield h
+    finally:
+        h.stop()
+    left = [p.pid for p in h.seen.values() if _alive(p)]
+    assert not left, f"Ray processes left behind: {left}"
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.fixture
+def client_env(head, monkeypatch, tmp_path):
+    """The client finds the head's token through RAY_AUTH_TOKEN_PATH, as a user would;
+    RAY_AUTH_MODE is left unset on purpose (Ray's own job client would then send none)."""
+    for k in list(os.environ):
+        if k.startswith("RAY_AUTH") or k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(head.token_file))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ray/auth_token to fall back on
+    return head
+
+
+def _tiny_space(tmp_path: Path) -> Path:
+    """digits_vgg cut down to plain6 -> plain2 with one TA candidate and one confirmation
+    seed: a run of a few trials takes well under a minute."""
+    text = (ROOT / "search_spaces" / "digits_vgg.yaml").read_text()
+    for old, new in (
+        ("teacher: 10", "teacher: 6"),
+        ("candidates: [8, 6, 4]", "candidates: [4]"),
+        ("max_tas: 3", "max_tas: 1"),
+        ("confirm_top_k: 3", "confirm_top_k: 1"),
+        ("confirm_seeds: [1, 2, 3]", "confirm_seeds: [1]"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "digits_tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def _run_dir(storage: Path) -> Path:
+    runs = sorted((storage / "results").glob("digits_tiny-*"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _finished_trials(phase_dir: Path) -> dict[str, float]:
+    """trial_id -> score of the trials Tune's latest snapshot holds as finished."""
+    states = sorted(glob.glob(str(phase_dir / "experiment_state-*.json")))
+    if not states:
+        return {}
+    try:
+        data = json.loads(Path(states[-1]).read_text())
+    except (OSError, ValueError):  # being rewritten
+        return {}
+    out = {}
+    for trial, meta in data["trial_data"]:
+        trial = json.loads(trial) if isinstance(trial, str) else trial
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+        last = meta.get("last_result") or {}
+        if trial["status"] == "TERMINATED" and last.get("finished"):
+            out[trial["trial_id"]] = last["score"]
+    return out
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# ---- end to end ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_submit_runs_a_search_on_the_cluster(client_env, tmp_path, capsys):
+    space, storage = _tiny_space(tmp_path), tmp_path / "storage"
+    rc = cli.main(
+        ["submit", "--address", client_env.address, "--space", str(space)]
+        + ["--storage", str(storage), "--trials", "2", "--epochs", "1", "--follow"]
+    )
+    out = capsys.readouterr()
+    client_env.remember()
+    assert rc == 0, out.out[-3000:] + out.err[-2000:]
+    assert "[confirm]" in out.out  # the job's log was streamed
+    run = _run_dir(storage)
+    assert json.loads((run / "state.json").read_text())["status"] == "complete"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["compute"]["search_trials"] == 2
+    search = [r for r in _csv(run / "trials.csv") if r["phase"] == "search"]
+    assert [r["status"] for r in search] == ["completed", "completed"]
+    assert any((storage / "store").rglob("*")), "the hop store was not written to --storage"
+
+    assert cli.main(["status", "--address", client_env.address]) == 0
+    listing = capsys.readouterr().out
+    assert "SUCCEEDED" in listing and str(storage / "results") in listing
+
+
+@pytest.mark.slow
+def test_stop_and_resubmit_keeps_finished_trials(client_env, tmp_path, capsys):
+    space, storage = _tiny_space(tmp_path), tmp_path / "storage"
+    submit = ["submit", "--address", client_env.address, "--space", str(space)]
+    submit += ["--storage", str(storage), "--trials", "5", "--epochs", "1"]
+    assert cli.main(submit) == 0
+    job = capsys.readouterr().out.strip().splitlines()[-1]
+
+    deadline = time.monotonic() + 240
+    before: dict[str, float] = {}
+    while not before:  # stop once the search phase has finished a trial
+        assert time.monotonic() < deadline, "no search trial finished in time"
+        runs = sorted((storage / "results").glob("digits_tiny-*"))
+        before = _finished_trials(runs[0] / "tune" / "search") if runs else {}
+        time.sleep(0.5)
+    client_env.remember()
+    assert cli.main(["stop", job, "--address", client_env.address]) == 0
+    err = capsys.readouterr().err
+    assert f"job {job}: STOPPED" in err and "resume it with: takd-search submit" in err
+    run = _run_dir(storage)
+    assert json.loads((run / "state.json").read_text())["status"] == "interrupted"
+    before = _finished_trials(run / "tune" / "search")  # what the stop's snapshot kept
+    nokd = (run / "phases" / "nokd.json").read_text()
+    assert 1 <= len(before) < 5
+
+    assert cli.main(submit + ["--follow"]) == 0  # the same command resumes the run
+    out = capsys.readouterr()
+    assert f"resuming the unfinished run {run}" in out.out
+    assert "[nokd] already complete" in out.out
+    assert _run_dir(storage) == run
+    assert json.loads((run / "state.json").read_text())["status"] == "complete"
+    assert (run / "phases" / "nokd.json").read_text() == nokd  # kept, not re-run
+    search = [r for r in _csv(run / "trials.csv") if r["phase"] == "search"]
+    ids = [r["trial_id"] for r in search]
+    assert len(ids) == 5 and len(set(ids)) == 5, ids
+    for trial_id, score in before.items():  # each finished trial once, with its own result
+        (row,) = [r for r in search if r["trial_id"] == trial_id]
+        assert row["status"] == "completed"
+        assert float(row["val_acc"]) == pytest.approx(score)
+
+
+@pytest.mark.slow
+def test_wrong_or_missing_token_is_one_line(head, monkeypatch, tmp_path, capsys):
+    for k in list(os.environ):
+        if k.startswith("RAY_AUTH"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token
+    assert cli.main(["status", "--address", head.address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "requires a token" in err[0], err
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
+    assert cli.main(["status", "--address", head.address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rejected the token from RAY_AUTH_TOKEN" in err[0], err
+
+
+# ---- without a cluster --------------------------------------------------------------------
+def test_unreachable_cluster_is_one_line(capsys, tmp_path):
+    (port,) = _free_ports(1)
+    rc = cli.main(
+        ["submit", "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path), "--trials", "1"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot reach the Ray job server" in err[0], err
+
+
+def test_storage_must_be_absolute_or_a_uri(tmp_path):
+    with pytest.raises(UserError, match="not absolute"):
+        cluster.storage_kind("results/here")
+    assert cluster.storage_kind(str(tmp_path)) == "path"
+    assert cluster.storage_kind(f"file://{tmp_path}") == "uri"
+
+
+def test_token_is_read_where_ray_reads_it(monkeypatch, tmp_path):
+    for k in list(os.environ):
+        if k.startswith("RAY_AUTH"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cluster.read_token()[0] is None
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("home-token\n")
+    assert cluster.read_token() == ("home-token", str(tmp_path / ".ray" / "auth_token"))
+    (tmp_path / "t").write_text("path-token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "t"))
+    assert cluster.read_token()[0] == "path-token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "env-token")
+    assert cluster.read_token()[0] == "env-token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert cluster.read_token()[0] is None
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="cannot be read"):
+        cluster.read_token()
+
+
+def test_entrypoint_names_its_interpreter():
+    ep = cluster._entrypoint("/opt/py env/bin/python", ["--sync", "s3://b/r"], ["run", "--x"])
+    assert (
+        "exec '/opt/py env/bin/python' -m takd_search.cluster job --sync s3://b/r -- run --x" in ep
+    )
+    assert ep.startswith("test -x '/opt/py env/bin/python' ||")
+
+
+def test_uri_storage_round_trip(tmp_path):
+    """The copy in/out used for URI storage (file:// stands in for s3:// here)."""
+    src = tmp_path / "run"
+    (src / "a" / "tune").mkdir(parents=True)
+    (src / "a" / "state.json").write_text("{}")
+    (src / "a" / "tune" / "x.json").write_text("[1]")
+    (src / "a" / "ray_logs").symlink_to(tmp_path, target_is_directory=True)  # not copied
+    uri = f"file://{tmp_path / 'bucket' / 'results'}"
+    assert cluster._upload(src, uri) == 2
+    back = tmp_path / "back"
+    assert cluster._download(uri, back) == 2
+    assert (back / "a" / "tune" / "x.json").read_text() == "[1]"
+    assert cluster._download(f"file://{tmp_path / 'nothing'}", tmp_path / "n") == 0
