@@ -267,7 +267,7 @@ def machine() -> str:
 
 def load() -> str:
     try:
-        return open("/proc/loadavg").read().split(" ", 3)[:3].__str__()
+        return " ".join(open("/proc/loadavg").read().split()[:3])
     except OSError:
         return "?"
 

@@ -31,13 +31,13 @@ def heuristic_ta(
     return min(candidates, key=lambda c: abs(nokd_val[c] - target))
 
 
-def config_id(path: str, guidance: str, hops: Sequence[dict]) -> str:
+def config_id(path: str, guidance: str, hops: Sequence[dict], lr=None) -> str:
     """A readable identity for one searched configuration (path + per-hop values)."""
     parts = [
         f"T={h['T']:.3g},a={h['alpha']:.3g},kd={h['kd_epochs']:.3g},pe={h['parent_epoch']:.3g}"
         for h in hops
     ]
-    return f"{path}|{guidance}|" + ";".join(parts)
+    return f"{path}|{guidance}|{lr}|" + ";".join(parts)
 
 
 def top_configs(trials: Iterable[dict], k: int) -> list[dict]:
@@ -46,7 +46,8 @@ def top_configs(trials: Iterable[dict], k: int) -> list[dict]:
     done.sort(key=lambda t: (-t["val_acc"], t["trial_id"]))
     out, seen = [], set()
     for t in done:
-        cid = config_id(t["path"], t["guidance"], t["hops"])
+        lr = t.get("lr")
+        cid = config_id(t["path"], t["guidance"], t["hops"], None if lr != lr else lr)
         if cid not in seen:
             seen.add(cid)
             out.append(t)

@@ -98,15 +98,22 @@ def parse_path(path: str | Sequence[str], family: str | None = None) -> list[str
         )
     names = []
     for tok in tokens:
-        if tok in models_external_names():
-            names.append(tok)
+        if tok.lower() in models_external_names():
+            if names:
+                raise PathError(
+                    f"path {path!r}: {tok!r} (a teacher you bring with --teacher) can only "
+                    "be the first model of a path, e.g. teacher>plain4>plain2"
+                )
+            names.append(tok.lower())
             continue
         if family is not None and tok[:1].isdigit():
             tok = f"{family}{tok}"
         try:
             fam, depth = models.parse_model_name(tok)
         except models.ModelError as e:
-            raise PathError(f"path {path!r}: {e}") from None
+            raise PathError(
+                f"path {path!r}: {e}; or 'teacher' first for a teacher file (--teacher)"
+            ) from None
         names.append(models.model_name(fam, depth))
     if len(set(names)) != len(names):
         raise PathError(f"path {path!r} names a model twice: each model appears once")
@@ -119,13 +126,18 @@ def models_external_names() -> tuple[str, ...]:
 
 
 def check_shrinking(names: list[str], num_classes: int, input_shape) -> None:
-    """Raise PathError unless each model is strictly smaller than the one before it."""
+    """Raise PathError unless each model is strictly smaller than the one before it
+    within its family (plain, resnet: by depth; mlp: by parameter count). A hop that
+    changes family (plain10>mlp2x800, a CNN teacher for an MLP student) is not checked:
+    parameter counts of different families do not say which one is the bigger teacher."""
     for big, small in zip(names, names[1:]):
         if big in models_external_names():
             continue
         fb, db = models.parse_model_name(big)
         fs, ds = models.parse_model_name(small)
-        if fb == fs and fb in ("plain", "resnet"):
+        if fb != fs:
+            continue
+        if fb in ("plain", "resnet"):
             if int(ds) >= int(db):
                 raise PathError(
                     f"path {'>'.join(names)}: {small} is not smaller than {big}; "
@@ -178,7 +190,9 @@ def teacher_logits(ctx: Context, parent: Trained, parent_epoch: int | None, seed
         if logits is None:
             if not module:
                 state = (
-                    parent.result.state
+                    None  # a brought teacher: its module is ctx.external's
+                    if parent.name in ctx.external
+                    else parent.result.state
                     if parent_epoch is None
                     else parent.result.snapshots[parent_epoch]
                 )
@@ -215,6 +229,8 @@ def train_one(
         spec, result, _ = ctx.external[name]
         return Trained(name, spec, result, True)
     params = params or HopParams()
+    if parents and parents[-1].name in ctx.external and params.parent_epoch is not None:
+        params = replace(params, parent_epoch=None)  # a brought teacher has no epochs
     if parents:
         spec = ctx.spec(
             name,
@@ -321,13 +337,22 @@ def hop_rows(chain: Sequence[Trained], hops: Sequence[HopParams] | None = None) 
                 "alpha": s.alpha,
                 "kd_epochs": s.kd_epochs,
                 "parent_epoch": s.parent_epoch,
-                "status": "reused" if t.reused else "trained",
+                # "given": a brought teacher used as it came (measured, never trained here)
+                "status": "given"
+                if s.teacher and not r.epochs
+                else "reused"
+                if t.reused
+                else "trained",
                 "val_acc": r.val_acc,
                 "test_acc": r.test_acc,
                 "best_epoch": r.best_epoch,
+                "epochs": r.epochs,
                 "seconds": round(r.seconds, 2),
-                "seconds_saved": round(r.seconds, 2) if t.reused else 0.0,
+                "seconds_saved": round(r.seconds, 2) if t.reused and r.epochs else 0.0,
                 "key": s.key,
+                # per-epoch learning curve (epoch, train_loss, train_acc, val_acc, lr, kd,
+                # seconds): what report plots as KD-vs-alone curves; [] for a brought teacher
+                "curve": list(r.curve),
             }
         )
     return rows

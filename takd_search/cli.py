@@ -49,6 +49,15 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    """'0.485,0.456,0.406' -> (0.485, 0.456, 0.406)."""
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        msg = f"{text!r} is not a list of numbers like 0.485,0.456,0.406"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _seeds(text: str) -> list[int]:
     """'1,2,3' -> [1, 2, 3]."""
     try:
@@ -136,6 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-baseline", action="store_true", help="skip training the student alone for comparison"
     )
     rp.add_argument("--name", help="run folder name under --results")
+    rp.add_argument(
+        "--image-size", type=int, help="side in pixels that folder:PATH images are resized to"
+    )
+    t = rp.add_argument_group("your own teacher (path token 'teacher'; docs/own_teacher.md)")
+    t.add_argument(
+        "--teacher", metavar="PATH", help="a TorchScript file, or a state_dict with --teacher-arch"
+    )
+    t.add_argument(
+        "--teacher-arch",
+        metavar="ARCH",
+        help="architecture of a state_dict: torchvision:resnet50, timm:NAME, or ours (plain10)",
+    )
+    t.add_argument(
+        "--teacher-mean",
+        type=_floats,
+        metavar="M,M,M",
+        help="the teacher's input mean per channel in [0, 1] units, e.g. 0.485,0.456,0.406",
+    )
+    t.add_argument(
+        "--teacher-std", type=_floats, metavar="S,S,S", help="its std, e.g. 0.229,0.224,0.225"
+    )
+    t.add_argument("--teacher-size", type=int, help="its input side in pixels, e.g. 224")
+    t.add_argument(
+        "--finetune-epochs", type=int, help="fine-tune the teacher on this data first (epochs)"
+    )
+    t.add_argument("--finetune-lr", type=float, help="its peak lr (default: a tenth of --lr's)")
     _add_train_flags(rp)
 
     sub.add_parser("models", help="list model families, depths and parameter counts")
@@ -238,6 +273,7 @@ def cmd_run_path(a) -> int:
         raise UserError(f"--lr {a.lr} must be > 0")
     train = recipe(a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr)
     hop = HopParams(T=a.T, alpha=a.alpha, kd_epochs=a.kd_epochs, parent_epoch=a.parent_epoch)
+    teacher = _teacher_flags(a)
     run_path(
         a.dataset,
         a.path,
@@ -253,8 +289,31 @@ def cmd_run_path(a) -> int:
         device=a.device,
         results_dir=a.results,
         name=a.name,
+        teacher=teacher,
+        image_size=a.image_size,
     )
     return 0
+
+
+def _teacher_flags(a):
+    """--teacher and its companions -> a teacher.TeacherSource (None without --teacher)."""
+    from takd_search.teacher import FineTune, read_teacher
+
+    extra = [
+        f"--{k.replace('_', '-')}"
+        for k in ("teacher_arch", "teacher_mean", "teacher_std", "teacher_size")
+        + ("finetune_epochs", "finetune_lr")
+        if getattr(a, k) is not None
+    ]
+    if a.teacher is None:
+        if extra:
+            raise UserError(f"{extra[0]} describes a teacher file: add --teacher PATH")
+        return None
+    if a.finetune_lr is not None and a.finetune_epochs is None:
+        raise UserError("--finetune-lr needs --finetune-epochs N")
+    tin = {"mean": a.teacher_mean, "std": a.teacher_std, "size": a.teacher_size}
+    ft = FineTune(a.finetune_epochs, a.finetune_lr) if a.finetune_epochs is not None else None
+    return read_teacher(a.teacher, a.teacher_arch, tin, ft)
 
 
 def cmd_run(a) -> int:

@@ -94,15 +94,35 @@ def run_path(
     results_dir: str | os.PathLike = "results",
     name: str | None = None,
     quiet: bool = False,
+    teacher=None,
+    image_size: int | None = None,
 ) -> dict:
     """Train one path (and, unless baseline=False, its student from scratch), print a
     table and write `<results_dir>/<name>/chain.json`. Returns what it wrote.
 
     store: an open Store, else one at `store_root` (default `<results_dir>/.store`), or
-    none at all with no_store=True."""
+    none at all with no_store=True. teacher: a `teacher.TeacherSource` (or a TorchScript
+    file's path) that the path's first token `teacher` stands for. image_size: side in
+    pixels for folder:PATH data sets."""
+    from takd_search.teacher import NAME, attach_teacher, check_teacher, read_teacher
+
     names = parse_path(path, family)
-    data = open_data(dataset, data_dir, device=device, val_fraction=val_fraction)
+    if (NAME in names) != (teacher is not None):
+        raise UserError(
+            f"--path {'>'.join(names)} with --teacher FILE: start the path with 'teacher' "
+            "(e.g. teacher>plain4) exactly when you give a teacher file"
+            if teacher is not None
+            else f"--path {'>'.join(names)} starts with 'teacher': give your teacher's file "
+            "with --teacher PATH.pt"
+        )
+    if isinstance(teacher, (str, os.PathLike)):
+        teacher = read_teacher(teacher)
+    data = open_data(
+        dataset, data_dir, device=device, val_fraction=val_fraction, image_size=image_size
+    )
     check_shrinking(names, data.num_classes, data.input_shape)
+    if teacher is not None:
+        check_teacher(teacher, data.ds)
     train = train or recipe(dataset)
     for field in ("kd_epochs", "parent_epoch"):
         v = getattr(hop, field)
@@ -125,6 +145,8 @@ def run_path(
         name or f"path-{dataset.split(':')[0]}-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     t0 = time.perf_counter()
+    if teacher is not None:
+        attach_teacher(ctx, teacher, seed=seed)
     chain = run_chain(ctx, names, hop, guidance="dense" if dense else "chain", seed=seed)
     rows = hop_rows(chain)
     scratch = None
@@ -139,6 +161,7 @@ def run_path(
         "hop": hop.__dict__,
         "train": train.as_dict(),
         "device": str(data.device),
+        "teacher": teacher.describe() if teacher is not None else None,
         "hops": rows,
         "student_alone": scratch,
         "store": {"root": str(store.root) if store.root else None, **store.stats.as_dict()},

@@ -38,7 +38,9 @@ HYPER_LABEL = {
     "alpha": "soft-loss weight alpha",
     "kd_epochs": "kd_epochs (fraction of the hop's epochs)",
     "parent_epoch": "parent_epoch (fraction of the parent's epochs)",
+    "lr": "learning rate (every hop)",
 }
+TRIAL_LEVEL = ("lr",)  # searched once per trial (trials.csv column), not per hop
 PLOTS = {
     "nokd_size": "nokd_vs_size.png",
     "paths": "paths_accuracy.png",
@@ -251,6 +253,16 @@ def param_importances(run: Run) -> tuple[pd.Series | None, str]:
         params = {f"ta_{c}": c in names[1:-1] for c in candidates}
         if "guidance" in dists:
             params["guidance"] = r["guidance"]
+        for name in TRIAL_LEVEL:
+            value = r.get(name)
+            if value is None or pd.isna(value):
+                continue
+            if name not in dists:
+                d = _distribution((run.space.get("train", {}) or {}).get(name))
+                if d is None:
+                    continue
+                dists[name] = d
+            params[name] = float(value)
         for name, value in _hop_params(r, per_hop).items():
             base = next(h for h in HYPER if name == h or name.startswith(h + "_"))
             if name not in dists:
@@ -594,6 +606,7 @@ def plot_paths(run: Run, stats: pd.DataFrame, path: Path) -> Path:
         )  # fmt: skip
     labels = [
         f"{r['method']}{' (winner)' if r['method'] == win else ''}: {r['path']}"
+        + _short_hops(ok.loc[ok["method"] == r["method"], "hops"])
         for r in rows.to_dict("records")
     ]
     ax.set_yticks(range(len(rows)), labels)
@@ -627,6 +640,18 @@ def plot_paths(run: Run, stats: pd.DataFrame, path: Path) -> Path:
     if rows.empty:
         ax.text(0.5, 0.5, "no confirmed path", ha="center", va="center", transform=ax.transAxes)
     return _save(fig, path)
+
+
+def _short_hops(hops: pd.Series) -> str:
+    """'\n(T=2.21, alpha=0.72)' from a method's confirmation `hops` JSON ('' if none)."""
+    try:
+        h = json.loads(hops.iloc[0]) if len(hops) and isinstance(hops.iloc[0], str) else []
+    except ValueError:
+        return ""
+    if not h:
+        return ""
+    txt = f"T={h[0]['T']:.3g}, alpha={h[0]['alpha']:.2g}"
+    return f"\n({txt}{'' if all(x == h[0] for x in h) else ' on hop 1'})"
 
 
 def plot_progress(run: Run, path: Path) -> Path:
@@ -693,9 +718,11 @@ def _hyper_frame(run: Run) -> tuple[pd.DataFrame, bool]:
                 "n_tas": int(r["n_tas"]) if not pd.isna(r["n_tas"]) else 0,
                 "val_acc": float(r["val_acc"]),
                 **{h: hop.get(h) for h in HYPER},
+                **{h: None if pd.isna(r.get(h, None)) else r[h] for h in TRIAL_LEVEL},
             }
         )
-    return pd.DataFrame(rows, columns=["phase", "n_tas", "val_acc", *HYPER]), per_hop
+    cols = ["phase", "n_tas", "val_acc", *HYPER, *TRIAL_LEVEL]
+    return pd.DataFrame(rows, columns=cols), per_hop
 
 
 def plot_hyper(run: Run, importances: pd.Series | None, note: str, path: Path) -> Path:
@@ -703,7 +730,7 @@ def plot_hyper(run: Run, importances: pd.Series | None, note: str, path: Path) -
     plus Optuna's parameter importances (or a note when there are too few trials)."""
     df, per_hop = _hyper_frame(run)
     distill = run.space.get("distill", {}) or {}
-    varied = [h for h in HYPER if len(df) and df[h].dropna().nunique() > 1]
+    varied = [h for h in (*HYPER, *TRIAL_LEVEL) if len(df) and df[h].dropna().nunique() > 1]
     panels = max(1, len(varied)) + 1
     ncols = min(3, panels)
     nrows = math.ceil(panels / ncols)
@@ -724,10 +751,11 @@ def plot_hyper(run: Run, importances: pd.Series | None, note: str, path: Path) -
                 ax.scatter(d[h], 100 * d["val_acc"], marker=marker, s=36, alpha=0.8,
                            color=f"C{k}", edgecolors="k" if phase == "blkd" else "none",
                            label=label)  # fmt: skip
-        spec = distill.get(h)
+        spec = distill.get(h) if h in HYPER else (run.space.get("train", {}) or {}).get(h)
         if isinstance(spec, dict) and spec.get("log"):
             _log_axis(ax)
-        ax.set_xlabel(HYPER_LABEL[h] + (" of the last hop" if per_hop else " (every hop)"))
+        suffix = "" if h in TRIAL_LEVEL else " of the last hop" if per_hop else " (every hop)"
+        ax.set_xlabel(HYPER_LABEL[h] + suffix)
         ax.set_ylabel("student validation accuracy (%)")
         ax.grid(alpha=0.3)
     if varied:

@@ -41,6 +41,7 @@ TRIALS = {
     "n_tas": "Int64",
     "guidance": "string",
     "seed": "Int64",
+    "lr": "float64",
     "val_acc": "float64",
     "test_acc": "float64",
     "epochs_trained": "Int64",
@@ -75,6 +76,7 @@ CONFIRMATION = {
     "path": "string",
     "guidance": "string",
     "seed": "Int64",
+    "lr": "float64",
     "status": "string",
     "val_acc": "float64",
     "test_acc": "float64",
@@ -152,7 +154,7 @@ def load(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
             df = pd.read_csv(path, dtype=schema, keep_default_na=True)
             for col in schema:
                 if col not in df:
-                    df[col] = pd.Series(pd.NA, index=df.index, dtype=schema[col])
+                    df[col] = pd.Series(index=df.index, dtype=schema[col])
             extra = [c for c in df.columns if c not in schema]
             df = df[[*schema, *extra]]
         else:

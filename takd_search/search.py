@@ -32,7 +32,7 @@ from takd_search.chain import check_shrinking
 from takd_search.errors import UserError
 from takd_search.experiment import recipe
 from takd_search.results import hop_columns, write_atomic, write_csv, write_json
-from takd_search.space import PathSpace, snapshot_epochs
+from takd_search.space import PathSpace, reference_lr, snapshot_epochs
 from takd_search.spec import Space, load_space
 
 PHASES = ("nokd", "search", "blkd", "confirm")
@@ -66,13 +66,19 @@ def run_search(
     ds = load_dataset(space.data.dataset, space.data.data_dir, image_size=space.data.image_size)
     teacher, student, candidates = space.model_names()
     shape, classes = ds.input_shape, ds.num_classes
-    sizes = {m: models.model_size(m, classes, shape) for m in (teacher, *candidates, student)}
+    from takd_search.teacher import check_teacher, teacher_from_space
+
+    own = teacher_from_space(space)  # a brought teacher (`teacher: teacher`), or None
+    sizes = {
+        m: check_teacher(own, ds) if m == "teacher" else models.model_size(m, classes, shape)
+        for m in (teacher, *candidates, student)
+    }
     for ta in candidates:
         check_shrinking([teacher, ta, student], classes, shape)
     check_shrinking([teacher, student], classes, shape)
-    train = recipe(
-        space.data.dataset, **{k: v for k, v in space.train.model_dump().items() if v is not None}
-    )
+    fixed = {k: v for k, v in space.train.model_dump().items() if v is not None}
+    fixed["lr"] = reference_lr(space)  # searched per trial when given as choices/range
+    train = recipe(space.data.dataset, **fixed)
     space_json = json.loads(space.model_dump_json())
     results_dir = Path(results_dir)
     _check_writable(results_dir)
@@ -104,10 +110,13 @@ def run_search(
         "snapshots": list(snapshot_epochs(space, train.epochs)),
         "seed": space.search.seed,
         "cpus": space.resources.cpu,
+        "teacher": own.describe() if own else None,
+        "attempts_dir": str((run_dir / "tune" / "attempts").resolve()),
     }
     _write_start(run_dir, space_json, text, run, res)
     common = dict(
         run=run,
+        teacher=own,  # shipped to trials (the file's bytes) with the data set
         cpu=space.resources.cpu,
         gpu=space.resources.gpu,
         concurrency=concurrency,
@@ -186,7 +195,7 @@ def run_search(
         methods = _methods(trials, space, teacher, student, ta)
         write_csv(run_dir, "baselines", _baseline_rows(nokd, teacher, student, sizes, methods, ta))
         plan = baselines.confirmation_plan(
-            {k: {x: v[x] for x in ("path", "guidance", "hops")} for k, v in methods.items()},
+            {k: {x: v[x] for x in ("path", "guidance", "hops", "lr")} for k, v in methods.items()},
             space.baselines.confirm_seeds,
         )
         confirm = phase("confirm", configs=plan)
@@ -353,6 +362,7 @@ def _trial_rows(rows: list[dict], phase: str) -> list[dict]:
                 "n_tas": max(0, len(names) - 2),
                 "guidance": cfg.get("guidance"),
                 "seed": cfg.get("seed"),
+                "lr": cfg.get("lr"),
                 "val_acc": m.get("score") if r["status"] in ("completed", "pruned") else None,
                 "test_acc": None,  # the test set is not looked at during the search
                 "epochs_trained": m.get("epoch"),
@@ -383,7 +393,16 @@ def _baseline_rows(nokd, teacher, student, sizes, methods=None, ta=None) -> list
                 "val_acc": r["metrics"].get("val_acc"),
                 "test_acc": r["metrics"].get("test_acc"),
                 "seconds": r["metrics"].get("train_seconds"),
-                "note": r["error"] or ("picked by the heuristic" if m == ta else None),
+                "note": "; ".join(
+                    n
+                    for n in (
+                        r["error"],
+                        "picked by the heuristic" if m == ta else None,
+                        f"retried {r['retries']}x after a failure" if r["retries"] else None,
+                    )
+                    if n
+                )
+                or None,
             }
         )
     if methods and "blkd" in methods:
@@ -428,6 +447,7 @@ def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
             "path": t["path"],
             "guidance": t["guidance"],
             "hops": t["hops"],
+            "lr": _lr(t),
             "val_acc": t["val_acc"],
             "trial_id": t["trial_id"],
         }
@@ -439,6 +459,7 @@ def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
             "path": b["path"],
             "guidance": "chain",
             "hops": b["hops"],
+            "lr": _lr(b),
             "val_acc": b["val_acc"],
             "trial_id": b["trial_id"],
         }
@@ -451,6 +472,7 @@ def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
                 "path": path,
                 "guidance": h["guidance"],
                 "hops": h["hops"],
+                "lr": _lr(h),
                 "val_acc": h["val_acc"],
                 "trial_id": h["trial_id"],
                 "note": "its best searched configuration",
@@ -461,11 +483,17 @@ def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
                 "path": path,
                 "guidance": "chain",
                 "hops": [hop, hop],
+                "lr": out["top1"]["lr"],
                 "val_acc": None,
                 "note": "not visited by the search: top1's first-hop values",
             }
-    out["nokd"] = {"path": student, "guidance": "chain", "hops": [], "val_acc": None}
+    out["nokd"] = {"path": student, "guidance": "chain", "hops": [], "lr": None, "val_acc": None}
     return out
+
+
+def _lr(trial: dict) -> float | None:
+    lr = trial.get("lr")
+    return None if lr is None or lr != lr else float(lr)
 
 
 def _confirm_rows(rows: list[dict]) -> list[dict]:
@@ -474,6 +502,7 @@ def _confirm_rows(rows: list[dict]) -> list[dict]:
             "method": r["config"].get("method"),
             "path": r["config"].get("path"),
             "guidance": r["config"].get("guidance"),
+            "lr": r["config"].get("lr"),
             "seed": r["config"].get("seed"),
             "status": r["status"],
             "val_acc": r["metrics"].get("val_acc"),

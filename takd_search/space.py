@@ -40,6 +40,8 @@ class PathSpace:
         self.guidance = space.search.guidance
         self.per_hop = space.distill.per_hop
         self.params = {h: getattr(space.distill, h) for h in HYPER}
+        lr = space.train.lr
+        self.lr = lr if lr is not None and ParamSpace(lr).kind != "fixed" else None
 
     def path_of(self, flags: dict[str, bool]) -> list[str]:
         """Flags -> the path, largest model first (with the max_tas repair)."""
@@ -64,6 +66,7 @@ class PathSpace:
         guidance = self.guidance
         if guidance == "search":
             guidance = trial.suggest_categorical("guidance", ["chain", "dense"])
+        lr = float(ParamSpace(self.lr).suggest(trial, "lr")) if self.lr is not None else None
         hops = []
         for child in path[1:]:
             suffix = f"_{child}" if self.per_hop else ""
@@ -73,13 +76,18 @@ class PathSpace:
                     for h in HYPER
                 }
             )
-        return {"path": ">".join(path), "guidance": guidance, "hops": hops}
+        out = {"path": ">".join(path), "guidance": guidance, "hops": hops}
+        if lr is not None:  # one learning rate for every hop of the trial
+            out["lr"] = lr
+        return out
 
     def grid(self) -> dict[str, list]:
         """The search space as an optuna GridSampler wants it (per_hop: false only)."""
         grid = {f"ta_{c}": [False, True] for c in self.candidates}
         if self.guidance == "search":
             grid["guidance"] = ["chain", "dense"]
+        if self.lr is not None and len(ParamSpace(self.lr).values()) > 1:
+            grid["lr"] = ParamSpace(self.lr).values()
         for h in HYPER:  # only what `suggest` asks the trial for: choices of 2 or more
             p = ParamSpace(self.params[h])
             if p.kind == "choices" and len(p.values()) > 1:
@@ -108,6 +116,19 @@ class PathSpace:
             hops = len(path) - 1
             total += per_hop ** (hops if self.per_hop else 1)
         return total * (2 if self.guidance == "search" else 1)
+
+
+def reference_lr(space: Space) -> float | None:
+    """The learning rate of trials that do not search it (NoKD, the student alone): the
+    file's number, its first choice, or the middle of its range (geometric if log)."""
+    lr = space.train.lr
+    if lr is None:
+        return None
+    p = ParamSpace(lr)
+    if p.kind == "range":
+        lo, hi = p.values()
+        return math.sqrt(lo * hi) if p.value.log else (lo + hi) / 2
+    return p.values()[0]
 
 
 def resolve_hops(hops: list[dict], epochs: int) -> list[dict]:

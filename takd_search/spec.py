@@ -107,20 +107,37 @@ class Data(Strict):
     image_size: Int | None = None
 
 
+class TeacherInput(Strict):
+    """What a brought teacher expects (docs/own_teacher.md): mean/std per channel in
+    [0, 1] pixel units, size in pixels; unset: the run's own normalised input."""
+
+    mean: list[Num] | None = None
+    std: list[Num] | None = None
+    size: Int | None = None
+
+
+class TeacherFinetune(Strict):
+    epochs: Int
+    lr: Num | None = None
+
+
 class Models(Strict):
     family: str | None = None
     teacher: Name
     student: Name
     candidates: list[Name] = Field(default_factory=list)
     max_tas: Int | None = None
-    teacher_file: str | None = None
+    teacher_file: str | None = None  # `teacher: teacher`: a TorchScript file or state_dict
+    teacher_arch: str | None = None  # for a state_dict: torchvision:NAME, timm:NAME, plain10
+    teacher_input: TeacherInput | None = None
+    teacher_finetune: TeacherFinetune | None = None
 
 
 class Train(Strict):
     epochs: Int | None = None
     batch_size: Int | None = None
     optimizer: Literal["sgd"] = "sgd"
-    lr: Num | None = None
+    lr: Param | None = None  # a number, or choices/range to search it per trial
     momentum: Num | None = None
     nesterov: bool | None = None
     weight_decay: Num | None = None
@@ -343,12 +360,18 @@ def check(space: Space) -> list[str]:
         ("student", m.student),
         *[(f"candidates[{i}]", c) for i, c in enumerate(m.candidates)],
     ]:
-        if where == "teacher" and str(n) == "teacher":
+        if where == "teacher" and str(n).strip().lower() == "teacher":
             if not m.teacher_file:
                 out.append(
-                    "models.teacher: 'teacher' needs models.teacher_file (a TorchScript .pt file)"
+                    "models.teacher: 'teacher' needs models.teacher_file (a TorchScript .pt "
+                    "file, or a state_dict with models.teacher_arch)"
                 )
             names[where] = "teacher"
+            continue
+        if str(n).strip().lower() == "teacher":
+            out.append(
+                f"models.{where}: 'teacher' (your own teacher file) can only be models.teacher"
+            )
             continue
         try:
             names[where] = _canonical(n, m.family)
@@ -369,6 +392,7 @@ def check(space: Space) -> list[str]:
                 )
         if t != "teacher" and not _between(s, s, t, strict_low=False):
             out.append(f"models.student: {s} is not smaller than the teacher {t}")
+    out += _teacher_problems(m)
     if m.max_tas is not None and not 1 <= m.max_tas <= max(1, len(m.candidates)):
         out.append(
             f"models.max_tas: {m.max_tas} must be between 1 and the number of "
@@ -379,10 +403,11 @@ def check(space: Space) -> list[str]:
         v = getattr(tr, key)
         if v is not None and v < 1:
             out.append(f"train.{key}: {v} must be at least 1")
-    for key in ("lr",):
-        v = getattr(tr, key)
-        if v is not None and not v > 0:
-            out.append(f"train.{key}: {v} must be > 0")
+    if tr.lr is not None:
+        for v in ParamSpace(tr.lr).values():
+            if not v > 0:
+                out.append(f"train.lr: {v} must be > 0")
+                break
     if tr.weight_decay is not None and tr.weight_decay < 0:
         out.append(f"train.weight_decay: {tr.weight_decay} must be >= 0")
     d = space.distill
@@ -457,6 +482,40 @@ def check(space: Space) -> list[str]:
     return out
 
 
+def _teacher_problems(m: Models) -> list[str]:
+    """The teacher_* keys: only with `teacher: teacher`, and well formed."""
+    from takd_search.teacher import TeacherError, TeacherInput, check_arch
+
+    out = []
+    own = str(m.teacher).strip().lower() == "teacher"
+    for key in ("teacher_file", "teacher_arch", "teacher_input", "teacher_finetune"):
+        if getattr(m, key) is not None and not own:
+            out.append(
+                f"models.{key}: applies to a teacher you bring: set models.teacher: teacher "
+                f"(or remove {key})"
+            )
+            return out
+    if m.teacher_arch is not None:
+        try:
+            check_arch(m.teacher_arch)
+        except TeacherError as e:
+            out.append(f"models.teacher_arch: {e}")
+    if m.teacher_input is not None:
+        tin = m.teacher_input
+        for p in TeacherInput(
+            tuple(tin.mean) if tin.mean is not None else None,
+            tuple(tin.std) if tin.std is not None else None,
+            tin.size,
+        ).problems():
+            out.append(f"models.teacher_input: {p}")
+    ft = m.teacher_finetune
+    if ft is not None and ft.epochs < 1:
+        out.append(f"models.teacher_finetune.epochs: {ft.epochs} must be at least 1")
+    if ft is not None and ft.lr is not None and not ft.lr > 0:
+        out.append(f"models.teacher_finetune.lr: {ft.lr} must be > 0")
+    return out
+
+
 def _first_depth(family: str):
     from takd_search import models
 
@@ -476,14 +535,14 @@ def _size_key(name: str) -> tuple:
 
 def _between(x: str, low: str, high: str, strict_low: bool = True) -> bool:
     """Is model x strictly smaller than `high` and (strictly) larger than `low`?
-    Same family: by depth; across families: by parameter count on a CIFAR-10 input."""
-    from takd_search import models
+    Same family: by depth (mlp: parameter count); across families: not compared
+    (chain.check_shrinking applies the same rule)."""
 
     def smaller(a, b) -> bool:
         ka, kb = _size_key(a), _size_key(b)
         if ka[0] == kb[0]:
             return ka[1] < kb[1]
-        return models.model_size(a, 10, (3, 32, 32)) < models.model_size(b, 10, (3, 32, 32))
+        return True  # families do not compare (a CNN teacher may teach a bigger MLP)
 
     if high != "teacher" and not smaller(x, high):
         return False

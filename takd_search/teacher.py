@@ -173,6 +173,20 @@ def read_teacher(
     )
 
 
+def teacher_from_space(space) -> TeacherSource | None:
+    """The teacher a space file brings (`models.teacher: teacher`), or None."""
+    m = space.models
+    if str(m.teacher).strip().lower() != NAME:
+        return None
+    ft = m.teacher_finetune
+    return read_teacher(
+        m.teacher_file,
+        m.teacher_arch,
+        m.teacher_input,
+        FineTune(ft.epochs, ft.lr) if ft is not None else None,
+    )
+
+
 def check_arch(arch: str) -> str:
     """'torchvision:NAME', 'timm:NAME' or one of our model names -> its canonical form."""
     from takd_search import models

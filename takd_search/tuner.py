@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Ray console tables: we print our own
@@ -61,6 +61,8 @@ def start_ray(
                     p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p
                 ),
                 "RAY_AIR_NEW_OUTPUT": "0",
+                # the store's and the fault tests' settings reach the workers
+                **{k: v for k, v in os.environ.items() if k.startswith("TAKD_")},
             }
         }
         kw = dict(
@@ -123,7 +125,7 @@ def session_logs() -> str | None:
 _CONTEXTS: dict = {}
 
 
-def _context(run: dict, dataset):
+def _context(run: dict, dataset, teacher=None):
     """The worker's Context for a run: data moved to the device once per process (actors
     are reused between trials), store opened once. The data set itself comes from the
     driver through Ray's object store, so workers (and cluster nodes) need no data files
@@ -140,21 +142,27 @@ def _context(run: dict, dataset):
         run["split_seed"],
         run["augment"],
         run["store"],
+        teacher.digest if teacher is not None else None,
     )
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
         device = pick_device(run["device"])
         data = DeviceData(dataset, device, run["val_fraction"], run["split_seed"], run["augment"])
         store = open_store(run["store"], no_store=run["store"] is None)
-        _CONTEXTS[key] = Context(
+        ctx = Context(
             data, TrainConfig(**run["train"]), store, snapshot_epochs=tuple(run["snapshots"])
         )
+        if teacher is not None:  # a brought teacher: measured (or fine-tuned) once per process
+            from takd_search.teacher import attach_teacher
+
+            attach_teacher(ctx, teacher, seed=run["seed"])
+        _CONTEXTS[key] = ctx
     ctx = _CONTEXTS[key]
     ctx.train = TrainConfig(**run["train"])
     return ctx
 
 
-def run_trial(config: dict, run: dict, dataset=None) -> None:
+def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     """One trial: train config['path'] as a chain and report the student's validation
     accuracy once per epoch (so ASHA can stop it), then a final row with the details.
 
@@ -169,7 +177,9 @@ def run_trial(config: dict, run: dict, dataset=None) -> None:
     torch.set_num_threads(max(1, int(run["cpus"])))
     config = {**config, **config.get("case", {})}  # fixed phases nest their config
     t0 = time.perf_counter()
-    ctx = _context(run, dataset)
+    ctx = _context(run, dataset, teacher)
+    if config.get("lr") is not None:  # a searched learning rate: part of every hop's key
+        ctx.train = replace(ctx.train, lr=float(config["lr"]))
     names = config["path"].split(">")
     epochs = ctx.train.epochs
     hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), epochs)]
@@ -177,14 +187,18 @@ def run_trial(config: dict, run: dict, dataset=None) -> None:
     before = ctx.store.stats.as_dict()
     best = [-1.0]
     reported = [0]
+    attempt = _attempt(run.get("attempts_dir"))
 
     def report_epoch(epoch: int, val: float) -> None:
         best[0] = max(best[0], val)
         reported[0] = epoch
-        tune.report({METRIC: best[0], "val_acc": val, "epoch": epoch, "epochs": epochs})
+        tune.report(
+            {METRIC: best[0], "val_acc": val, "epoch": epoch, "epochs": epochs, "attempt": attempt}
+        )
 
     def on_event(kind: str, info: dict) -> None:
         if kind == "epoch" and info.get("hop") == len(names):
+            _inject_worker_death(info["epoch"])
             report_epoch(info["epoch"], info["val_acc"])
 
     ctx.on_event = on_event
@@ -209,9 +223,39 @@ def run_trial(config: dict, run: dict, dataset=None) -> None:
             "train_seconds": sum(r["seconds"] for r in rows if r["status"] == "trained"),
             "wall_seconds": time.perf_counter() - t0,
             "hop_rows": rows,
+            "attempt": attempt,
             "finished": True,
         }
     )
+
+
+def _attempt(folder: str | None) -> int:
+    """1 for a trial's first run, 2 after Tune restarted it once, ... counted per trial
+    id in the run folder (Tune gives a restarted trial a fresh local folder)."""
+    if not folder:
+        return 1
+    try:
+        path = Path(folder) / tune.get_context().get_trial_id()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:  # one byte per start: appends never lose a count
+            f.write("x")
+        return path.stat().st_size
+    except OSError:
+        return 1
+
+
+def _inject_worker_death(epoch: int) -> None:
+    """Fault injection for the reliability tests: with TAKD_FAULT_WORKER_EXIT=FILE set,
+    the first trial to reach its student's epoch 2 kills its own worker process (once:
+    FILE records that it happened). Never set in normal use."""
+    marker = os.environ.get("TAKD_FAULT_WORKER_EXIT")
+    if marker and epoch == 2:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(1)
 
 
 # ---- the searcher -----------------------------------------------------------------------
@@ -308,6 +352,7 @@ class Phase:
     name: str
     run: dict
     dataset: object = None  # takd_search.data.Dataset, shipped to workers by Ray
+    teacher: object = None  # takd_search.teacher.TeacherSource of a brought teacher, or None
     configs: list[dict] | None = None
     space: object | None = None
     sampler: str = "tpe"
@@ -324,7 +369,9 @@ class Phase:
 
 
 def _trainable(phase: Phase):
-    trainable = tune.with_parameters(run_trial, run=phase.run, dataset=phase.dataset)
+    trainable = tune.with_parameters(
+        run_trial, run=phase.run, dataset=phase.dataset, teacher=phase.teacher
+    )
     return tune.with_resources(trainable, {"cpu": phase.cpu, "gpu": phase.gpu})
 
 
@@ -455,18 +502,9 @@ def _row(result) -> dict:
         "error": error,
         "config": cfg,
         "metrics": m,
-        "retries": _retries(result),
+        "retries": max(0, int(m.get("attempt", 1)) - 1),
         "path_dir": result.path,
     }
-
-
-def _retries(result) -> int:
-    """How many times Tune restarted this trial after a failure (from its error files)."""
-    try:
-        files = [f for f in os.listdir(result.path) if f.startswith("error")]
-    except (OSError, TypeError):
-        return 0
-    return max(0, len(files) - (1 if result.error is not None else 0))
 
 
 def _error_line(err) -> str:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray  # noqa: F401  (also puts the psutil that Ray bundles on sys.path)
 
 from takd_search import cli, cluster
 from takd_search.errors import UserError

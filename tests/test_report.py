@@ -360,3 +360,18 @@ def test_per_hop_spaces_use_the_hop_into_each_model(tmp_path):
     assert imp.index[0] == "alpha_plain2"
     out = report(d)
     assert all(p.exists() for p in out["plots"].values())
+
+
+def test_searched_learning_rate_is_analysed(tmp_path):
+    d = make_run(tmp_path, n_search=12)
+    space = json.loads((d / "space.json").read_text())
+    space["train"] = {"lr": {"low": 0.01, "high": 0.1, "log": True}}
+    results.write_json(d / "space.json", space)
+    t = results.load(d)["trials"]
+    t["lr"] = [0.01 * (1 + i % 9) for i in range(len(t))]
+    # now the learning rate decides the accuracy, alpha does not
+    t["val_acc"] = t["val_acc"].where(t["val_acc"].isna(), 0.8 + t["lr"])
+    results.write_csv(d, "trials", t)
+    imp, _ = param_importances(open_run(d))
+    assert "lr" in imp.index and imp.index[0] == "lr"
+    assert all(p.exists() for p in report(d)["plots"].values())
