@@ -86,12 +86,21 @@ CONFIRMATION = {
 SCHEMAS = {"trials": TRIALS, "baselines": BASELINES, "confirmation": CONFIRMATION}
 
 
+def _file_mode() -> int:
+    """0o666 minus the process umask: what open() would give a new file (mkstemp's own
+    0o600 would make run folders unreadable to the rest of a team or cluster)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write `data` to `path` via a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()

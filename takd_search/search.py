@@ -80,7 +80,7 @@ def run_search(
     fixed["lr"] = reference_lr(space)  # searched per trial when given as choices/range
     train = recipe(space.data.dataset, **fixed)
     space_json = json.loads(space.model_dump_json())
-    results_dir = Path(results_dir)
+    results_dir = Path(results_dir).resolve()
     _check_writable(results_dir)
 
     from takd_search import tuner  # Ray is imported only once the input is known good
@@ -166,7 +166,7 @@ def run_search(
             asha=space.search.scheduler == "asha",
             grace_epochs=space.search.grace_epochs,
         )
-        write_csv(run_dir, "trials", _trial_rows(search, "search"))
+        write_csv(run_dir, "trials", _trial_rows(search, "search", space.search.seed))
         blkd_space = PathSpace(space, sizes, direct_only=True)
         n_blkd = space.baselines.blkd_trials or max(
             2, math.ceil((space.search.n_trials or len(search) or 1) / path_space.n_paths())
@@ -180,7 +180,9 @@ def run_search(
             asha=space.search.scheduler == "asha",
             grace_epochs=space.search.grace_epochs,
         )
-        trials = _trial_rows(search, "search") + _trial_rows(blkd, "blkd")
+        trials = _trial_rows(search, "search", space.search.seed) + _trial_rows(
+            blkd, "blkd", space.search.seed
+        )
         write_csv(run_dir, "trials", trials)
         nokd_val = {
             r["config"]["path"]: r["metrics"].get("val_acc")
@@ -347,7 +349,7 @@ def _link(link: Path, target: str) -> None:
 
 
 # ---- rows -------------------------------------------------------------------------------
-def _trial_rows(rows: list[dict], phase: str) -> list[dict]:
+def _trial_rows(rows: list[dict], phase: str, seed: int | None = None) -> list[dict]:
     out = []
     for r in rows:
         cfg, m = r["config"], r["metrics"]
@@ -361,7 +363,7 @@ def _trial_rows(rows: list[dict], phase: str) -> list[dict]:
                 "path": cfg.get("path"),
                 "n_tas": max(0, len(names) - 2),
                 "guidance": cfg.get("guidance"),
-                "seed": cfg.get("seed"),
+                "seed": cfg.get("seed", seed),
                 "lr": cfg.get("lr"),
                 "val_acc": m.get("score") if r["status"] in ("completed", "pruned") else None,
                 "test_acc": None,  # the test set is not looked at during the search

@@ -288,13 +288,15 @@ class PruningOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def make_sampler(kind: str, seed: int, grid: dict | None = None):
+def make_sampler(kind: str, seed: int, grid: dict | None = None, n_trials: int | None = None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
         return optuna.samplers.GridSampler(grid, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, 10))
+    # random start-up trials before TPE models the space: a third of the budget, 4..10
+    startup = 10 if not n_trials else max(4, min(10, n_trials // 3))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
 # ---- progress ---------------------------------------------------------------------------
@@ -388,7 +390,7 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
             space=phase.space,
             metric=METRIC,
             mode="max",
-            sampler=make_sampler(phase.sampler, phase.seed, phase.grid),
+            sampler=make_sampler(phase.sampler, phase.seed, phase.grid, phase.n_trials),
         )
         num_samples = phase.n_trials if phase.n_trials is not None else -1
     else:

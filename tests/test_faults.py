@@ -138,16 +138,15 @@ def the_run(results: Path) -> Path:
 
 
 def finished_trials(run_dir: Path, phase="search") -> set[str]:
-    """Trial ids whose result.json holds the final report (the trial completed)."""
+    """Trial ids that Tune's last experiment snapshot holds as finished."""
     import json
 
     out = set()
-    for d in (run_dir / "tune" / phase).glob("run_trial_*"):
-        res = d / "result.json"
-        lines = res.read_text().splitlines() if res.exists() else []
-        last = json.loads(lines[-1]) if lines else {}
-        if last.get("finished"):
-            out.add(last["trial_id"])
+    for state in (run_dir / "tune" / phase).glob("experiment_state-*.json"):
+        for trial, meta in json.loads(state.read_text())["trial_data"]:
+            trial, meta = json.loads(trial), json.loads(meta)
+            if trial["status"] == "TERMINATED" and (meta["last_result"] or {}).get("finished"):
+                out.add(trial["trial_id"])
     return out
 
 

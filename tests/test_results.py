@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -178,3 +180,14 @@ def test_analysis_columns_are_documented():
     from takd_search.analyze import COLUMNS
 
     assert _documented("takd-search analyze CSV_OR_RUN_DIR...") == set(COLUMNS)
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o027)
+    try:
+        results.write_csv(tmp_path, "trials", ROWS["trials"])
+        results.write_json(tmp_path / "summary.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for name in ("trials.csv", "summary.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640

@@ -45,21 +45,21 @@ class ForeignInput(nn.Module):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """plain6 trained 4 epochs on digits: its weights and its accuracy on our split."""
+    """plain4 trained 3 epochs on digits: its weights and its accuracy on our split."""
     from takd_search.data import load_dataset
 
     ds = load_dataset("digits")
     data = DeviceData(ds, "cpu")
-    make = lambda: models.create_model_from_name("plain6", 10, ds.input_shape)  # noqa: E731
-    res = train_hop(make, data, TrainConfig(epochs=4, batch_size=64), seed=0)
+    make = lambda: models.create_model_from_name("plain4", 10, ds.input_shape)  # noqa: E731
+    res = train_hop(make, data, TrainConfig(epochs=3, batch_size=64), seed=0)
     net = make()
     net.load_state_dict(res.state)
     net.eval()
     root = tmp_path_factory.mktemp("teacher")
     ts = root / "teacher.pt"
     torch.jit.script(ForeignInput(net, ds.mean[0], ds.std[0]).eval()).save(str(ts))
-    sd = root / "plain6_state.pt"
-    torch.save({"epoch": 4, "state_dict": {f"module.{k}": v for k, v in res.state.items()}}, sd)
+    sd = root / "plain4_state.pt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in res.state.items()}}, sd)
     npz = root / "digits.npz"
     np.savez(
         npz,
@@ -85,8 +85,8 @@ def _ctx(ds, store, epochs=3):
 
 def test_run_path_cli_with_a_torchscript_teacher_on_npz_data(trained, tmp_path, capsys):
     res = tmp_path / "results"
-    args = ["run-path", "--teacher", str(trained["torchscript"]), "--path", "teacher>plain4"]
-    args += ["--dataset", f"npz:{trained['npz']}", "--epochs", "3", "--results", str(res)]
+    args = ["run-path", "--teacher", str(trained["torchscript"]), "--path", "teacher>plain2"]
+    args += ["--dataset", f"npz:{trained['npz']}", "--epochs", "2", "--results", str(res)]
     args += ["--teacher-mean", "0.5", "--teacher-std", "0.25", "--name", "byo"]
     assert main(args) == 0
     out = json.loads((res / "byo" / "chain.json").read_text())
@@ -98,12 +98,12 @@ def test_run_path_cli_with_a_torchscript_teacher_on_npz_data(trained, tmp_path, 
     assert teacher["test_acc"] == pytest.approx(trained["test"], abs=1e-6)
     assert trained["test"] > 0.9
     assert teacher["params"] == models.count_params(trained["net"])
-    assert student["model"] == "plain4" and student["parent"] == "teacher"
+    assert student["model"] == "plain2" and student["parent"] == "teacher"
     assert student["T"] == 4.0 and student["alpha"] == 0.5 and student["status"] == "trained"
-    assert [r["epoch"] for r in student["curve"]] == [1, 2, 3]
+    assert [r["epoch"] for r in student["curve"]] == [1, 2]
     assert all(r["kd"] for r in student["curve"])
     alone = out["student_alone"]
-    assert alone["key"] != student["key"] and [r["kd"] for r in alone["curve"]] == [False] * 3
+    assert alone["key"] != student["key"] and [r["kd"] for r in alone["curve"]] == [False] * 2
     assert 0.5 < student["test_acc"] <= 1 and 0.5 < alone["test_acc"] <= 1
     sha = hashlib.sha256(trained["torchscript"].read_bytes()).hexdigest()
     assert out["teacher"]["sha256"] == sha and out["teacher"]["input"]["mean"] == [0.5]
@@ -113,7 +113,7 @@ def test_run_path_cli_with_a_torchscript_teacher_on_npz_data(trained, tmp_path, 
     assert meta["metrics"]["test_acc"] == teacher["test_acc"]
     student_meta = json.loads((res / ".store" / "hops" / student["key"] / "meta.json").read_text())
     assert student_meta["lineage"]["parents"] == [teacher["key"]]
-    assert len(student_meta["metrics"]["curve"]) == 3
+    assert len(student_meta["metrics"]["curve"]) == 2
     table = capsys.readouterr().out
     assert "teacher" in table and "given" in table
 
@@ -135,8 +135,8 @@ def test_the_input_contract_is_applied_not_trusted(trained, store):
 
 def test_a_state_dict_with_our_architecture(trained, store):
     """A checkpoint dict {'state_dict': ...} with DataParallel's 'module.' prefix."""
-    src = read_teacher(trained["state_dict"], arch="vgg6")
-    assert src.arch == "plain6"
+    src = read_teacher(trained["state_dict"], arch="vgg4")
+    assert src.arch == "plain4"
     t = attach_teacher(_ctx(trained["ds"], store), src)
     assert t.result.val_acc == pytest.approx(trained["val"], abs=1e-6)
     assert t.result.test_acc == pytest.approx(trained["test"], abs=1e-6)
@@ -177,8 +177,8 @@ def test_fine_tuning_a_teacher_pretrained_on_other_classes(trained, store, tmp_p
     path = tmp_path / "five.pt"
     torch.save(five, path)
     with pytest.raises(TeacherError, match="--finetune-epochs"):
-        attach_teacher(_ctx(ds, store), read_teacher(path, arch="plain6"))
-    src = read_teacher(path, arch="plain6", finetune=FineTune(epochs=2, lr=0.02))
+        attach_teacher(_ctx(ds, store), read_teacher(path, arch="plain4"))
+    src = read_teacher(path, arch="plain4", finetune=FineTune(epochs=2, lr=0.02))
     t = attach_teacher(_ctx(ds, store), src)
     assert not t.reused and t.spec.train.epochs == 2 and t.spec.train.lr == 0.02
     assert len(t.result.curve) == 2 and t.result.test_acc > 0.8  # the features transfer
@@ -279,7 +279,7 @@ def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch
         "cpus": 1,
     }
     hop = {"T": 4.0, "alpha": 0.9, "kd_epochs": 1.0, "parent_epoch": 0.5}
-    config = {"path": "teacher>plain4", "guidance": "chain", "hops": [hop]}
+    config = {"path": "teacher>plain2", "guidance": "chain", "hops": [hop]}
     tuner.run_trial(config, run, dataset=trained["ds"], teacher=src)
     final = reports[-1]
     assert final["finished"] and [r["epoch"] for r in reports[:-1]] == [1, 2]
