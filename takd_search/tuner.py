@@ -11,7 +11,6 @@ completed trial is lost or run twice.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import sys
@@ -212,7 +211,8 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
         {
             METRIC: student.result.val_acc,
             "val_acc": student.result.val_acc,
-            "test_acc": student.result.test_acc,
+            # searched trials never see the test set; baselines and confirmation report it
+            "test_acc": student.result.test_acc if "method" in config else None,
             "epoch": epochs,
             "epochs": epochs,
             "best_epoch": student.result.best_epoch,
@@ -549,17 +549,3 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def optuna_state_counts(phase_rows: list[dict]) -> dict:
-    counts: dict = {}
-    for r in phase_rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return counts
-
-
-def finite(x) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
