@@ -166,6 +166,25 @@ def live_teacher(parent, data: DeviceData):
     return lambda epoch: train_logits(parent, data, data.views(SEED, epoch)).half().float()
 
 
+@torch.no_grad()
+def calibrated_parent(parent: torch.nn.Module, data: DeviceData, batches: int = 4):
+    """The parent in eval mode with BatchNorm running statistics taken from a few training
+    batches, as a trained parent has them. (At initialisation the running statistics are
+    mean 0 / var 1, and an untrained resnet110 in eval mode then emits logits that overflow
+    fp16: the bank would hold inf.) Speed does not depend on the weights."""
+    parent = parent.to(data.device)
+    for m in parent.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+    parent.train()
+    views = data.views(SEED, 0)
+    for i in range(batches):
+        idx = views.order[i * 256 : (i + 1) * 256]
+        parent(data.train_batch(idx, views))
+    return parent.eval()
+
+
 # ---- measurement ----------------------------------------------------------------------------
 
 
@@ -174,7 +193,7 @@ def measure_pair(pair: str, args, ds: Dataset, warm_ds: Dataset) -> list[dict]:
     device = torch.device(args.device)
     data = DeviceData(ds, device, val_fraction=args.val_fraction, split_seed=0)
     warm = DeviceData(warm_ds, device, val_fraction=0.1, split_seed=0)
-    parent = models.create_model(pf, pd, ds.num_classes, ds.input_shape).to(device).eval()
+    parent = calibrated_parent(models.create_model(pf, pd, ds.num_classes, ds.input_shape), data)
     if device.type == "cuda":
         parent = parent.to(memory_format=torch.channels_last)  # as distill.load_model does
     make_child = lambda: models.create_model(cf, cd, ds.num_classes, ds.input_shape)  # noqa: E731

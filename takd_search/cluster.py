@@ -520,7 +520,7 @@ def status(a) -> int:
                 ],
             )
         )
-        print(f"\n{len(rows)} takd-search jobs on {address}")
+        print(f"\n{len(rows)} takd-search job{'' if len(rows) == 1 else 's'} on {address}")
         return 0
     info = _job_info(c, a.job_id, address)
     if a.follow:

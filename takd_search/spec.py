@@ -484,7 +484,8 @@ def check(space: Space) -> list[str]:
 
 def _teacher_problems(m: Models) -> list[str]:
     """The teacher_* keys: only with `teacher: teacher`, and well formed."""
-    from takd_search.teacher import TeacherError, TeacherInput, check_arch
+    from takd_search.teacher import TeacherError, check_arch
+    from takd_search.teacher import TeacherInput as Contract
 
     out = []
     own = str(m.teacher).strip().lower() == "teacher"
@@ -502,7 +503,7 @@ def _teacher_problems(m: Models) -> list[str]:
             out.append(f"models.teacher_arch: {e}")
     if m.teacher_input is not None:
         tin = m.teacher_input
-        for p in TeacherInput(
+        for p in Contract(
             tuple(tin.mean) if tin.mean is not None else None,
             tuple(tin.std) if tin.std is not None else None,
             tin.size,

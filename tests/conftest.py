@@ -9,7 +9,9 @@ import torch
 
 # Ray/torch in tests: keep each process to the cores CI has and keep Ray quiet.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: on a busy 2-core machine a second thread makes small convolutions 10-30x
+# slower (threads wait on each other); Ray trials run in their own processes anyway.
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
