@@ -26,6 +26,8 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # most the trials that finished in the last 2 s, which the hop store makes cheap to redo.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
+import warnings  # noqa: E402
+
 import optuna  # noqa: E402
 import ray  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
@@ -36,6 +38,8 @@ from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 from takd_search.errors import UserError  # noqa: E402
 
 log = logging.getLogger("takd_search.tuner")
+# a resumed trial re-reports its epochs; Optuna warns for each and ignores them
+warnings.filterwarnings("ignore", message=".*is already reported.*")
 METRIC = "score"  # the running best validation accuracy of the path's student
 
 
@@ -73,6 +77,7 @@ def start_ray(
         if address in (None, "", "local"):
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kw)
         else:
+            _token_mode_if_token()
             try:
                 ray.init(address=address, **kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
@@ -82,6 +87,20 @@ def start_ray(
                     "`ray start --head` or pass the right --address"
                 ) from None
     return dict(ray.cluster_resources())
+
+
+def _token_mode_if_token() -> None:
+    """ray.init(address=HOST:PORT) sends the cluster's token only when RAY_AUTH_MODE=token
+    (Ray turns it on by itself only for address="auto"); turn it on when a token exists."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    from takd_search.cluster import read_token
+
+    if read_token()[0]:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray caches the mode at import; refresh it as Ray itself does
 
 
 def stop_ray() -> None:
