@@ -11,6 +11,9 @@ Files written into the run folder (or `--out DIR`):
     paths_accuracy.png       confirmed paths: test accuracy mean +- std, BLKD/NoKD lines
     search_progress.png      best-so-far validation accuracy against trials and compute
     hyperparameters.png      accuracy against T, alpha (...) and Optuna's importances
+    learning_curves.png      student validation accuracy per epoch: confirmed methods
+                             (mean +- std over seeds) and the search's students vs NoKD
+                             (only when phases/*.json carry per-epoch curves)
 
 Accuracies are fractions in the CSVs and percentages in the report; differences are in
 percentage points (pp), paired by seed.
@@ -46,6 +49,7 @@ PLOTS = {
     "paths": "paths_accuracy.png",
     "progress": "search_progress.png",
     "hyper": "hyperparameters.png",
+    "curves": "learning_curves.png",  # only when the phase files carry per-epoch curves
 }
 MIN_IMPORTANCE_TRIALS = 4  # fewer completed search trials: a note instead of importances
 REFERENCE = ("blkd", "nokd")  # confirmation methods drawn as reference lines
@@ -309,6 +313,88 @@ def param_importances(run: Run) -> tuple[pd.Series | None, str]:
         + (" (rough with this few trials)." if len(trials) < 20 else ".")
     )
     return s, note
+
+
+def student_curves(run: Run, phase: str) -> pd.DataFrame:
+    """The student's per-epoch validation accuracy in every completed trial of one phase
+    (phases/<phase>.json; the student is the last entry of `hop_rows`): one row per
+    (trial, epoch) with method, seed, path, T, alpha, epoch, val_acc. Empty when the file
+    is missing or its rows carry no `curve` (runs from before curves were recorded)."""
+    cols = ["trial", "method", "seed", "path", "T", "alpha", "epoch", "val_acc"]
+    rows = []
+    for i, r in enumerate(results.read_json(run.dir, f"phases/{phase}.json", []) or []):
+        hops = (r.get("metrics") or {}).get("hop_rows") or []
+        if r.get("status") != "completed" or not hops or not hops[-1].get("curve"):
+            continue
+        cfg, last = r.get("config") or {}, hops[-1]
+        for e in last["curve"]:
+            if e.get("epoch") is None or e.get("val_acc") is None:
+                continue
+            rows.append(
+                {
+                    "trial": r.get("trial_id") or str(i),
+                    "method": cfg.get("method", phase),
+                    "seed": cfg.get("seed"),
+                    "path": cfg.get("path", last.get("model")),
+                    "T": last.get("T"),
+                    "alpha": last.get("alpha"),
+                    "epoch": int(e["epoch"]),
+                    "val_acc": float(e["val_acc"]),
+                }
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per method and epoch: mean and std (ddof 1; 0 for one seed) of the validation
+    accuracy over seeds, and how many seeds reached that epoch."""
+    g = curves.groupby(["method", "epoch"])["val_acc"]
+    out = g.agg(mean="mean", std="std", n="count").reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def epochs_to_reach(mean: pd.DataFrame, method: str, target: float) -> int | None:
+    """The first epoch at which `method`'s mean curve reaches `target` (None: never)."""
+    m = mean[(mean["method"] == method) & (mean["mean"] >= target - 1e-12)]
+    return int(m["epoch"].min()) if len(m) else None
+
+
+def speed_sentence(mean: pd.DataFrame, winner: str | None) -> str:
+    """One sentence: epochs the winner's and NoKD's mean curves need to reach NoKD's best
+    mean validation accuracy (rounded down to 0.01 %, the figure the sentence states)."""
+    m = mean
+    have = set(m["method"])
+    if winner not in have or "nokd" not in have:
+        return (
+            "The confirmation phase has no curves for "
+            + ("the winner" if winner not in have else "NoKD")
+            + ", so the epochs to reach NoKD's accuracy cannot be compared."
+        )
+    nk = m[m["method"] == "nokd"]
+    target = math.floor(float(nk["mean"].max()) * 1e4 + 1e-6) / 1e4
+    e_nokd = epochs_to_reach(m, "nokd", target)
+    e_win = epochs_to_reach(m, winner, target)
+    last = int(m.loc[m["method"] == winner, "epoch"].max())
+    head = (
+        f"Epochs to reach NoKD's best mean validation accuracy ({100 * target:.2f} %), "
+        f"from the mean curves over seeds: NoKD needs **{e_nokd}**, the winner `{winner}` "
+    )
+    if e_win is None:
+        best = float(m.loc[m["method"] == winner, "mean"].max())
+        return head + (
+            f"**never reaches it** in its {last} epochs (best mean {pct(best)}): here KD "
+            "does not make the student learn faster."
+        )
+    diff = e_nokd - e_win
+    verdict = (
+        f"{diff} epoch{'s' if diff != 1 else ''} fewer: KD makes the student learn faster"
+        if diff > 0
+        else "the same number: no faster than training alone"
+        if diff == 0
+        else f"{-diff} epoch{'s' if diff != -1 else ''} more: KD is slower to get there"
+    )
+    return head + f"**{e_win}** ({verdict})."
 
 
 # ---- formatting ---------------------------------------------------------------------------
@@ -783,6 +869,90 @@ def plot_hyper(run: Run, importances: pd.Series | None, note: str, path: Path) -
     return _save(fig, path)
 
 
+METHOD_STYLE = {"blkd": ("C1", "--", "BLKD"), "nokd": ("C3", ":", "NoKD"),
+                "heuristic": ("C4", "-.", "heuristic")}  # fmt: skip
+
+
+def plot_curves(run: Run, confirm: pd.DataFrame, search: pd.DataFrame, path: Path) -> Path:
+    """Student validation accuracy against epoch: (a) each confirmed method's mean over
+    seeds with a +-std band and thin per-seed lines, the winner bold; (b) when the search
+    recorded curves, each searched student coloured by alpha (or T) against NoKD's."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.ticker import MaxNLocator
+
+    s = run.summary
+    win = s.get("winner")
+    fig = _figure(12 if len(search) else 7.5, 4.8)
+    axes = np.atleast_1d(fig.subplots(1, 2 if len(search) else 1, sharey=True))
+    ax = axes[0]
+    mean = mean_curves(confirm)
+    others = 0
+    for m in sorted(set(confirm["method"]), key=_method_key):
+        if m == win:
+            colour, ls, lw = "C2", "-", 3.0
+        elif m in METHOD_STYLE:
+            colour, ls, lw = METHOD_STYLE[m][0], METHOD_STYLE[m][1], 1.8
+        else:
+            colour, ls, lw = f"C{[0, 9, 5, 6, 8][others % 5]}", "-", 1.8
+            others += 1
+        c = confirm[confirm["method"] == m]
+        for _, one in c.groupby("trial"):
+            one = one.sort_values("epoch")
+            ax.plot(one["epoch"], 100 * one["val_acc"], color=colour, lw=0.6, alpha=0.35)
+        mc = mean[mean["method"] == m].sort_values("epoch")
+        n = int(mc["n"].max())
+        name = METHOD_STYLE.get(m, (0, 0, m))[2] + (" (winner)" if m == win else "")
+        label = f"{name}: {c['path'].iloc[0]} (n={n})"
+        ax.plot(mc["epoch"], 100 * mc["mean"], color=colour, ls=ls, lw=lw, label=label,
+                zorder=4 if m == win else 3)  # fmt: skip
+        lo, hi = 100 * (mc["mean"] - mc["std"]), 100 * (mc["mean"] + mc["std"])
+        ax.fill_between(mc["epoch"], lo, hi, color=colour, alpha=0.15, lw=0)
+    ax.plot([], [], color="0.4", lw=0.6, label="one seed")
+    ax.fill_between([], [], [], color="0.4", alpha=0.15, label="± std over seeds")
+    ax.set_title("(a) confirmation: mean over seeds, ± std band", fontsize=10)
+    ax.set_ylabel("student validation accuracy (%)")
+    ax.legend(fontsize=7.5, loc="lower right")
+    if len(search):
+        ax = axes[1]
+        by = "alpha" if search["alpha"].dropna().nunique() > 1 else "T"
+        vals = search[by].astype("float64")
+        lo, hi = float(vals.min()), float(vals.max())
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        spec = (run.space.get("distill", {}) or {}).get(by)
+        log = by == "T" and isinstance(spec, dict) and spec.get("log") and lo > 0
+        norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
+        cmap = colormaps["viridis"]
+        for _, one in search.groupby("trial"):
+            one = one.sort_values("epoch")
+            ax.plot(one["epoch"], 100 * one["val_acc"], lw=1.2, alpha=0.85,
+                    color=cmap(norm(float(one[by].iloc[0]))))  # fmt: skip
+        nokd = student_curves(run, "nokd")
+        nokd = nokd[nokd["path"] == s.get("student")]
+        if nokd.empty:  # no NoKD phase curve: the confirmation's mean over seeds
+            nokd = mean[mean["method"] == "nokd"].rename(columns={"mean": "val_acc"})
+        if len(nokd):
+            nokd = nokd.groupby("epoch", as_index=False)["val_acc"].mean()
+            ax.plot(nokd["epoch"], 100 * nokd["val_acc"], color="C3", ls=":", lw=2.5,
+                    label=f"NoKD student {s.get('student')} (alone)")  # fmt: skip
+            ax.legend(fontsize=8, loc="lower right")
+        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax)
+        bar.set_label(HYPER_LABEL[by] + " (hop into the student)")
+        ax.set_title(f"(b) search: {search['trial'].nunique()} students, colour = {by}",
+                     fontsize=10)  # fmt: skip
+    for ax in axes:
+        ax.set_xlabel("epoch (of the student's hop)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"Learning curves of the student {s.get('student')} on {s.get('dataset')}: "
+        "does KD learn faster than training alone?"
+    )
+    return _save(fig, path)
+
+
 def _log_axis(ax) -> None:
     """A log x axis labelled 1, 2, 5, 10, 20 ... in plain numbers (no 2x10^0 clutter)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -850,6 +1020,24 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
         "progress": plot_progress(run, out / PLOTS["progress"]),
         "hyper": plot_hyper(run, imp, note, out / PLOTS["hyper"]),
     }
+    confirm_curves = student_curves(run, "confirm")
+    if len(confirm_curves):
+        search_curves = student_curves(run, "search")
+        plots["curves"] = plot_curves(run, confirm_curves, search_curves, out / PLOTS["curves"])
+        curves_md = [
+            "Student validation accuracy after each epoch: left, each confirmed method's mean "
+            "over seeds (± std band, thin lines one seed each; the winner bold); right, the "
+            "search's students against the student trained alone. "
+            + speed_sentence(mean_curves(confirm_curves), run.summary.get("winner")),
+            "",
+            f"![learning curves]({os.path.relpath(plots['curves'], out)})",
+        ]
+    else:
+        curves_md = [
+            "No learning-curve plot: the confirmation trials in `phases/confirm.json` carry "
+            "no per-epoch `curve` (a run from before curves were recorded, or no completed "
+            "confirmation)."
+        ]
     s = run.summary
     keys = key_table(stats, s.get("winner"))
     rel = {k: os.path.relpath(p, out) for k, p in plots.items()}
@@ -911,6 +1099,6 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
             ),
             "",
         ]
-    md += [f"![hyper-parameters]({rel['hyper']})", ""]
+    md += [f"![hyper-parameters]({rel['hyper']})", "", "## Learning curves", "", *curves_md, ""]
     path = results.write_atomic(out / "report.md", "\n".join(md))
     return {"report": path, "plots": plots, "table": console_table(keys), "stats": stats}

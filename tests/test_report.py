@@ -20,11 +20,14 @@ from takd_search.analyze import analyze
 from takd_search.cli import main
 from takd_search.report import (
     PLOTS,
+    epochs_to_reach,
+    mean_curves,
     method_stats,
     open_run,
     param_importances,
     progress_frame,
     report,
+    student_curves,
 )
 
 SIZES = {"plain10": 2388970, "plain8": 303098, "plain6": 72890, "plain4": 17850, "plain2": 3194}
@@ -225,7 +228,10 @@ def test_report_writes_markdown_and_plots(tmp_path, capsys):
     assert "An exhaustive grid of the same space is 200 trials" in md
     assert "the search ran 6.0 % of that" in md
     assert "| alpha |" in md  # importances table
-    for name in PLOTS.values():
+    for key, name in PLOTS.items():
+        if key == "curves":  # make_run writes no phases/*.json: a note, no plot
+            assert not (d / name).exists() and "No learning-curve plot" in md
+            continue
         assert f"]({name})" in md
         w, h = _png_size(d / name)
         assert w >= 600 and h >= 300
@@ -375,3 +381,90 @@ def test_searched_learning_rate_is_analysed(tmp_path):
     imp, _ = param_importances(open_run(d))
     assert "lr" in imp.index and imp.index[0] == "lr"
     assert all(p.exists() for p in report(d)["plots"].values())
+
+
+# student val_acc per epoch (1..5) per seed (1, 2): NoKD's mean peaks at 91 % in epoch 5,
+# top1's mean [71, 89, 91, 94, 95] reaches 91 % in epoch 3 (exactly: a tolerance test)
+CURVES = {
+    "top1": [[0.70, 0.88, 0.92, 0.93, 0.94], [0.72, 0.90, 0.90, 0.95, 0.96]],
+    "heuristic": [[0.60, 0.80, 0.85, 0.90, 0.92], [0.62, 0.80, 0.87, 0.90, 0.92]],
+    "blkd": [[0.55, 0.75, 0.85, 0.90, 0.93], [0.57, 0.77, 0.85, 0.90, 0.93]],
+    "nokd": [[0.50, 0.70, 0.80, 0.88, 0.90], [0.52, 0.72, 0.82, 0.90, 0.92]],
+}
+
+
+def _curve(vals: list[float]) -> list[dict]:
+    return [
+        {"epoch": e, "train_loss": 1.0 / e, "train_acc": v, "val_acc": v, "lr": 0.1,
+         "kd": True, "seconds": float(e)}
+        for e, v in enumerate(vals, 1)
+    ]  # fmt: skip
+
+
+def _phase_row(tid: str, config: dict, path: str, vals: list[float], alpha=0.5) -> dict:
+    names = path.split(">")
+    hops = [{"hop": i + 1, "model": m, "T": 2.0, "alpha": alpha, "curve": []}
+            for i, m in enumerate(names)]  # fmt: skip
+    hops[-1]["curve"] = _curve(vals)
+    return {"trial_id": tid, "status": "completed", "error": None,
+            "config": {**config, "path": path}, "metrics": {"hop_rows": hops}}  # fmt: skip
+
+
+def write_curves(d: Path, curves: dict = CURVES) -> None:
+    conf = [
+        _phase_row(f"c{m}{s}", {"method": m, "seed": s}, CONFIRM[m][0], vals)
+        for m, per_seed in curves.items()
+        for s, vals in zip((1, 2), per_seed)
+    ]
+    conf.append({"trial_id": "cx", "status": "failed", "config": {"method": "top1"}})
+    results.write_json(d / "phases" / "confirm.json", conf)
+    search = [
+        _phase_row(f"s{i}", {"T": 2.0, "alpha": a}, "plain10>plain4>plain2",
+                   [0.5 + 0.4 * a, 0.7 + 0.2 * a, 0.9, 0.92, 0.93], alpha=a)
+        for i, a in enumerate((0.1, 0.5, 0.9))
+    ]  # fmt: skip
+    results.write_json(d / "phases" / "search.json", search)
+    nokd = [_phase_row("n0", {"method": "nokd", "seed": 0}, "plain2", CURVES["nokd"][0])]
+    results.write_json(d / "phases" / "nokd.json", nokd)
+
+
+def test_learning_curves_plot_and_epochs_to_reach(tmp_path):
+    d = make_run(tmp_path)
+    write_curves(d)
+    run = open_run(d)
+    c = student_curves(run, "confirm")
+    assert len(c) == 4 * 2 * 5  # the failed row has no curve
+    mean = mean_curves(c)
+    top = mean[mean["method"] == "top1"].sort_values("epoch")
+    assert top["mean"].tolist() == pytest.approx([0.71, 0.89, 0.91, 0.94, 0.95])
+    assert top["std"].iloc[0] == pytest.approx(math.sqrt(2) * 0.01)
+    assert epochs_to_reach(mean, "top1", 0.91) == 3
+    assert epochs_to_reach(mean, "nokd", 0.91) == 5
+    assert epochs_to_reach(mean, "heuristic", 0.95) is None
+    out = report(d)
+    w, h = _png_size(out["plots"]["curves"])
+    assert out["plots"]["curves"] == d / PLOTS["curves"] and w >= 900 and h >= 400
+    md = out["report"].read_text()
+    assert "![learning curves](learning_curves.png)" in md
+    assert "NoKD's best mean validation accuracy (91.00 %)" in md
+    assert "NoKD needs **5**, the winner `top1` **3** (2 epochs fewer" in md
+    # a winner that never gets there, and curves only in the confirmation (one panel)
+    slow = dict(CURVES, top1=[[0.5, 0.6, 0.7, 0.8, 0.85], [0.5, 0.6, 0.7, 0.8, 0.87]])
+    write_curves(d, slow)
+    (d / "phases" / "search.json").unlink()
+    md = report(d)["report"].read_text()
+    assert "the winner `top1` **never reaches it** in its 5 epochs (best mean 86.00 %)" in md
+    assert (d / PLOTS["curves"]).exists()
+
+
+def test_learning_curves_missing_in_old_runs_is_a_note(tmp_path):
+    d = make_run(tmp_path)
+    write_curves(d)
+    rows = json.loads((d / "phases" / "confirm.json").read_text())
+    for r in rows:
+        for h in (r.get("metrics") or {}).get("hop_rows", []):
+            h.pop("curve")
+    results.write_json(d / "phases" / "confirm.json", rows)
+    out = report(d)
+    assert "curves" not in out["plots"] and not (d / PLOTS["curves"]).exists()
+    assert "No learning-curve plot" in out["report"].read_text()
