@@ -16,21 +16,23 @@ Training throughput (training images per wall second) of one hop parent -> child
 * engine (no bank): the same, but the callable computes the parent's logits live with
   ``distill.train_logits`` once per epoch (what ``chain`` does on a bank miss).
 
-One rep of a method is one epoch over the same N training images. The engine's time is the
-whole ``train_hop`` call, so it also includes what the reference loop does not do: model
-construction, the per-epoch validation pass (a small, 1% split) and the final test pass
-(``--n-test`` images). Every method is warmed up first (a short run on a few hundred
-images, not counted), then the methods run in turn, rep after rep (A/B/C/A/B/C...), and
-the table reports the median per-rep rate; ratios are medians of the per-rep ratios
-engine/ref, measured side by side in this one process run. The CPU is shared, so only the
-ratios are meaningful; absolute images/s move with the load.
+A measurement cell is (method, batch size): by default ref at batch 128 (the published
+code's batch), engine at 128, 256 and 512, engine (no bank) at 128. One timed run of a cell
+is one epoch over the same N training images. The engine's time is the whole
+``train_hop`` call, so it also includes what the reference loop does not do: model
+construction, the per-epoch validation pass (a 1% split) and the final test pass
+(``--n-test`` images). Every cell is warmed up first (a short run on a few hundred images,
+not counted); then each rep runs every cell once, in alternating order (A/B/C, then C/B/A),
+and the table reports the median per-rep rate and the median of the per-rep ratios
+cell / ref@128, measured side by side in this one process run. The CPU is shared, so only
+the ratios are meaningful; absolute images/s move with the load.
 
 Data: generated uint8 images of CIFAR shape (3x32x32, 10 classes, fixed seed): the speed of
 a hop does not depend on pixel values, and no download is needed.
 
 Usage:
     python bench/hop_throughput.py                          # CPU, both pairs, batches 128 256 512
-    python bench/hop_throughput.py --pairs plain --batches 128 --n-train 2000 --reps 2
+    python bench/hop_throughput.py --pairs resnet --n-train 2500 --reps 3
     python bench/hop_throughput.py --device cuda --n-train 50000   # on a GPU machine
 """
 
@@ -198,75 +200,71 @@ def measure_pair(pair: str, args, ds: Dataset, warm_ds: Dataset) -> list[dict]:
         parent = parent.to(memory_format=torch.channels_last)  # as distill.load_model does
     make_child = lambda: models.create_model(cf, cd, ds.num_classes, ds.input_shape)  # noqa: E731
     teachers = {d: banked_teacher(parent, d) for d in (data, warm)}  # one epoch: one bank
-    methods = {
+    run = {
         "ref": lambda d, b: ref_epoch(parent, make_child, d, b, args.workers),
         "engine": lambda d, b: engine_epoch(make_child, d, b, teachers[d]),
-        "engine (no bank)": lambda d, b: engine_epoch(
-            make_child, d, b, live_teacher(parent, d)
-        ),
+        "engine (no bank)": lambda d, b: engine_epoch(make_child, d, b, live_teacher(parent, d)),
     }
-    if args.skip_no_bank:
-        methods.pop("engine (no bank)")
+    # the cells of one rep: (method, batch); every ratio is against ref at batch 128 (the
+    # published code's batch) measured in the same rep
+    cells = [("ref", b) for b in sorted({128, *args.ref_batches})]
+    cells += [("engine", b) for b in args.batches]
+    if not args.skip_no_bank:
+        cells += [("engine (no bank)", b) for b in args.no_bank_batches]
+    for method, batch in cells:  # warm-up: not counted
+        run[method](warm, batch)
+    rates: dict[tuple, list[float]] = {c: [] for c in cells}
+    for rep in range(args.reps):
+        order = cells if rep % 2 == 0 else cells[::-1]  # A/B/C.. then ..C/B/A
+        for method, batch in order:
+            t0 = time.perf_counter()
+            n = run[method](data, batch)
+            rates[(method, batch)].append(n / (time.perf_counter() - t0))
+        done = ", ".join(f"{m}@{b} {r[-1]:.0f}" for (m, b), r in rates.items())
+        print(f"# {pf}{pd} -> {cf}{cd} rep {rep + 1}: {done}", flush=True)
+    ref = rates[("ref", 128)]
     rows = []
-    for batch in args.batches:
-        for name, fn in methods.items():  # warm-up: not counted
-            fn(warm, batch)
-        rates = {name: [] for name in methods}
-        for rep in range(args.reps):
-            names = list(methods)
-            if rep % 2:  # alternate the order too: A/B/C then C/B/A
-                names.reverse()
-            for name in names:
-                t0 = time.perf_counter()
-                n = methods[name](data, batch)
-                rates[name].append(n / (time.perf_counter() - t0))
-        ref = rates["ref"]
-        for name in methods:
-            per_rep = [r / b for r, b in zip(rates[name], ref)]
-            rows.append(
-                {
-                    "pair": f"{pf}{pd} -> {cf}{cd}",
-                    "batch": batch,
-                    "method": name,
-                    "img/s": statistics.median(rates[name]),
-                    "min": min(rates[name]),
-                    "max": max(rates[name]),
-                    "x ref": statistics.median(per_rep),
-                }
-            )
-            print(_fmt_row(rows[-1]), flush=True)
+    for (method, batch), rs in rates.items():
+        rows.append(
+            {
+                "pair": f"{pf}{pd} -> {cf}{cd}",
+                "batch": batch,
+                "method": method,
+                "img/s": statistics.median(rs),
+                "min": min(rs),
+                "max": max(rs),
+                "x ref": statistics.median(r / b for r, b in zip(rs, ref)),
+            }
+        )
     return rows
 
 
-HEADER = f"{'pair':<22} {'batch':>5} {'method':<17} {'img/s':>8} {'(min-max)':>15} {'x ref':>6}"
+HEADER = (
+    f"{'pair':<22} {'batch':>5} {'method':<17} {'img/s':>8} {'(min-max)':>15} {'x ref@128':>9}"
+)
 
 
 def _fmt_row(r: dict) -> str:
     spread = f"{r['min']:.0f}-{r['max']:.0f}"
     return (
         f"{r['pair']:<22} {r['batch']:>5} {r['method']:<17} {r['img/s']:>8.0f} "
-        f"{spread:>15} {r['x ref']:>6.2f}"
+        f"{spread:>15} {r['x ref']:>9.2f}"
     )
 
 
 def headline(rows: list[dict]) -> list[str]:
-    """Per pair: engine at its best batch against the reference at batch 128."""
+    """Per pair: the engine at batch 128 and at its best batch against ref at batch 128."""
     out = []
     for pair in dict.fromkeys(r["pair"] for r in rows):
-        mine = [r for r in rows if r["pair"] == pair]
-        ref128 = [r for r in mine if r["method"] == "ref" and r["batch"] == 128]
-        eng = [r for r in mine if r["method"] == "engine"]
-        if not ref128 or not eng:
+        eng = [r for r in rows if r["pair"] == pair and r["method"] == "engine"]
+        if not eng:
             continue
-        best = max(eng, key=lambda r: r["img/s"])
-        same = next(r for r in eng if r["batch"] == 128) if any(
-            r["batch"] == 128 for r in eng
-        ) else None
-        line = f"{pair}: engine best batch {best['batch']} = {best['img/s']:.0f} img/s"
-        line += f", ref batch 128 = {ref128[0]['img/s']:.0f} img/s"
-        line += f" -> {best['img/s'] / ref128[0]['img/s']:.2f}x"
-        if same:
-            line += f" (at batch 128 side by side: {same['x ref']:.2f}x)"
+        best = max(eng, key=lambda r: r["x ref"])
+        at128 = next((r for r in eng if r["batch"] == 128), None)
+        line = f"{pair}: engine / ref@128 = "
+        if at128:
+            line += f"{at128['x ref']:.2f}x at batch 128, "
+        line += f"{best['x ref']:.2f}x at the engine's best batch ({best['batch']})"
         out.append(line)
     return out
 
@@ -275,7 +273,7 @@ def machine() -> str:
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+            cpu = next(x.split(":", 1)[1].strip() for x in f if x.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return (
@@ -295,7 +293,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--pairs", nargs="+", default=["plain", "resnet"], choices=list(PAIRS))
-    p.add_argument("--batches", nargs="+", type=int, default=[128, 256, 512])
+    p.add_argument(
+        "--batches", nargs="+", type=int, default=[128, 256, 512], help="engine batch sizes"
+    )
+    p.add_argument(
+        "--ref-batches", nargs="+", type=int, default=[128], help="reference batch sizes"
+    )
+    p.add_argument(
+        "--no-bank-batches", nargs="+", type=int, default=[128], help="'engine (no bank)' ones"
+    )
     p.add_argument("--n-train", type=int, default=5000, help="generated training images")
     p.add_argument("--n-test", type=int, default=100, help="test images (engine's final eval)")
     p.add_argument("--n-warm", type=int, default=600, help="images of the warm-up runs")
@@ -315,11 +321,14 @@ def main(argv=None) -> int:
     )
     ds = synthetic_cifar(args.n_train, args.n_test)
     warm_ds = synthetic_cifar(args.n_warm, 20, seed=1)
-    print(HEADER)
-    print("-" * len(HEADER))
     rows = []
     for pair in args.pairs:
         rows += measure_pair(pair, args, ds, warm_ds)
+    print()
+    print(HEADER)
+    print("-" * len(HEADER))
+    for r in rows:
+        print(_fmt_row(r))
     print()
     for line in headline(rows):
         print(line)

@@ -92,7 +92,7 @@ def machine() -> str:
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+            cpu = next(x.split(":", 1)[1].strip() for x in f if x.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return (

@@ -13,17 +13,20 @@ on scikit-learn digits, TAs {8, 6, 4}), each a subprocess with its own `--result
   continuous ranges, which no grid covers; the grid run uses a temporary copy of the
   space file with `sampler: grid` and `--grid-T` x `--grid-alpha` choices (default
   T in {2, 4, 8}, alpha in {0.3, 0.7}), so it tries every one of the 8 paths with every
-  (T, alpha): 8 x 6 = 48 search trials, with the hop store (fresh, empty).
+  (T, alpha): 8 x 6 = 48 search trials, with the hop store (fresh, empty);
+* grid no store (only with `--grid-no-store`): the same grid with `--no-store`.
 
 Each run is the whole procedure: Ray start, NoKD, search, BLKD and seed confirmation
-(confirmation trains fresh seeds, so part of it can never be reused; all three runs do the
-same confirmation work). Printed per run: wall seconds of the subprocess, the run's own
-wall seconds (summary.json), trials per phase, hops trained and reused (summed over every
-phase's trials), and the wall-time ratio against the search. With `--reps 2` or more the
-runs alternate (A/B/C, then C/B/A) and the table shows medians.
+(confirmation retrains the top paths, BLKD, the heuristic path and NoKD with fresh seeds,
+so its teacher hops can never come from the search; every run confirms 18 trials, though
+which paths depends on what its search found). Printed per run: wall seconds of the
+subprocess, the run's own wall seconds (summary.json), trials per phase, hops trained and
+reused (summed over every phase's trials), and the wall-time ratio against the search;
+then, per phase, its trials' summed wall time and the hops trained per model. With
+`--reps 2` or more the runs alternate (A/B/C, then C/B/A) and the table shows medians.
 
 Usage:
-    python bench/sweep.py                                   # epochs 10, trials 8
+    python bench/sweep.py                                   # epochs 20, trials 8
     python bench/sweep.py --epochs 5 --trials 4 --no-grid   # quicker
 """
 
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -54,7 +58,10 @@ def grid_space(src: Path, dest: Path, T: list[float], alpha: list[float]) -> Pat
     spec["distill"]["alpha"] = [float(a) for a in alpha]
     spec["distill"]["per_hop"] = False
     spec["search"]["sampler"] = "grid"
-    spec["search"].pop("n_trials", None)
+    # every point of the grid: a TA on/off flag per candidate (the repair maps the 2^k flag
+    # sets onto the paths) times every (T, alpha). Set explicitly: an unset n_trials falls
+    # back to the spec's default (16), which would stop the grid part-way.
+    spec["search"]["n_trials"] = 2 ** len(spec["models"]["candidates"]) * len(T) * len(alpha)
     spec["search"].pop("time_budget_s", None)
     dest.write_text(yaml.safe_dump(spec, sort_keys=False))
     return dest
@@ -63,7 +70,8 @@ def grid_space(src: Path, dest: Path, T: list[float], alpha: list[float]) -> Pat
 def run_cli(label: str, args: list[str], results: Path, log: Path) -> dict:
     """Run `takd-search run ARGS --results RESULTS`; returns timings and counts."""
     env = {k: v for k, v in os.environ.items() if k != "TAKD_STORE"}
-    cmd = [sys.executable, "-m", "takd_search.cli", "run", *args, "--new", "--results", str(results)]
+    cmd = [sys.executable, "-m", "takd_search.cli", "run", *args, "--new"]
+    cmd += ["--results", str(results)]
     t0 = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
@@ -73,18 +81,29 @@ def run_cli(label: str, args: list[str], results: Path, log: Path) -> dict:
         raise SystemExit(f"{label} failed (exit {proc.returncode}):\n" + "\n".join(tail))
     run_dir = next(d for d in results.iterdir() if (d / "summary.json").exists())
     summary = json.loads((run_dir / "summary.json").read_text())
-    trials, trained, reused = {}, 0, 0
+    trials, trained, reused, phases = {}, 0, 0, {}
     for ph in PHASES:
         rows = json.loads((run_dir / "phases" / f"{ph}.json").read_text())
         trials[ph] = len(rows)
         trained += sum(r["metrics"].get("hops_trained", 0) for r in rows)
         reused += sum(r["metrics"].get("hops_reused", 0) for r in rows)
+        models: Counter = Counter()
+        for r in rows:
+            for h in r["metrics"].get("hop_rows", []):
+                if h["status"] == "trained":
+                    models[h["model"]] += 1
+        phases[ph] = {
+            "trials": len(rows),
+            "trial_s": sum(r["metrics"].get("wall_seconds", 0.0) for r in rows),
+            "trained": dict(models),
+        }
     return {
         "wall": wall,
         "run_wall": summary["compute"]["wall_seconds"],
         "trials": trials,
         "trained": trained,
         "reused": reused,
+        "phases": phases,
     }
 
 
@@ -92,10 +111,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--space", default="digits_vgg")
     p.add_argument("--trials", type=int, default=8, help="search trials (fixed count)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs per hop")
+    p.add_argument("--epochs", type=int, default=20, help="epochs per hop (the space's own: 20)")
     p.add_argument("--grid-T", type=float, nargs="+", default=[2.0, 4.0, 8.0])
     p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.3, 0.7])
     p.add_argument("--no-grid", action="store_true", help="skip the grid run")
+    p.add_argument(
+        "--grid-no-store", action="store_true", help="also run the grid with --no-store (slow)"
+    )
     p.add_argument("--reps", type=int, default=1, help="runs of each set-up (alternating)")
     p.add_argument("--keep", help="keep run folders and logs here instead of a temp dir")
     args = p.parse_args(argv)
@@ -126,6 +148,8 @@ def main(argv=None) -> int:
                 find_space(args.space), root / "grid_space.yaml", args.grid_T, args.grid_alpha
             )
             setups["grid"] = ["--space", str(gfile), "--epochs", str(args.epochs)]
+            if args.grid_no_store:
+                setups["grid no store"] = setups["grid"] + ["--no-store"]
         runs: dict[str, list[dict]] = {k: [] for k in setups}
         for rep in range(args.reps):
             order = list(setups) if rep % 2 == 0 else list(reversed(setups))
@@ -141,7 +165,7 @@ def main(argv=None) -> int:
 
     med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
     head = (
-        f"{'set-up':<9} {'trials (nokd/search/blkd/confirm)':>34} {'hops trained':>12} "
+        f"{'set-up':<13} {'trials (nokd/search/blkd/confirm)':>34} {'hops trained':>12} "
         f"{'reused':>6} {'wall s':>7} {'run s':>6} {'x search':>8}"
     )
     print()
@@ -152,13 +176,22 @@ def main(argv=None) -> int:
         t = "/".join(str(r["trials"][ph]) for ph in PHASES)
         run_s = statistics.median(x["run_wall"] for x in rs)
         print(
-            f"{name:<9} {t:>34} {r['trained']:>12} {r['reused']:>6} {med[name]:>7.1f} "
+            f"{name:<13} {t:>34} {r['trained']:>12} {r['reused']:>6} {med[name]:>7.1f} "
             f"{run_s:>6.1f} {med[name] / med['search']:>8.2f}"
         )
     print(
         f"\nno store / search = {med['no store'] / med['search']:.2f}x (target >= 3x)"
         + (f"; grid / search = {med['grid'] / med['search']:.2f}x" if "grid" in med else "")
     )
+    print("\nwhere the time goes (first rep): trial-seconds = sum of the phase's trials' wall")
+    print("time (2 run at once); hops trained per model")
+    for name, rs in runs.items():
+        for ph, info in rs[0]["phases"].items():
+            models = " ".join(f"{m}:{n}" for m, n in sorted(info["trained"].items()))
+            print(
+                f"  {name:<13} {ph:<8} {info['trials']:>3} trials {info['trial_s']:>7.1f} "
+                f"trial-s  {models}"
+            )
     print(f"# load average at end {' '.join(open('/proc/loadavg').read().split()[:3])}")
     return 0
 
