@@ -318,18 +318,10 @@ def _teacher_flags(a):
 
 def cmd_run(a) -> int:
     from takd_search.search import RunFailed, run_search
+    from takd_search.spec import flag_overrides
     from takd_search.tuner import Interrupted
 
-    overrides = {
-        "search.n_trials": a.trials,
-        "search.time_budget_s": a.time_budget,
-        "train.epochs": a.epochs,
-        "data.dataset": a.dataset,
-        "data.data_dir": a.data_dir,
-        "resources.gpu": a.gpus_per_trial,
-        "resources.cpu": a.cpus_per_trial,
-        "baselines.confirm_seeds": a.seeds,
-    }
+    overrides = flag_overrides(a)
     try:
         run_search(
             a.space,

@@ -302,19 +302,11 @@ def _job_id(space: str) -> str:
 
 def submit(a) -> int:
     """`takd-search submit`: validate locally, submit the job, print its id (or follow)."""
-    from takd_search.spec import find_space, load_space
+    from takd_search.spec import find_space, flag_overrides, load_space
 
     _check_cluster_paths(a)
     kind = storage_kind(a.storage)
-    overrides = {
-        "search.n_trials": a.trials,
-        "search.time_budget_s": a.time_budget,
-        "train.epochs": a.epochs,
-        "data.dataset": a.dataset,
-        "data.data_dir": a.data_dir,
-        "resources.gpu": a.gpus_per_trial,
-        "resources.cpu": a.cpus_per_trial,
-    }
+    overrides = flag_overrides(a)
     space, _, _ = load_space(a.space, overrides)  # every mistake in the space shows here
     space_file = find_space(a.space)
     name = space_file.stem

@@ -288,6 +288,21 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
     return out
 
 
+def flag_overrides(args) -> dict:
+    """The budget flags of `run` and `submit` as dotted overrides of the space file."""
+    flags = {
+        "search.n_trials": "trials",
+        "search.time_budget_s": "time_budget",
+        "train.epochs": "epochs",
+        "data.dataset": "dataset",
+        "data.data_dir": "data_dir",
+        "resources.gpu": "gpus_per_trial",
+        "resources.cpu": "cpus_per_trial",
+        "baselines.confirm_seeds": "seeds",
+    }
+    return {key: getattr(args, flag, None) for key, flag in flags.items()}
+
+
 def load_space(name_or_path: str, overrides: dict | None = None) -> tuple[Space, Path, str]:
     """Read, override (dotted keys, e.g. {'search.n_trials': 4}) and validate a space.
 

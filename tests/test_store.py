@@ -249,14 +249,18 @@ def test_a_killed_hop_resumes_from_its_checkpoint_exactly(digits_data, tmp_path)
         run_chain(Context(digits_data, cfg, store, on_event=die_after_epoch_2), ["plain4"])
     assert (store.root / "partial" / f"{whole.spec.key}.pt").exists()
     epochs = []
-    ctx = Context(digits_data, cfg, store,
-                  on_event=lambda k, i: epochs.append(i["epoch"]) if k == "epoch" else None)
+    ctx = Context(
+        digits_data,
+        cfg,
+        store,
+        on_event=lambda k, i: epochs.append(i["epoch"]) if k == "epoch" else None,
+    )
     again = run_chain(ctx, ["plain4"])[0]
     assert epochs == [3, 4]  # only the missing epochs were trained
-    assert all(torch.equal(again.result.state[k], whole.result.state[k])
-               for k in whole.result.state)
-    assert [r["val_acc"] for r in again.result.curve] == [r["val_acc"] for r in
-                                                           whole.result.curve]
+    assert all(
+        torch.equal(again.result.state[k], whole.result.state[k]) for k in whole.result.state
+    )
+    assert [r["val_acc"] for r in again.result.curve] == [r["val_acc"] for r in whole.result.curve]
     assert not (store.root / "partial" / f"{whole.spec.key}.pt").exists()
 
 
