@@ -7,7 +7,9 @@ seeded confirmation that names the winner. Pure Python/numpy: no training here.
   closest to the mean of the teacher's and the student's.
 - Confirmation: the top-k searched configurations, BLKD and the heuristic path retrained
   with fresh seeds; test accuracy mean +- std and the paired difference against BLKD and
-  NoKD (paired by seed: the same seed gives the same teacher to every method). The
+  NoKD (paired by seed: the same seed gives every method the same TA and student seeds).
+  Every method distils from the one teacher the search used, as a user with one teacher
+  would; `baselines.reseed_teacher` retrains the teacher per seed too. The
   winner is the configuration with the best mean *validation* accuracy over those seeds:
   the test set only reports, it never selects.
 """
@@ -63,10 +65,26 @@ def _finite(x) -> bool:
         return False
 
 
-def confirmation_plan(methods: dict[str, dict], seeds: Sequence[int]) -> list[dict]:
-    """Every method (label -> {path, guidance, hops}) crossed with every seed."""
+def confirmation_plan(
+    methods: dict[str, dict], seeds: Sequence[int], teacher_seed: int | None = None
+) -> list[dict]:
+    """Every method (label -> {path, guidance, hops}) crossed with every seed.
+
+    teacher_seed: the seed of the teacher of every distilled path (the search's, so the
+    teacher is trained once per run); None retrains it with each confirmation seed. A
+    path of one model (NoKD) has no teacher and gets none.
+    """
     return [
-        {"method": label, "seed": int(seed), **cfg}
+        {
+            "method": label,
+            "seed": int(seed),
+            **(
+                {"teacher_seed": int(teacher_seed)}
+                if teacher_seed is not None and ">" in cfg["path"]
+                else {}
+            ),
+            **cfg,
+        }
         for label, cfg in methods.items()
         for seed in seeds
     ]

@@ -291,10 +291,14 @@ def run_chain(
     *,
     guidance: str = "chain",
     seed: int = 0,
+    teacher_seed: int | None = None,
 ) -> list[Trained]:
     """Train every model of `path` in order; returns one `Trained` per model.
 
     hops: the settings of hop 1..k (one per child), or one HopParams for all.
+    teacher_seed: the seed of the first model when it is a teacher (a path of two or more
+    models); None: `seed`, as every other model. Seeded confirmation keeps the search's
+    teacher this way and retrains only what distils from it.
     """
     if guidance not in GUIDANCE:
         raise PathError(f"unknown guidance {guidance!r}: use chain or dense")
@@ -308,11 +312,12 @@ def run_chain(
         params = hops[i - 1] if i else None
         child_pe = hops[i].parent_epoch if i < len(hops) else None
         parents = [] if i == 0 else (done[:] if guidance == "dense" else [done[-1]])
+        own_seed = teacher_seed if i == 0 and len(path) > 1 and teacher_seed is not None else seed
         done.append(
             train_one(
                 ctx,
                 name,
-                seed,
+                own_seed,
                 parents,
                 params,
                 need_snapshots=(child_pe,) if child_pe else (),

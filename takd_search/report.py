@@ -1005,6 +1005,19 @@ def _top_trials(run: Run, k: int = 10) -> pd.DataFrame:
     )
 
 
+def teacher_note(confirmation: pd.DataFrame) -> str:
+    """How confirmation treated the teacher: kept (the search's) or retrained per seed."""
+    if "teacher_seed" not in confirmation:
+        return "(the whole path)"
+    distilled = confirmation[confirmation["method"] != "nokd"]["teacher_seed"].dropna()
+    if len(distilled) and distilled.nunique() == 1:
+        return (
+            f"(the TAs and the student; every seed distils from the search's teacher, "
+            f"seed {int(distilled.iloc[0])})"
+        )
+    return "(the whole path, the teacher included)"
+
+
 def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
     """Write report.md and the plots for a finished run folder (into `out_dir`, default
     the run folder). Returns {'report': path, 'plots': {name: path}, 'table': text,
@@ -1059,7 +1072,9 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
         "",
         "## Confirmed paths",
         "",
-        "Each configuration retrained with fresh seeds; test accuracy mean ± std over seeds, "
+        "Each configuration retrained with fresh seeds "
+        + teacher_note(run.confirmation)
+        + "; test accuracy mean ± std over seeds, "
         "differences paired by seed (percentage points, p from a paired t-test). The winner "
         "is the searched configuration with the best mean *validation* accuracy.",
         "",

@@ -76,6 +76,7 @@ CONFIRMATION = {
     "path": "string",
     "guidance": "string",
     "seed": "Int64",
+    "teacher_seed": "Int64",
     "lr": "float64",
     "status": "string",
     "val_acc": "float64",

@@ -199,6 +199,7 @@ def run_search(
         plan = baselines.confirmation_plan(
             {k: {x: v[x] for x in ("path", "guidance", "hops", "lr")} for k, v in methods.items()},
             space.baselines.confirm_seeds,
+            teacher_seed=None if space.baselines.reseed_teacher else seed,
         )
         confirm = phase("confirm", configs=plan)
         crow = _confirm_rows(confirm)
@@ -506,6 +507,7 @@ def _confirm_rows(rows: list[dict]) -> list[dict]:
             "guidance": r["config"].get("guidance"),
             "lr": r["config"].get("lr"),
             "seed": r["config"].get("seed"),
+            "teacher_seed": r["config"].get("teacher_seed"),
             "status": r["status"],
             "val_acc": r["metrics"].get("val_acc"),
             "test_acc": r["metrics"].get("test_acc"),

@@ -173,6 +173,9 @@ class Resources(Strict):
 class Baselines(Strict):
     confirm_top_k: Int = 3
     confirm_seeds: list[Int] = Field(default_factory=lambda: [1, 2, 3])
+    # False: confirmation distils every seed from the search's teacher (trained once; the
+    # spread is the distillation's). True: the teacher is retrained per seed as well.
+    reseed_teacher: bool = False
     blkd_trials: Int | None = None
 
 

@@ -202,6 +202,7 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     epochs = ctx.train.epochs
     hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), epochs)]
     seed = int(config.get("seed", run["seed"]))
+    teacher_seed = config.get("teacher_seed")
     before = ctx.store.stats.as_dict()
     best = [-1.0]
     reported = [0]
@@ -220,7 +221,14 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
             report_epoch(info["epoch"], info["val_acc"])
 
     ctx.on_event = on_event
-    chain = run_chain(ctx, names, hops, guidance=config.get("guidance", "chain"), seed=seed)
+    chain = run_chain(
+        ctx,
+        names,
+        hops,
+        guidance=config.get("guidance", "chain"),
+        seed=seed,
+        teacher_seed=None if teacher_seed is None else int(teacher_seed),
+    )
     student = chain[-1]
     for row in student.result.curve[reported[0] :]:  # replay a stored student's curve
         report_epoch(row["epoch"], row["val_acc"])

@@ -51,6 +51,18 @@ def test_confirmation_plan_crosses_methods_and_seeds():
         ("blkd", 1),
         ("blkd", 2),
     ]
+    assert all("teacher_seed" not in p for p in plan)
+
+
+def test_confirmation_plan_keeps_the_search_teacher():
+    methods = {"top1": {"path": "a>b>c"}, "nokd": {"path": "c"}}
+    plan = confirmation_plan(methods, [1, 2], teacher_seed=0)
+    assert [(p["method"], p["seed"], p.get("teacher_seed")) for p in plan] == [
+        ("top1", 1, 0),
+        ("top1", 2, 0),
+        ("nokd", 1, None),
+        ("nokd", 2, None),
+    ]
 
 
 def test_paired_summary_numbers():

@@ -54,3 +54,23 @@ def test_hop_rows_report_status_and_seconds_saved(digits_data, store):
     assert rows[1]["parent"] == "plain6" and rows[1]["T"] == 2.0 and rows[1]["alpha"] == 0.3
     assert rows[0]["seconds_saved"] == rows[0]["seconds"] > 0
     assert 0 <= rows[1]["val_acc"] <= 1
+
+
+def test_teacher_seed_keeps_the_teacher_and_reseeds_the_rest(digits_data, store):
+    """Confirmation's shape: a new seed with teacher_seed reuses the teacher (same key,
+    not retrained) and trains the student anew; without it the teacher is retrained."""
+    from takd_search.chain import Context, HopParams, run_chain
+    from takd_search.distill import TrainConfig
+
+    ctx = Context(digits_data, TrainConfig(epochs=1, batch_size=128), store)
+    hop = HopParams(T=2.0, alpha=0.5)
+    base = run_chain(ctx, ["plain4", "plain2"], hop, seed=0)
+    kept = run_chain(ctx, ["plain4", "plain2"], hop, seed=1, teacher_seed=0)
+    assert kept[0].reused and kept[0].spec.key == base[0].spec.key
+    assert not kept[1].reused and kept[1].spec.key != base[1].spec.key
+    assert kept[1].spec.seed == 1 and kept[0].spec.seed == 0
+    fresh = run_chain(ctx, ["plain4", "plain2"], hop, seed=1)
+    assert not fresh[0].reused and fresh[0].spec.seed == 1
+    # a one-model path (NoKD) is the student itself: it takes `seed`, not teacher_seed
+    alone = run_chain(ctx, ["plain2"], seed=2, teacher_seed=0)
+    assert alone[0].spec.seed == 2 and not alone[0].reused

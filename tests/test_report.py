@@ -468,3 +468,19 @@ def test_learning_curves_missing_in_old_runs_is_a_note(tmp_path):
     out = report(d)
     assert "curves" not in out["plots"] and not (d / PLOTS["curves"]).exists()
     assert "No learning-curve plot" in out["report"].read_text()
+
+
+def test_teacher_note_says_whether_confirmation_kept_the_teacher():
+    from takd_search.report import teacher_note
+    from takd_search.results import frame
+
+    kept = frame(
+        "confirmation",
+        [
+            {"method": "top1", "seed": 1, "teacher_seed": 0},
+            {"method": "nokd", "seed": 1, "teacher_seed": None},
+        ],
+    )
+    assert "search's teacher, seed 0" in teacher_note(kept)
+    reseeded = frame("confirmation", [{"method": "top1", "seed": 1, "teacher_seed": None}])
+    assert "teacher included" in teacher_note(reseeded)

@@ -66,6 +66,17 @@ def test_digits_search_with_4_trials_writes_the_run_folder(tmp_path, capsys):
     assert set(conf.method) >= {"top1", "blkd", "nokd", "heuristic"}
     assert sorted(conf[conf.method == "top1"].seed) == [1, 2]
     assert conf.test_acc.between(0.05, 1).all()
+    # every confirmation seed distils from the search's teacher: trained once in the run
+    assert (conf[conf.method != "nokd"].teacher_seed == 0).all()
+    assert conf[conf.method == "nokd"].teacher_seed.isna().all()
+    teacher_trainings = [
+        h
+        for ph in ("nokd", "search", "blkd", "confirm")
+        for r in json.loads((run / "phases" / f"{ph}.json").read_text())
+        for h in r["metrics"]["hop_rows"]
+        if h["model"] == "plain8" and h["status"] == "trained"
+    ]
+    assert len(teacher_trainings) == 1
     s = json.loads((run / "summary.json").read_text())
     assert s["winner"] in ("top1", "heuristic") and s["best"]["seeds"] == 2
     assert s["heuristic_ta"] in ("plain6", "plain4")
