@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hop_throughput import machine, synthetic_cifar  # noqa: E402
+from _common import machine  # noqa: E402
+from hop_throughput import synthetic_cifar  # noqa: E402
 
 from takd_search.augment import PAD, DeviceData, Views  # noqa: E402
 

@@ -39,18 +39,20 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from takd_search import models
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load, machine  # noqa: E402
+
+from takd_search import models  # noqa: E402
 from takd_search.augment import DeviceData
 from takd_search.data import Dataset
 from takd_search.distill import TrainConfig, train_hop, train_logits
@@ -267,26 +269,6 @@ def headline(rows: list[dict]) -> list[str]:
         line += f"{best['x ref']:.2f}x at the engine's best batch ({best['batch']})"
         out.append(line)
     return out
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(x.split(":", 1)[1].strip() for x in f if x.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"nproc {os.cpu_count()}, CPU {cpu}, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}, python {platform.python_version()}"
-    )
-
-
-def load() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def main(argv=None) -> int:

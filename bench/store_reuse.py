@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load, machine  # noqa: E402
 
-from takd_search.augment import DeviceData
+from takd_search.augment import DeviceData  # noqa: E402
 from takd_search.chain import Context, HopParams, parse_path, run_chain
 from takd_search.data import load_dataset
 from takd_search.distill import TrainConfig, train_hop
@@ -86,26 +87,6 @@ def run_all(data: DeviceData, train: TrainConfig, store: Store, seed: int) -> di
         "child_epochs": child_epochs,
         "per_model": dict(sorted(trained_models.items())),
     }
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(x.split(":", 1)[1].strip() for x in f if x.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"nproc {os.cpu_count()}, CPU {cpu}, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}, python {platform.python_version()}"
-    )
-
-
-def load() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def main(argv=None) -> int:

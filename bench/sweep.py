@@ -45,7 +45,10 @@ from pathlib import Path
 
 import yaml
 
-from takd_search.spec import find_space
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load, machine  # noqa: E402
+
+from takd_search.spec import find_space  # noqa: E402
 
 PHASES = ("nokd", "search", "blkd", "confirm")
 
@@ -122,15 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--keep", help="keep run folders and logs here instead of a temp dir")
     args = p.parse_args(argv)
 
-    import platform
-
-    import torch
-
-    print(
-        f"# nproc {os.cpu_count()}, torch {torch.__version__}, python "
-        f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M:%S')}; load average "
-        f"at start {' '.join(open('/proc/loadavg').read().split()[:3])}"
-    )
+    print(f"# {machine()}; {time.strftime('%Y-%m-%d %H:%M:%S')}; load average at start {load()}")
     print(
         f"# space {args.space}, {args.trials} search trials, {args.epochs} epochs/hop; grid "
         f"T {args.grid_T} x alpha {args.grid_alpha}; reps {args.reps}"
@@ -192,7 +187,7 @@ def main(argv=None) -> int:
                 f"  {name:<13} {ph:<8} {info['trials']:>3} trials {info['trial_s']:>7.1f} "
                 f"trial-s  {models}"
             )
-    print(f"# load average at end {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    print(f"# load average at end {load()}")
     return 0
 
 

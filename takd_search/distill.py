@@ -265,6 +265,10 @@ def train_hop(
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
+        # one kernel for all parameters instead of a loop of small ops per tensor: ~5x
+        # cheaper steps on CPU (a quarter of plain10's hop time on digits went to the
+        # for-loop step); the same update up to float rounding
+        fused=device.type in ("cpu", "cuda"),
     )
     n = data.n_train
     steps_per_epoch = math.ceil(n / cfg.batch_size)
