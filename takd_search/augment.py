@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from takd_search.data import Dataset, split_train_val
+from takd_search.data import Dataset
 
 AUGMENTS = ("none", "flip", "crop_flip", "resized_crop_flip")
 PAD = 4  # pixels of zero padding for the random crop, as in TAKD's RandomCrop(32, padding=4)
@@ -120,7 +120,7 @@ class DeviceData:
             raise ValueError(
                 f"unknown augmentation {self.augment!r}: use one of {', '.join(AUGMENTS)}"
             )
-        train_idx, val_idx = split_train_val(ds.y_train, val_fraction, split_seed)
+        train_idx, val_idx = ds.split(val_fraction, split_seed)
         put = lambda t: t.contiguous().to(self.device)  # noqa: E731
         self.x_train, self.y_train = put(ds.x_train[train_idx]), put(ds.y_train[train_idx])
         self.x_val, self.y_val = put(ds.x_train[val_idx]), put(ds.y_train[val_idx])

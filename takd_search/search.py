@@ -64,6 +64,9 @@ def run_search(
     from takd_search.data import load_dataset
 
     ds = load_dataset(space.data.dataset, space.data.data_dir, image_size=space.data.image_size)
+    # the split now: a data set too small to split fails here, before Ray starts, and the
+    # workers get the split with the data
+    ds.split(space.data.val_fraction, space.data.split_seed)
     teacher, student, candidates = space.model_names()
     shape, classes = ds.input_shape, ds.num_classes
     from takd_search.teacher import check_teacher, teacher_from_space

@@ -373,3 +373,18 @@ def test_split_train_val():
             split_train_val(labels, bad)
     with pytest.raises(DataError, match="stratified"):
         split_train_val(torch.tensor([0, 0, 0, 1]), 0.5)  # class 1 has a single image
+
+
+def test_split_is_cached_on_the_dataset_and_travels_with_it(digits):
+    """The driver splits once; a pickled copy (what a Ray worker gets) carries the split
+    and gives the same indices without splitting again."""
+    from takd_search.data import split_train_val
+
+    tr, va = digits.split(0.1, 0)
+    assert digits.split(0.1, 0)[0] is tr  # cached: the same tensor object
+    want_tr, want_va = split_train_val(digits.y_train, 0.1, 0)
+    assert torch.equal(tr, want_tr) and torch.equal(va, want_va)
+    copy = pickle.loads(pickle.dumps(digits))
+    assert set(copy._splits) == {(0.1, 0)}
+    assert torch.equal(copy.split(0.1, 0)[1], va)
+    assert not torch.equal(digits.split(0.2, 0)[1], va)
