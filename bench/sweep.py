@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,11 @@ def run_cli(label: str, args: list[str], results: Path, log: Path) -> dict:
         tail = log.read_text().splitlines()[-15:]
         raise SystemExit(f"{label} failed (exit {proc.returncode}):\n" + "\n".join(tail))
     run_dir = next(d for d in results.iterdir() if (d / "summary.json").exists())
+    return read_run(run_dir, wall, log.read_text())
+
+
+def read_run(run_dir: Path, wall: float, log_text: str) -> dict:
+    """Counts and timeline of a finished run folder; `wall`: its command's wall seconds."""
     summary = json.loads((run_dir / "summary.json").read_text())
     trials, trained, reused, phases = {}, 0, 0, {}
     for ph in PHASES:
@@ -95,19 +101,48 @@ def run_cli(label: str, args: list[str], results: Path, log: Path) -> dict:
             for h in r["metrics"].get("hop_rows", []):
                 if h["status"] == "trained":
                     models[h["model"]] += 1
+        # Tune's per-result `timestamp` (whole seconds) and `time_total_s` (from the trial
+        # actor's start) place each trial on the run's timeline
+        spans = [
+            (r["metrics"]["timestamp"] - r["metrics"]["time_total_s"], r["metrics"]["timestamp"])
+            for r in rows
+            if "timestamp" in r["metrics"] and "time_total_s" in r["metrics"]
+        ]
         phases[ph] = {
             "trials": len(rows),
+            "start": min((a for a, _ in spans), default=None),
+            "end": max((b for _, b in spans), default=None),
+            "actor_s": sum(
+                r["metrics"].get("time_total_s", 0.0) - r["metrics"].get("wall_seconds", 0.0)
+                for r in rows
+            ),
             "trial_s": sum(r["metrics"].get("wall_seconds", 0.0) for r in rows),
             "trained": dict(models),
         }
+    m = re.search(r"up to (\d+) trials? at once", log_text)
     return {
         "wall": wall,
+        "concurrency": int(m.group(1)) if m else 1,
         "run_wall": summary["compute"]["wall_seconds"],
         "trials": trials,
         "trained": trained,
         "reused": reused,
         "phases": phases,
     }
+
+
+def overheads(r: dict) -> str:
+    """One line: where the run's wall time went besides training, from its timeline."""
+    ph = [r["phases"][p] for p in PHASES if r["phases"][p]["start"] is not None]
+    span = ph[-1]["end"] - ph[0]["start"]
+    gaps = sum(max(0.0, b["start"] - a["end"]) for a, b in zip(ph, ph[1:]))
+    actor = sum(p["actor_s"] for p in ph) / r["concurrency"]
+    busy = sum(p["trial_s"] for p in ph) / r["concurrency"]
+    idle = span - gaps - actor - busy
+    return (
+        f"wall {r['wall']:6.1f} = training {busy:5.1f} + outside {r['wall'] - span:4.1f} "
+        f"+ gaps {gaps:4.1f} + actor {actor:4.1f} + idle {idle:4.1f}"
+    )
 
 
 def main(argv=None) -> int:
@@ -187,6 +222,12 @@ def main(argv=None) -> int:
                 f"  {name:<13} {ph:<8} {info['trials']:>3} trials {info['trial_s']:>7.1f} "
                 f"trial-s  {models}"
             )
+    print("\nwall time not spent training (first rep), seconds: outside = process and Ray")
+    print("start/stop, data load (wall minus the trials' timeline); gaps = between phases;")
+    print("actor = trial actors starting (imports) before run_trial; idle = free trial slots")
+    print("inside phases (concurrency x span - busy, / concurrency); timestamps are whole seconds")
+    for name, rs in runs.items():
+        print(f"  {name:<13} " + overheads(rs[0]))
     print(f"# load average at end {load()}")
     return 0
 

@@ -48,3 +48,26 @@ def test_bench_scripts_have_help(name):
     with pytest.raises(SystemExit) as e:
         bench.main(["--help"])
     assert e.value.code == 0
+
+
+def test_sweep_overheads_split_the_wall_time():
+    """2 slots, two phases: 10 s of trials in a 8 s span, 1 s gap, 2 s outside."""
+    bench = _load("sweep")
+
+    def phase(start, end, trial_s, actor_s):
+        return {"start": start, "end": end, "trial_s": trial_s, "actor_s": actor_s}
+
+    run = {
+        "wall": 10.0,
+        "concurrency": 2,
+        "phases": {
+            "nokd": phase(100, 104, 6.0, 1.0),
+            "search": phase(105, 108, 4.0, 1.0),
+            "blkd": phase(None, None, 0.0, 0.0),
+            "confirm": phase(None, None, 0.0, 0.0),
+        },
+    }
+    line = bench.overheads(run)
+    # span 8 = gaps 1 + actor (2/2) 1 + training (10/2) 5 + idle 1; outside 10 - 8 = 2
+    assert "training   5.0" in line and "outside  2.0" in line
+    assert "gaps  1.0" in line and "actor  1.0" in line and "idle  1.0" in line
