@@ -390,7 +390,7 @@ def cmd_store(a) -> int:
     from takd_search.store import Store, default_root
 
     root = a.store or default_root()
-    store = Store(root)
+    store = Store(root, create=a.action == "gc")  # ls/du only read: a read-only mount works
     if a.action == "ls":
         from takd_search.progress import table
 

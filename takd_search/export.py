@@ -206,7 +206,7 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
             "`takd-search store gc`, or the store moved): retrain it with takd-search run "
             f"--resume {run_dir} --store NEW_STORE, or point versions.json run.store at it"
         )
-    result = Store(root).load(key)
+    result = Store(root, create=False).load(key)  # a read-only mount is fine
     if result is None:
         raise UserError(f"hop {key[:12]} in {root} is corrupt: retrain it with takd-search run")
     meta = json.loads((entry / "meta.json").read_text())

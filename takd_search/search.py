@@ -85,6 +85,17 @@ def run_search(
     space_json = json.loads(space.model_dump_json())
     results_dir = Path(results_dir).resolve()
     _check_writable(results_dir)
+    store = (
+        None
+        if no_store
+        else str(
+            Path(store_root or os.environ.get("TAKD_STORE") or results_dir / ".store").resolve()
+        )
+    )
+    if store is not None:  # unwritable: one line now, before Ray or the run folder
+        from takd_search.store import Store
+
+        Store(store)
 
     from takd_search import tuner  # Ray is imported only once the input is known good
 
@@ -93,13 +104,6 @@ def run_search(
         space.resources.cpu, space.resources.gpu, space.resources.concurrency
     )
     run_dir = _pick_run_dir(space, space_json, results_dir, resume, new)
-    store = (
-        None
-        if no_store
-        else str(
-            Path(store_root or os.environ.get("TAKD_STORE") or results_dir / ".store").resolve()
-        )
-    )
     run = {
         "dataset": space.data.dataset,
         "data_dir": _abs(space.data.data_dir),

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from takd_search.distill import HopResult, TrainConfig, TrainingDiverged
+from takd_search.errors import UserError
 
 SCHEMA = 1  # bump when a change makes old entries wrong; it is part of every key
 log = logging.getLogger("takd_search.store")
@@ -172,7 +173,10 @@ class Store:
         stale_after: float = 60.0,
         poll: float = 0.25,
         checkpoint_every_s: float | None = None,
+        create: bool = True,
     ):
+        """create=False opens an existing store for reading only (e.g. `export` from a
+        read-only mount): no folder is made, nothing is written."""
         self.root = Path(root).expanduser().resolve() if root is not None else None
         self.reuse = reuse and self.root is not None
         self.stale_after = stale_after
@@ -186,9 +190,19 @@ class Store:
         self.stats = StoreStats()
         self._memory: dict[str, HopResult] = {}
         self._last_checkpoint: dict[str, float] = {}
-        if self.root is not None:
-            for sub in ("hops", "banks", "locks", "tmp", "partial", "failed"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if self.root is not None and create:
+            try:
+                for sub in ("hops", "banks", "locks", "tmp", "partial", "failed"):
+                    (self.root / sub).mkdir(parents=True, exist_ok=True)
+                # folders that exist on a read-only mount pass mkdir: write to be sure
+                probe = self.root / "tmp" / f".probe-{uuid.uuid4().hex}"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as e:
+                raise UserError(
+                    f"cannot write to the hop store {self.root} ({e.strerror}): pass --store "
+                    "DIR on a writable disk, or --no-store to keep no weights"
+                ) from None
 
     # ---- hops --------------------------------------------------------------------------
     def _entry(self, key: str) -> Path:
@@ -238,10 +252,10 @@ class Store:
         log.warning(msg)
         self.stats.corrupt.append(msg)
         dest = self.root / "corrupt" / f"{path.name}.{uuid.uuid4().hex[:8]}"
-        dest.parent.mkdir(exist_ok=True)
         try:
+            dest.parent.mkdir(exist_ok=True)
             os.replace(path, dest)
-        except OSError:
+        except OSError:  # a read-only store: the entry stays; it is not used
             shutil.rmtree(path, ignore_errors=True)
 
     def save(self, spec: HopSpec, result: HopResult) -> None:
@@ -410,7 +424,7 @@ class Store:
     def entries(self) -> list[dict]:
         """One dict per stored hop: key, model, lineage, metrics, bytes, created."""
         rows = []
-        if self.root is None:
+        if self.root is None or not (self.root / "hops").is_dir():
             return rows
         for entry in sorted((self.root / "hops").iterdir()):
             try:

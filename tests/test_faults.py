@@ -285,6 +285,18 @@ def test_unwritable_results_folder_is_one_line_before_training(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_unwritable_store_is_one_line_before_anything_is_written(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the hop store should be")
+    res = tmp_path / "results"
+    r = run(["run", "--space", space_file(tmp_path), "--results", res, "--store", blocker / "s"])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write to the hop store" in lines[0], r.stderr
+    assert "--no-store" in lines[0] and "Traceback" not in r.stderr
+    assert not any(p.is_dir() and p.name != ".store" for p in res.glob("*"))  # no run folder
+
+
 def test_full_disk_is_one_line_before_training(tmp_path):
     """A 2 kB file-size limit stands in for a full disk: writes fail with EFBIG."""
     import resource

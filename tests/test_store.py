@@ -1,5 +1,6 @@
 import dataclasses
 import multiprocessing as mp
+import shutil
 import time
 
 import pytest
@@ -300,3 +301,18 @@ def test_corrupt_logit_bank_is_reported_once_and_recomputed(digits_data, store, 
     assert torch.equal(good, again)
     assert fresh.stats.parent_passes == 1 and fresh.stats.bank_hits == 1
     assert len([r for r in caplog.records if "logit bank" in r.message]) == 1
+
+
+def test_read_only_open_makes_no_folders(tmp_path, digits_data):
+    """export opens a store with create=False: it reads hops and writes nothing, so a
+    read-only mount of a store works."""
+    (trained,) = run_chain(
+        Context(digits_data, TrainConfig(epochs=1, batch_size=128), Store(tmp_path / "s")),
+        ["plain2"],
+    )
+    ro = tmp_path / "ro"
+    (ro / "hops").mkdir(parents=True)
+    shutil.copytree(tmp_path / "s" / "hops" / trained.spec.key, ro / "hops" / trained.spec.key)
+    got = Store(ro, create=False).load(trained.spec.key)
+    assert got is not None and got.val_acc == trained.result.val_acc
+    assert sorted(p.name for p in ro.iterdir()) == ["hops"]
