@@ -131,3 +131,13 @@ def test_guidance_can_be_searched(tmp_path, guidance):
         )
     )
     assert cfg["guidance"] == "dense"
+
+
+def test_reseed_teacher_is_off_by_default_and_must_be_a_boolean(tmp_path):
+    from takd_search.spec import SpecError
+
+    assert _space(tmp_path, BASE).baselines.reseed_teacher is False
+    on = _space(tmp_path, BASE + "baselines: {reseed_teacher: true}\n")
+    assert on.baselines.reseed_teacher is True
+    with pytest.raises(SpecError, match="baselines.reseed_teacher"):
+        _space(tmp_path, BASE + "baselines: {reseed_teacher: sometimes}\n")
