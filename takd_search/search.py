@@ -85,17 +85,6 @@ def run_search(
     space_json = json.loads(space.model_dump_json())
     results_dir = Path(results_dir).resolve()
     _check_writable(results_dir)
-    store = (
-        None
-        if no_store
-        else str(
-            Path(store_root or os.environ.get("TAKD_STORE") or results_dir / ".store").resolve()
-        )
-    )
-    if store is not None:  # unwritable: one line now, before Ray or the run folder
-        from takd_search.store import Store
-
-        Store(store)
 
     from takd_search import tuner  # Ray is imported only once the input is known good
 
@@ -103,6 +92,19 @@ def run_search(
     concurrency = tuner.check_resources(
         space.resources.cpu, space.resources.gpu, space.resources.concurrency
     )
+    store = (
+        None
+        if no_store
+        else str(
+            Path(store_root or os.environ.get("TAKD_STORE") or results_dir / ".store").resolve()
+        )
+    )
+    # an unwritable store: one line now, before the run folder is written; after the checks
+    # above, so a failed check leaves nothing behind, not even an empty store
+    if store is not None:
+        from takd_search.store import Store
+
+        Store(store)
     run_dir = _pick_run_dir(space, space_json, results_dir, resume, new)
     run = {
         "dataset": space.data.dataset,
