@@ -40,16 +40,6 @@ EXAMPLES = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine a second thread that waits for a busy
-    core makes these small convolutions 10-30x slower, not 2x faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---- generated data -------------------------------------------------------------------------
 def make_letters(path, per_class=30, test_per_class=10, size=16, letters="ABCDEFGHIJ", seed=0):
     """Letter-like images as an npz: the glyphs of Pillow's bundled font at random sizes,

@@ -32,16 +32,6 @@ PARAMS = {
 PLAIN_RESNET = list(PARAMS)  # every plain and resnet depth
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Batch-2 forwards gain nothing from intra-op threads, and on a busy 2-core runner
-    # OpenMP workers spin-wait on each other: resnet110 took 3 s a forward instead of 20 ms.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", list(PARAMS))
 @pytest.mark.parametrize("book", [0, 1], ids=["cifar10", "cifar100"])
 def test_param_counts_exact(name, book):

@@ -27,17 +27,6 @@ from takd_search.teacher import (
     read_teacher,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine a second thread that waits for a busy
-    core makes these small convolutions 10-30x slower, not 2x faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TEACHER_MEAN, TEACHER_STD = 0.5, 0.25  # the convention our test teacher was "trained" with
 
 
