@@ -19,7 +19,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,15 +73,16 @@ class Dataset:
     augment: str
     class_names: tuple[str, ...]
     fingerprint: str
-    # (fraction, seed) -> (train_idx, val_idx): computed once where the data is loaded and
-    # shipped with it, so a Ray worker neither recomputes the split nor imports scikit-learn
-    # (0.8 s of every new worker's start, four times per run)
-    _splits: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def split(self, fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """`split_train_val` of this data set's training labels, cached."""
+        """`split_train_val` of this data set's training labels, cached on the object.
+
+        The cache, {(fraction, seed): (train_idx, val_idx)} in `_splits`, is pickled with
+        the data set: computed once where the data is loaded, a Ray worker gets it and
+        neither recomputes the split nor imports scikit-learn (0.8 s of every new worker's
+        start, two workers per phase)."""
         key = (float(fraction), int(seed))
-        cache = self.__dict__.setdefault("_splits", {})  # also a copy pickled without one
+        cache = self.__dict__.setdefault("_splits", {})  # frozen: not through setattr
         if key not in cache:
             cache[key] = split_train_val(self.y_train, fraction, seed)
         return cache[key]

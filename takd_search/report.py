@@ -1006,9 +1006,8 @@ def _top_trials(run: Run, k: int = 10) -> pd.DataFrame:
 
 
 def teacher_note(confirmation: pd.DataFrame) -> str:
-    """How confirmation treated the teacher: kept (the search's) or retrained per seed."""
-    if "teacher_seed" not in confirmation:
-        return "(the whole path)"
+    """How confirmation treated the teacher: kept (the search's) or retrained per seed.
+    A run from before `teacher_seed` existed loads with the column empty: it reseeded."""
     distilled = confirmation[confirmation["method"] != "nokd"]["teacher_seed"].dropna()
     if len(distilled) and distilled.nunique() == 1:
         return (
