@@ -207,18 +207,46 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     best = [-1.0]
     reported = [0]
     attempt = _attempt(run.get("attempts_dir"))
+    # what this trial has spent so far, so that a trial stopped early (or failing) is
+    # charged its compute: hops started training here (TA hops included) and their seconds
+    spent = {"trained": 0, "reused": 0, "seconds": 0.0, "current": 0.0}
 
     def report_epoch(epoch: int, val: float) -> None:
         best[0] = max(best[0], val)
         reported[0] = epoch
+        if epoch >= epochs:
+            # the last epoch goes out with the final report below: a scheduler stops a
+            # trial at max_t, and a stop here would swallow the trial's details (and make
+            # a finished trial look pruned)
+            return
         tune.report(
-            {METRIC: best[0], "val_acc": val, "epoch": epoch, "epochs": epochs, "attempt": attempt}
+            {
+                METRIC: best[0],
+                "val_acc": val,
+                "epoch": epoch,
+                "epochs": epochs,
+                "attempt": attempt,
+                "hops_trained": spent["trained"],
+                "hops_reused": spent["reused"],
+                "train_seconds": round(spent["seconds"] + spent["current"], 3),
+            }
         )
 
     def on_event(kind: str, info: dict) -> None:
-        if kind == "epoch" and info.get("hop") == len(names):
-            _inject_worker_death(info["epoch"])
-            report_epoch(info["epoch"], info["val_acc"])
+        if kind == "hop_start":
+            spent["trained"] += 1
+            spent["current"] = 0.0
+        elif kind == "hop_end":
+            if info.get("status") == "reused":
+                spent["reused"] += 1
+            else:
+                spent["seconds"] += float(info.get("seconds") or 0.0)
+            spent["current"] = 0.0
+        elif kind == "epoch":
+            spent["current"] = float(info.get("seconds") or 0.0)
+            if info.get("hop") == len(names):
+                _inject_worker_death(info["epoch"])
+                report_epoch(info["epoch"], info["val_acc"])
 
     ctx.on_event = on_event
     chain = run_chain(
@@ -427,11 +455,11 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
         num_samples = 1
     scheduler = None
     if phase.asha:
-        from ray.tune.schedulers import ASHAScheduler
+        from takd_search.pruning import FairASHA
 
         epochs = phase.run["train"]["epochs"]
         # metric/mode come from TuneConfig: Tune refuses them in both places
-        scheduler = ASHAScheduler(
+        scheduler = FairASHA(
             time_attr="epoch",
             max_t=epochs,
             grace_period=min(epochs, phase.grace_epochs or max(1, epochs // 4)),
