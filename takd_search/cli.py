@@ -88,14 +88,26 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from takd_search import __version__
+
     p = Parser(prog="takd-search", description="Search teacher-assistant distillation paths.")
+    p.add_argument("--version", action="version", version=f"takd-search {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     r = sub.add_parser("run", help="search TA paths for one search-space file")
     r.add_argument(
         "--space",
         default="digits_vgg",
-        help="a shipped space name (see search_spaces/) or a path to a .yaml file",
+        help="a shipped space name (takd-search spaces lists them) or a path to a .yaml file",
+    )
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything and print the plan (phases, trials, hops, a compute "
+        "estimate, where results go); train and write nothing",
+    )
+    r.add_argument(
+        "--no-report", action="store_true", help="do not write report.md and plots at the end"
     )
     r.add_argument("--trials", type=int, help="override search.n_trials")
     r.add_argument(
@@ -173,9 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--finetune-lr", type=float, help="its peak lr (default: a tenth of --lr's)")
     _add_train_flags(rp)
 
-    sub.add_parser("models", help="list model families, depths and parameter counts")
+    mo = sub.add_parser("models", help="list model families, depths and parameter counts")
+    mo.add_argument("--json", action="store_true", help="one JSON list on stdout")
     ds = sub.add_parser("datasets", help="list data sets and whether each is available")
     ds.add_argument("--data-dir")
+    ds.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    spc = sub.add_parser("spaces", help="list the shipped search spaces (for --space NAME)")
+    spc.add_argument("--json", action="store_true", help="one JSON list on stdout")
 
     sb = sub.add_parser("submit", help="run a search as a job on a Ray cluster (docs/cluster.md)")
     sb.add_argument(
@@ -210,8 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=120,
         help="seconds `stop` gives the search to save its state before SIGKILL (default 120)",
     )
-    ss = sub.add_parser("status", help="takd-search jobs on a Ray cluster, or one in detail")
-    ss.add_argument("job_id", nargs="?", metavar="JOB_ID")
+    ss = sub.add_parser(
+        "status",
+        help="a local run folder's progress (status RUN_DIR), or takd-search jobs on a Ray "
+        "cluster (status [JOB_ID] --address ...)",
+    )
+    ss.add_argument("job_id", nargs="?", metavar="RUN_DIR|JOB_ID")
+    ss.add_argument("--json", action="store_true", help="one JSON object/list on stdout")
     ss.add_argument("--address", help="the head's job server, http://HEAD:8265")
     ss.add_argument("--follow", action="store_true", help="stream the job's log until it ends")
     sp = sub.add_parser("stop", help="stop a submitted search gracefully (it can be resumed)")
@@ -221,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("store", help="see and prune the hop store")
     st.add_argument("action", choices=["ls", "du", "gc"])
+    st.add_argument("--json", action="store_true", help="ls/du: JSON on stdout")
     st.add_argument("--store", help="store folder (default: $TAKD_STORE or results/.store)")
     st.add_argument(
         "--older-than",
@@ -229,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     rep = sub.add_parser("report", help="report.md and plots for a finished run folder")
-    rep.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by takd-search run")
+    rep.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run folder made by takd-search run or run-path"
+    )
     rep.add_argument("--out", metavar="DIR", help="write there instead of into the run folder")
 
     an = sub.add_parser("analyze", help="compare runs: best path, heuristic, BLKD, NoKD per run")
@@ -244,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ex = sub.add_parser("export", help="the confirmed best student as TorchScript + JSON")
-    ex.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    ex.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a finished run folder (takd-search run or run-path)"
+    )
     ex.add_argument(
         "--path",
         help="another network: top2, heuristic, blkd, nokd, or a confirmed/searched path "
@@ -317,23 +343,27 @@ def _teacher_flags(a):
 
 
 def cmd_run(a) -> int:
+    from takd_search.progress import console_log
     from takd_search.search import RunFailed, run_search
     from takd_search.spec import flag_overrides
     from takd_search.tuner import Interrupted
 
     overrides = flag_overrides(a)
     try:
-        run_search(
-            a.space,
-            overrides=overrides,
-            results_dir=a.results,
-            store_root=a.store,
-            no_store=a.no_store,
-            address=a.address,
-            resume=a.resume,
-            new=a.new,
-            device=a.device,
-        )
+        with console_log():  # copied into RUN/console.log once the run folder is known
+            run_search(
+                a.space,
+                overrides=overrides,
+                results_dir=a.results,
+                store_root=a.store,
+                no_store=a.no_store,
+                address=a.address,
+                resume=a.resume,
+                new=a.new,
+                device=a.device,
+                dry_run=a.dry_run,
+                write_report=not a.no_report,
+            )
     except Interrupted:
         return 130
     except RunFailed as e:
@@ -355,6 +385,8 @@ def cmd_models(a) -> int:
                 "c100": models.model_size(name, 100, (3, 32, 32)),
             }
         )
+    if a.json:
+        return _print_json(rows)
     print(
         table(rows, [("model", "model"), ("c10", "params CIFAR-10"), ("c100", "params CIFAR-100")])
     )
@@ -370,6 +402,8 @@ def cmd_datasets(a) -> int:
     from takd_search.progress import table
 
     rows = dataset_status(a.data_dir)
+    if a.json:
+        return _print_json(rows)
     for r in rows:
         r["available"] = {True: "yes", False: "no"}.get(r.get("available"), "-")
     print(
@@ -394,6 +428,19 @@ def cmd_store(a) -> int:
     if a.action == "ls":
         from takd_search.progress import table
 
+        if a.json:  # whole keys and the full lineage and metrics, for scripts
+            return _print_json(
+                [
+                    {
+                        "key": e["key"],
+                        "lineage": e["lineage"],
+                        "metrics": e["metrics"],
+                        "bytes": e["bytes"],
+                        "mtime": e["mtime"],
+                    }
+                    for e in store.entries()
+                ]  # fmt: skip
+            )
         rows = []
         for e in store.entries():
             lin, m = e["lineage"], e["metrics"]
@@ -426,6 +473,8 @@ def cmd_store(a) -> int:
         )
         print(f"\n{len(rows)} hops in {store.root}")
     elif a.action == "du":
+        if a.json:
+            return _print_json(store.usage())
         for kind, u in store.usage().items():
             print(f"{kind:8s} {u['files']:6d} files {u['bytes'] / 1e6:10.1f} MB")
     else:
@@ -470,9 +519,43 @@ def cmd_submit(a) -> int:
 
 
 def cmd_status(a) -> int:
+    import os
+
+    if a.job_id is not None and (os.path.isdir(a.job_id) or os.sep in a.job_id):
+        from takd_search.progress import format_status, run_status
+
+        if a.address or a.follow:
+            raise UserError(
+                f"{a.job_id} is a run folder: --address/--follow are for cluster jobs; "
+                f"run takd-search status {a.job_id}"
+            )
+        s = run_status(a.job_id)
+        if a.json:
+            return _print_json(s)
+        print(format_status(s))
+        return 0
     from takd_search.cluster import status
 
     return status(a)
+
+
+def cmd_spaces(a) -> int:
+    from takd_search.progress import table
+    from takd_search.spec import SPACES_DIR, describe_spaces
+
+    rows = describe_spaces()
+    if a.json:
+        return _print_json(rows)
+    print(table(rows, [("name", "space"), ("dataset", "data set"), ("description", "what")]))
+    print(f"\n{len(rows)} spaces in {SPACES_DIR}; run one with takd-search run --space NAME")
+    return 0
+
+
+def _print_json(obj) -> int:
+    import json
+
+    print(json.dumps(obj, indent=2, default=str))
+    return 0
 
 
 def cmd_stop(a) -> int:
@@ -484,6 +567,7 @@ def cmd_stop(a) -> int:
 COMMANDS = {
     "submit": cmd_submit,
     "status": cmd_status,
+    "spaces": cmd_spaces,
     "stop": cmd_stop,
     "report": cmd_report,
     "analyze": cmd_analyze,

@@ -499,6 +499,9 @@ def status(a) -> int:
             }
             for j in jobs
         ]
+        if getattr(a, "json", False):
+            print(json.dumps(rows, indent=2, default=str))
+            return 0
         print(
             table(
                 rows,
@@ -519,6 +522,25 @@ def status(a) -> int:
         return follow(c, a.job_id, address)
     logs = _call(c.get_job_logs, a.job_id, address=address) or ""
     meta = info.metadata or {}
+    if getattr(a, "json", False):
+        print(
+            json.dumps(
+                {
+                    "job": a.job_id,
+                    "status": str(info.status),
+                    "message": info.message,
+                    "exit_code": info.driver_exit_code,
+                    "space": meta.get("space"),
+                    "results": meta.get("results"),
+                    "started": _when(info.start_time),
+                    "ended": _when(info.end_time),
+                    "run_folder": _run_folder(logs),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
     print(f"job        {a.job_id}")
     print(f"status     {info.status}" + (f" ({info.message})" if info.message else ""))
     if info.driver_exit_code is not None:

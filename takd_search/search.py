@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from takd_search import baselines, models
+from takd_search import baselines, models, progress
 from takd_search.chain import check_shrinking
 from takd_search.errors import UserError
 from takd_search.experiment import recipe
@@ -57,9 +57,13 @@ def run_search(
     resume: str | os.PathLike | None = None,
     new: bool = False,
     device: str | None = None,
-) -> Path:
+    dry_run: bool = False,
+    write_report: bool = True,
+) -> Path | None:
     """Run (or resume) a search; returns the run folder. Raises UserError on bad input
-    (before anything is written) and tuner.Interrupted when stopped (state kept)."""
+    (before anything is written) and tuner.Interrupted when stopped (state kept).
+    dry_run: check everything, print the plan (`dryrun.plan`), write nothing, return None.
+    write_report: write report.md and its plots into the run folder at the end."""
     space, space_file, text = load_space(space_ref, overrides)
     from takd_search.data import load_dataset
 
@@ -84,6 +88,12 @@ def run_search(
     train = recipe(space.data.dataset, **fixed)
     space_json = json.loads(space.model_dump_json())
     results_dir = Path(results_dir).resolve()
+    if dry_run:
+        from takd_search import dryrun
+
+        print(dryrun.plan_text(dryrun.plan(space, ds, sizes, train, results_dir, store_root,
+                                           no_store, address, device, resume)))  # fmt: skip
+        return None
     _check_writable(results_dir)
 
     from takd_search import tuner  # Ray is imported only once the input is known good
@@ -123,6 +133,7 @@ def run_search(
         "attempts_dir": str((run_dir / "tune" / "attempts").resolve()),
     }
     _write_start(run_dir, space_json, text, run, res)
+    progress.attach_log(run_dir / "console.log")  # the console, copied into the run folder
     common = dict(
         run=run,
         teacher=own,  # shipped to trials (the file's bytes) with the data set
@@ -140,6 +151,7 @@ def run_search(
     )
     t0 = time.perf_counter()
     done = _load_done(run_dir)
+    study_spaces: dict = {}  # phase -> its PathSpace, for the study.db mirror
 
     def phase(name: str, **kw) -> list[dict]:
         if name in done:
@@ -148,6 +160,7 @@ def run_search(
         rows = tuner.run_phase(tuner.Phase(name=name, dataset=ds, **common, **kw), tune_root)
         write_json(run_dir / "phases" / f"{name}.json", rows)
         done[name] = rows
+        _mirror_study(run_dir, done, study_spaces)
         if rows and not any(r["status"] in ("completed", "pruned") for r in rows):
             errors = [r["error"] for r in rows if r["error"]]
             raise RunFailed(
@@ -164,7 +177,9 @@ def run_search(
             "nokd", configs=[{"method": "nokd", "path": m, "seed": seed} for m in everyone]
         )
         write_csv(run_dir, "baselines", _baseline_rows(nokd, teacher, student, sizes))
+        _warn_teacher(nokd, teacher, student)
         path_space = PathSpace(space, sizes)
+        study_spaces["search"] = path_space
         search = phase(
             "search",
             space=path_space,
@@ -177,6 +192,7 @@ def run_search(
         )
         write_csv(run_dir, "trials", _trial_rows(search, "search", space.search.seed))
         blkd_space = PathSpace(space, sizes, direct_only=True)
+        study_spaces["blkd"] = blkd_space
         n_blkd = space.baselines.blkd_trials or max(
             2, math.ceil((space.search.n_trials or len(search) or 1) / path_space.n_paths())
         )
@@ -243,7 +259,48 @@ def run_search(
         if logs:
             _link(run_dir / "ray_logs", logs)
     print(answer(summary))
+    if write_report:
+        _write_report(run_dir)
     return run_dir
+
+
+def _warn_teacher(nokd: list[dict], teacher: str, student: str) -> None:
+    """One line when the teacher is not better than the student alone (validation)."""
+    from takd_search.premise import teacher_not_better
+
+    val = {
+        r["config"]["path"]: r["metrics"].get("val_acc")
+        for r in nokd
+        if r["status"] == "completed"
+    }
+    line = teacher_not_better(teacher, val.get(teacher), student, val.get(student))
+    if line:
+        say(line)
+
+
+def _mirror_study(run_dir: Path, done: dict, spaces: dict) -> None:
+    """RUN/study.db for Optuna's tools (`study.mirror`); a failure costs the mirror only."""
+    from takd_search import study
+
+    try:
+        study.mirror(run_dir, done, spaces)
+    except Exception as e:  # the search's own state is in Tune's snapshot, not here
+        say(f"warning: could not write {run_dir / study.FILE} ({type(e).__name__}: {e})")
+
+
+def _write_report(run_dir: Path) -> None:
+    """report.md and its plots at the end of a run (what `takd-search report` writes)."""
+    from takd_search.report import report
+
+    try:
+        out = report(run_dir)
+    except Exception as e:  # the run is complete; only its report is missing
+        say(
+            f"warning: could not write the report ({type(e).__name__}: {e}): "
+            f"run takd-search report {run_dir}"
+        )
+        return
+    say(f"report: {out['report']} ({len(out['plots'])} plots in {run_dir})")
 
 
 # ---- the run folder ---------------------------------------------------------------------

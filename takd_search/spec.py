@@ -24,7 +24,19 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from takd_search.errors import UserError
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+def _spaces_dir() -> Path:
+    """Where the shipped spaces are: inside the package once installed from a wheel
+    (`takd_search/spaces/`, mapped from the repository's `search_spaces/` by
+    pyproject.toml), the repository's `search_spaces/` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "spaces"
+    if any(packaged.glob("*.yaml")):
+        return packaged
+    return here.parent / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -243,6 +255,30 @@ def find_space(name_or_path: str) -> Path:
 
 def shipped_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def describe_spaces() -> list[dict]:
+    """The shipped spaces: [{'name', 'description', 'dataset', 'file'}], by name. The
+    description is the file's `description:` key (one line); YAML is read, not validated,
+    so one broken file cannot hide the others."""
+    out = []
+    for name in shipped_spaces():
+        path = SPACES_DIR / f"{name}.yaml"
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            raw = {}
+        raw = raw if isinstance(raw, dict) else {}
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        out.append(
+            {
+                "name": name,
+                "description": str(raw.get("description") or "").strip(),
+                "dataset": data.get("dataset"),
+                "file": str(path),
+            }
+        )
+    return out
 
 
 def _set_dotted(d: dict, dotted: str, value) -> None:

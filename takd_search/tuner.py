@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -36,6 +35,13 @@ from ray.tune.search import BasicVariantGenerator  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from takd_search.errors import UserError  # noqa: E402
+from takd_search.progress import (  # noqa: E402
+    LiveBlock,
+    eta_seconds,
+    fmt_seconds,
+    trial_line,
+    write_status,
+)
 
 log = logging.getLogger("takd_search.tuner")
 # a resumed trial re-reports its epochs; Optuna warns for each and ignores them
@@ -358,28 +364,98 @@ def make_sampler(kind: str, seed: int, grid: dict | None = None, n_trials: int |
 class Progress(tune.Callback):
     """One console line per event: trials done/running/total and the best so far."""
 
-    def __init__(self, phase: str, total: int | None, label: Callable | None = None):
+    def __init__(
+        self,
+        phase: str,
+        total: int | None,
+        label: Callable | None = None,
+        run_dir: str | None = None,
+    ):
         self.phase, self.total = phase, total
         self.label = label or (lambda cfg: cfg.get("path", "?"))
         self.done = self.failed = 0
         self.running: set = set()
         self.best: tuple[float, str] | None = None
+        self.run_dir = run_dir  # where progress.json goes (`takd-search status RUN_DIR`)
+        self.live: dict = {}  # trial id -> its line's state (progress.trial_line)
+        self.started: float | None = None
+        self.view = LiveBlock()
+
+    def __setstate__(self, state):
+        # a Progress pickled by an older version (a restored experiment) lacks the view
+        defaults = {"run_dir": None, "live": {}, "started": None, "view": LiveBlock()}
+        self.__dict__.update({**defaults, **state})
+
+    def _block(self) -> list[str]:
+        now = time.time()
+        lines = [trial_line(self.phase, v["label"], v, now) for v in self.live.values()]
+        eta = self._eta()
+        if lines and eta is not None:
+            lines.append(f"  [{self.phase}] about {fmt_seconds(eta)} left")
+        return lines
+
+    def _eta(self) -> float | None:
+        elapsed = time.time() - self.started if self.started else 0.0
+        return eta_seconds(elapsed, self.done + self.failed, self.total)
+
+    def _status(self) -> None:
+        if not self.run_dir:
+            return
+        best = {"val_acc": self.best[0], "path": self.best[1]} if self.best else None
+        write_status(
+            self.run_dir,
+            {
+                "phase": self.phase,
+                "done": self.done,
+                "failed": self.failed,
+                "running": len(self.running),
+                "total": self.total,
+                "best": best,
+                "eta_s": self._eta(),
+                "running_trials": [
+                    {k: v.get(k) for k in ("label", "epoch", "epochs", "best")}
+                    for v in self.live.values()
+                ],
+            },
+        )
 
     def _line(self, what: str) -> None:
         total = f"/{self.total}" if self.total else ""
         best = f" | best {100 * self.best[0]:.2f}% {self.best[1]}" if self.best else ""
-        print(
+        self.view.event(
             f"[{self.phase}] {self.done + self.failed}{total} done, {len(self.running)} "
             f"running{f', {self.failed} failed' if self.failed else ''}{best} | {what}",
-            file=sys.stderr,  # looked up now: Tune pickles callbacks
-            flush=True,
+            self._block(),
         )
+        self._status()
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.started = self.started or time.time()
         self.running.add(trial.trial_id)
+        path = str((trial.config.get("case") or trial.config).get("path", "?"))
+        self.live[trial.trial_id] = {
+            "label": self.label(trial.config),
+            "hops": path.count(">") + 1,
+            "epoch": None,
+            "epochs": None,
+            "best": None,
+            "started": time.time(),
+        }
+        self.view.draw(self._block())
+        self._status()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        live = self.live.get(trial.trial_id)
+        if live is None or result.get("finished"):
+            return
+        live.update(epoch=result.get("epoch"), epochs=result.get("epochs"))
+        live["best"] = result.get(METRIC, live["best"])
+        self.view.draw(self._block())
+        self._status()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
+        self.live.pop(trial.trial_id, None)
         self.done += 1
         res = trial.last_result or {}
         score = res.get(METRIC)
@@ -392,6 +468,7 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
+        self.live.pop(trial.trial_id, None)
         self.failed += 1
         try:
             why = _error_line(Path(trial.error_file).read_text()) if trial.error_file else ""
@@ -489,7 +566,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
     """
     exp = root / phase.name
     total = phase.n_trials if phase.space is not None else len(phase.configs or [])
-    progress = Progress(phase.name, total, label=_label)
+    progress = Progress(phase.name, total, label=_label, run_dir=str(root.parent))
     stop = _StopFlag()
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
     levels = [lg.level for lg in quiet]

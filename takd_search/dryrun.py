@@ -1,0 +1,248 @@
+"""`takd-search run --dry-run`: the plan of a run, before anything trains or is written.
+
+The space, data and models are checked exactly as for a real run (the same code path,
+`search.run_search`, stops just before Ray starts). The plan then lists the phases with
+their trial counts, an upper bound of the hops each trains, the resources per trial and
+the concurrency they allow here, where results and the hop store go, and a compute
+estimate from a short timing probe: a few SGD steps of every model of the space on a
+batch of the real data, on the device the run would use.
+
+The estimate is an upper bound for one process: every hop trained in full (no reuse from
+the store, no ASHA stop, no parent logits banked), divided by the concurrency. A
+distilled hop costs its child's steps plus a forward pass of its parent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from takd_search.progress import fmt_seconds
+
+
+def _probe(name: str, ds, batch_size: int, device: str, steps: int = 3) -> tuple[float, float]:
+    """(seconds per training step, seconds per forward pass) of model `name` on a
+    batch of `batch_size` real training images (after one warm-up step)."""
+    import torch
+
+    from takd_search.models import create_model_from_name
+
+    c = ds.input_shape[0]
+    n = min(batch_size, len(ds.x_train))
+    x = ds.x_train[:n].float().div(255.0)
+    x = (x - torch.tensor(ds.mean).view(1, c, 1, 1)) / torch.tensor(ds.std).view(1, c, 1, 1)
+    y = ds.y_train[:n]
+    x, y = x.to(device), y.to(device)
+    net = create_model_from_name(name, ds.num_classes, ds.input_shape).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    def sync():
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    train = (time.perf_counter() - t0) / steps
+    net.eval()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            net(x)
+        sync()
+    return train, (time.perf_counter() - t0) / steps
+
+
+def plan(
+    space,
+    ds,
+    sizes: dict[str, int],
+    train,
+    results_dir: Path,
+    store_root=None,
+    no_store: bool = False,
+    address: str | None = None,
+    device: str | None = None,
+    resume=None,
+) -> dict:
+    """The plan as a dict (see the module doc): {'space', 'data', 'models', 'phases',
+    'resources', 'where', 'compute'}; seconds are estimates, accuracies absent."""
+    from takd_search.distill import pick_device
+    from takd_search.space import PathSpace
+
+    teacher, student, candidates = space.model_names()
+    everyone = [teacher, *candidates, student]
+    path_space = PathSpace(space, sizes)
+    n_paths = path_space.n_paths()
+    longest = min(len(candidates), space.max_tas) + 2  # models in the longest path
+    n_search = space.search.n_trials
+    if space.search.sampler == "grid" and n_search is None:
+        n_search = path_space.grid_size()
+    n_blkd = space.baselines.blkd_trials or max(2, math.ceil((n_search or 1) / n_paths))
+    k, seeds = space.baselines.confirm_top_k, list(space.baselines.confirm_seeds)
+    # per seed: top-k paths, BLKD and the heuristic path distilled, plus NoKD alone
+    n_confirm = (k + 2 + 1) * len(seeds)
+    reseed = bool(space.baselines.reseed_teacher)
+    brought = teacher == "teacher"
+    # hops each phase may train: the teacher comes from NoKD (or the user's file)
+    hops = {
+        "nokd": len(everyone) - (1 if brought else 0),
+        "search": (n_search or 0) * (longest - 1),
+        "blkd": n_blkd,
+        # per seed: k + 2 distilled paths (TAs and student) and NoKD's student; with
+        # reseed_teacher each distilled path's teacher too
+        "confirm": len(seeds)
+        * ((k + 2) * (longest - 1) + 1 + ((k + 2) if reseed and not brought else 0)),
+    }
+
+    dev = str(pick_device(device))
+    steps_per_epoch = math.ceil(len(ds.split(space.data.val_fraction, space.data.split_seed)[0])
+                                / train.batch_size)  # fmt: skip
+    probe = {}
+    for m in everyone:
+        if m == "teacher":
+            continue
+        tr, fw = _probe(m, ds, train.batch_size, dev)
+        probe[m] = {"step_s": tr, "forward_s": fw, "hop_s": tr * steps_per_epoch * train.epochs}
+    e = train.epochs * steps_per_epoch
+    smallest_parent = min((probe[m]["forward_s"] for m in probe), default=0.0)
+
+    def kd_hop(child: str) -> float:
+        return probe[child]["hop_s"] + smallest_parent * e
+
+    nokd_s = sum(p["hop_s"] for p in probe.values())
+    hop_mean = (
+        sum(kd_hop(m) for m in [*candidates, student]) / len([*candidates, student])
+        if candidates or student
+        else 0.0
+    )
+    search_s = (n_search or 0) * hop_mean * (longest - 1)
+    blkd_s = n_blkd * kd_hop(student)
+    confirm_s = hops["confirm"] * hop_mean
+    if address:
+        concurrency, where_ray = None, f"the Ray cluster at {address}"
+    else:
+        import torch
+
+        cpus = os.cpu_count() or 1
+        by_cpu = max(1, int(cpus // max(space.resources.cpu, 1e-9)))
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        by_gpu = int(gpus // space.resources.gpu) if space.resources.gpu else by_cpu
+        concurrency = max(1, min(by_cpu, by_gpu, space.resources.concurrency or by_cpu))
+        where_ray = f"a local Ray on this machine ({cpus} CPUs, {gpus} GPUs)"
+    total = nokd_s + search_s + blkd_s + confirm_s
+    store = (
+        None
+        if no_store
+        else str(Path(store_root or os.environ.get("TAKD_STORE") or results_dir / ".store"))
+    )
+    run_dir = (
+        str(resume)
+        if resume
+        else f"{results_dir}/{space.name}-<timestamp> (or the newest unfinished run of this "
+        "space with the same settings: --new for a fresh one)"
+    )
+    return {
+        "space": space.name,
+        "data": {
+            "dataset": space.data.dataset,
+            "train": len(ds.x_train),
+            "test": len(ds.x_test),
+            "val_fraction": space.data.val_fraction,
+            "input_shape": list(ds.input_shape),
+            "classes": ds.num_classes,
+        },
+        "models": {m: sizes[m] for m in everyone},
+        "epochs": train.epochs,
+        "paths": n_paths,
+        "phases": [
+            {"phase": "nokd", "trials": len(everyone), "hops_at_most": hops["nokd"]},
+            {
+                "phase": "search",
+                "trials": n_search,
+                "time_budget_s": space.search.time_budget_s,
+                "sampler": space.search.sampler,
+                "scheduler": space.search.scheduler,
+                "hops_at_most": hops["search"],
+            },
+            {"phase": "blkd", "trials": n_blkd, "hops_at_most": hops["blkd"]},
+            {
+                "phase": "confirm",
+                "trials": n_confirm,
+                "seeds": seeds,
+                "hops_at_most": hops["confirm"],
+            },
+        ],
+        "resources": {
+            "cpu_per_trial": space.resources.cpu,
+            "gpu_per_trial": space.resources.gpu,
+            "concurrency": concurrency,
+            "ray": where_ray,
+            "device": dev,
+        },
+        "where": {"run_dir": run_dir, "store": store},
+        "compute": {
+            "probe": probe,
+            "steps_per_epoch": steps_per_epoch,
+            "train_s_at_most": total,
+            "wall_s_at_most": total / concurrency if concurrency else None,
+        },
+    }
+
+
+def plan_text(p: dict) -> str:
+    """The plan for a person: a few lines per section."""
+    d = p["data"]
+    out = [
+        f"dry run of {p['space']}: nothing is trained or written",
+        f"data     {d['dataset']}: {d['train']} training images ({100 * d['val_fraction']:.0f}% "
+        f"held out for validation), {d['test']} test, {d['input_shape']}, {d['classes']} classes",
+        "models   " + ", ".join(f"{m} ({n:,} params)" for m, n in p["models"].items()),
+        f"paths    {p['paths']} distinct paths, {p['epochs']} epochs per hop",
+        "phases",
+    ]
+    for ph in p["phases"]:
+        trials = ph["trials"] if ph["trials"] is not None else "as many as fit"
+        extra = ""
+        if ph["phase"] == "search":
+            budget = f", time budget {fmt_seconds(ph['time_budget_s'])}" if ph.get(
+                "time_budget_s"
+            ) else ""  # fmt: skip
+            extra = f" ({ph['sampler']} sampler, {ph['scheduler']} scheduler{budget})"
+        if ph["phase"] == "confirm":
+            extra = f" (top-k, BLKD, heuristic, NoKD x seeds {ph['seeds']})"
+        out.append(
+            f"  {ph['phase']:8s} {trials} trials{extra}, at most {ph['hops_at_most']} new hops"
+        )
+    r = p["resources"]
+    conc = r["concurrency"] if r["concurrency"] is not None else "what the cluster fits"
+    out.append(
+        f"resources {r['cpu_per_trial']} CPU + {r['gpu_per_trial']} GPU per trial on "
+        f"{r['device']}, {conc} trials at once, on {r['ray']}"
+    )
+    c = p["compute"]
+    per = ", ".join(f"{m} {1000 * v['step_s']:.1f} ms/step" for m, v in c["probe"].items())
+    out.append(f"probe    {per} ({c['steps_per_epoch']} steps per epoch)")
+    wall = (
+        f", about {fmt_seconds(c['wall_s_at_most'])} of wall time at that concurrency"
+        if c["wall_s_at_most"] is not None
+        else ""
+    )
+    out.append(
+        f"compute  at most {fmt_seconds(c['train_s_at_most'])} of training{wall} (no reuse, "
+        "no early stop: the store and ASHA make it less)"
+    )
+    w = p["where"]
+    out.append(f"results  {w['run_dir']}")
+    out.append(f"store    {w['store'] or 'none (--no-store: nothing reused or kept)'}")
+    return "\n".join(out)

@@ -1,0 +1,141 @@
+"""A run's trials as a SQLite Optuna study, `RUN/study.db`, for Optuna's own tools.
+
+    optuna.load_study(study_name="search", storage="sqlite:///RUN/study.db")
+    optuna-dashboard sqlite:///RUN/study.db
+
+One study per phase of the run that has finished (`nokd`, `search`, `blkd`, `confirm`),
+direction maximize, value = the student's validation accuracy (a fraction). Searched
+phases carry the Optuna parameters exactly as the searcher proposed them (`ta_plain6`,
+`T_plain4`, ...: replayed through the run's define-by-run space from each trial's config),
+with their distributions; fixed phases carry `path` and `seed`. States: COMPLETE,
+PRUNED (stopped early by ASHA: no value, its per-epoch scores as intermediate values)
+and FAIL. Every trial has user attributes: path, hops (JSON), Tune's trial id, hops
+trained/reused, wall seconds, and the test accuracy where the phase measured it.
+
+This is a mirror, rebuilt from the phase rows (`phases/*.json`) after every phase: the
+search state itself lives in Tune's experiment snapshot (DESIGN.md: passing `storage=` to
+OptunaSearch breaks restore after a hard kill). The file is written to a temporary name
+and renamed into place, so a reader never sees half a study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+FILE = "study.db"
+PHASES = ("nokd", "search", "blkd", "confirm")
+
+
+def _params(config: dict, space) -> tuple[dict, dict]:
+    """(params, distributions) of a searched trial: its config answered back through the
+    define-by-run space (a FixedTrial asks exactly what the real trial asked)."""
+    import optuna
+
+    path = str(config.get("path", "")).split(">")
+    fixed: dict = {f"ta_{c}": c in path[1:-1] for c in space.candidates}
+    if "guidance" in config:
+        fixed["guidance"] = config["guidance"]
+    if config.get("lr") is not None:
+        fixed["lr"] = float(config["lr"])
+    for child, hop in zip(path[1:], config.get("hops") or []):
+        suffix = f"_{child}" if space.per_hop else ""
+        for h, v in hop.items():
+            if v is not None:
+                fixed[f"{h}{suffix}"] = v
+    trial = optuna.trial.FixedTrial(fixed)
+    space(trial)
+    return dict(trial.params), dict(trial.distributions)
+
+
+def _trial(row: dict, params: dict, dists: dict):
+    import optuna
+    from optuna.trial import TrialState
+
+    m = row.get("metrics") or {}
+    cfg = row.get("config") or {}
+    status = row.get("status")
+    value = m.get("val_acc") if status == "completed" else None
+    state = {
+        "completed": TrialState.COMPLETE,
+        "pruned": TrialState.PRUNED,
+    }.get(status, TrialState.FAIL)
+    if state == TrialState.COMPLETE and value is None:
+        state = TrialState.FAIL
+    inter = {}
+    for c in (m.get("hop_rows") or [{}])[-1].get("curve") or []:
+        if c.get("epoch") is not None and c.get("val_acc") is not None:
+            inter[int(c["epoch"])] = float(c["val_acc"])
+    if state == TrialState.PRUNED and m.get("score") is not None and m.get("epoch"):
+        inter.setdefault(int(m["epoch"]), float(m["score"]))
+    attrs = {
+        "path": cfg.get("path"),
+        "hops": json.dumps(cfg.get("hops") or []),
+        "tune_trial_id": row.get("trial_id"),
+        "hops_trained": m.get("hops_trained"),
+        "hops_reused": m.get("hops_reused"),
+        "wall_seconds": m.get("wall_seconds"),
+        "test_acc": m.get("test_acc"),
+        "status": status,
+        "error": row.get("error"),
+    }
+    if "method" in cfg:
+        attrs["method"] = cfg["method"]
+    return optuna.trial.create_trial(
+        state=state,
+        value=float(value) if value is not None else None,
+        params=params,
+        distributions=dists,
+        user_attrs={k: v for k, v in attrs.items() if v is not None},
+        intermediate_values=inter,
+    )
+
+
+def _fixed_params(rows: list[dict]) -> tuple[dict, list[dict]]:
+    """Distributions (fixed per study) and params for a fixed phase: path and seed."""
+    from optuna.distributions import CategoricalDistribution
+
+    paths = sorted({str((r.get("config") or {}).get("path")) for r in rows})
+    seeds = sorted({int((r.get("config") or {}).get("seed") or 0) for r in rows})
+    dists = {"path": CategoricalDistribution(paths), "seed": CategoricalDistribution(seeds)}
+    params = [
+        {"path": str(r["config"].get("path")), "seed": int(r["config"].get("seed") or 0)}
+        for r in rows
+    ]
+    return dists, params
+
+
+def mirror(run_dir: str | os.PathLike, done: dict[str, list[dict]], spaces: dict) -> Path:
+    """(Re)write RUN/study.db from the finished phases. done: phase name -> its rows
+    (as in phases/*.json); spaces: phase name -> the PathSpace it searched (search,
+    blkd). Returns the file's path."""
+    import optuna
+
+    run_dir = Path(run_dir)
+    final = run_dir / FILE
+    tmp = run_dir / f".{FILE}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
+    try:
+        for name in PHASES:
+            rows = done.get(name)
+            if rows is None:
+                continue
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+            study.set_user_attr("run_dir", str(run_dir.resolve()))
+            study.set_user_attr("phase", name)
+            trials = []
+            if name in spaces:
+                for r in rows:
+                    params, dists = _params(r.get("config") or {}, spaces[name])
+                    trials.append(_trial(r, params, dists))
+            else:
+                dists, params = _fixed_params(rows)
+                trials = [_trial(r, p, dists) for r, p in zip(rows, params)]
+            study.add_trials(trials)
+    finally:
+        storage.engine.dispose()
+    os.replace(tmp, final)
+    return final
