@@ -4,6 +4,7 @@ store, and the `run-path` procedure itself (train one path, plus the student alo
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -153,6 +154,9 @@ def run_path(
     if baseline:
         alone = run_chain(ctx, names[-1:], seed=seed) if len(names) else []
         scratch = hop_rows(alone)[0] | {"hop": "NoKD", "parent": None}
+    from takd_search.premise import chain_warnings
+
+    warnings = chain_warnings(rows, scratch, teacher)
     out = {
         "dataset": data.ds.name,
         "path": ">".join(names),
@@ -166,8 +170,11 @@ def run_path(
         "student_alone": scratch,
         "store": {"root": str(store.root) if store.root else None, **store.stats.as_dict()},
         "wall_seconds": round(time.perf_counter() - t0, 2),
+        "warnings": warnings,
     }
     write_json(run_dir / "chain.json", out)
+    for line in warnings:  # after the table would be lost in it; stderr, one line each
+        print(line, file=sys.stderr, flush=True)
     if not quiet:
         print(table(rows + ([scratch] if scratch else []), HOP_COLUMNS))
         st = store.stats

@@ -4,8 +4,9 @@ The exported module takes images as a float tensor [N, C, H, W] with values in [
 (or uint8 in [0, 255]) and returns logits [N, classes]: the data set's normalisation is
 inside it, so `torch.jit.load(path)(images)` is all a user needs (no takd_search, no
 torchvision). A JSON sidecar (`student.json` next to `student.pt`) records the model,
-classes, input shape, normalisation, accuracy and lineage; the same JSON is embedded in
-the TorchScript file as the extra file `student.json`.
+classes, input shape, normalisation, accuracy and lineage, and its input contract as a
+teacher (`teacher_input`: [0, 1] pixels, so `--teacher student.pt` needs no declaration);
+the same JSON is embedded in the TorchScript file as the extra file `student.json`.
 
 Which network: by default the confirmed winner (summary.json `winner`), at the
 confirmation seed with the best validation accuracy. `--path` picks another: a
@@ -233,6 +234,10 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
         "input_shape": [c, h, w],
         "input": INPUT_NOTE,
         "normalisation": {"mean": list(ds.mean), "std": list(ds.std), "inside_module": True},
+        # its input contract as a brought teacher (`--teacher student.pt`, space files'
+        # teacher_input): [0, 1] pixels, mean 0 / std 1, since the module normalises itself.
+        # read_teacher takes it from here when nothing is declared, so it round-trips
+        "teacher_input": {"mean": [0.0] * c, "std": [1.0] * c, "size": h if h == w else None},
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint},
         "accuracy": {
             "test_acc": last.get("test_acc"),

@@ -41,3 +41,48 @@ def below_claim(
         f"sidecar claims {100 * claimed:.2f}%: check its input declaration (--teacher-mean/"
         "--teacher-std/--teacher-size; an exported student normalises its own input)"
     )
+
+
+def chain_warnings(hops: list[dict], alone: dict | None, teacher=None) -> list[str]:
+    """The warnings for one trained path (run-path): hops as `chain.hop_rows` (hop 1 =
+    the teacher), alone = the student trained alone (or None), teacher = the brought
+    teacher's TeacherSource (or None)."""
+    if not hops:
+        return []
+    first = hops[0]
+    out = []
+    claims = getattr(teacher, "claims", None) or {}
+    if teacher is not None and first.get("model") == "teacher":
+        for split in ("val", "test"):
+            line = below_claim(
+                "teacher", first.get(f"{split}_acc"), claims.get(f"{split}_acc"), split
+            )
+            if line:
+                out.append(line)
+                break
+    if alone is not None and len(hops) > 1:
+        line = teacher_not_better(
+            first["model"], first.get("val_acc"), alone["model"], alone.get("val_acc")
+        )
+        if line:
+            out.append(line)
+    return out
+
+
+def run_warnings(baselines, teacher: str, student: str, claims: dict | None = None) -> list[str]:
+    """The warnings for a search run from its NoKD rows (baselines.csv as a DataFrame,
+    or {model: val_acc}); claims: a brought teacher's sidecar claims."""
+    if isinstance(baselines, dict):
+        val = baselines
+    else:
+        nokd = baselines[baselines["kind"] == "nokd"]
+        val = {m: (None if v != v else float(v)) for m, v in zip(nokd["model"], nokd["val_acc"])}
+    out = []
+    if claims and teacher in val:
+        line = below_claim(teacher, val.get(teacher), (claims or {}).get("val_acc"), "val")
+        if line:
+            out.append(line)
+    line = teacher_not_better(teacher, val.get(teacher), student, val.get(student))
+    if line:
+        out.append(line)
+    return out

@@ -149,14 +149,57 @@ def hop_columns(hops: Sequence[dict]) -> dict:
     return out
 
 
+# any of these makes a folder a run folder (`run` writes space.json first; `run-path`
+# writes chain.json)
+MARKERS = ("space.json", "trials.csv", "baselines.csv", "confirmation.csv", "summary.json")
+CHAIN = "chain.json"
+
+
+def _near(path: Path) -> str:
+    """' (did you mean results/x?)' for a misspelled folder name, else ''."""
+    import difflib
+
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        names = [p.name for p in parent.iterdir() if p.is_dir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return f" (did you mean {parent / close[0]}?)" if close else ""
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """The folder, or a UserError (one line) when it does not exist or holds none of a
+    run's files (space.json, the CSVs, summary.json, or a run-path's chain.json)."""
+    from takd_search.errors import UserError
+
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UserError(
+            f"{run_dir}: no such run folder{_near(run_dir)}: pass a folder made by "
+            "takd-search run or run-path (ls results/)"
+        )
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a run folder: pass a folder made by takd-search run")
+    if not any((run_dir / m).exists() for m in (*MARKERS, CHAIN)):
+        raise UserError(
+            f"{run_dir}: not a run folder (none of space.json, trials.csv, summary.json, "
+            "chain.json): pass a folder made by takd-search run or run-path"
+        )
+    return run_dir
+
+
 def load(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """{'trials', 'baselines', 'confirmation'} DataFrames of a run folder, with dtypes.
 
-    A file that is not there yet gives an empty frame with the right columns. A column
-    missing from the file (written by an older version) is added empty; a column the
-    schema does not know is kept, after the schema's columns.
+    A folder that does not exist or is not a run folder raises UserError (a misspelled
+    path must not read as an empty run). In a run folder, a file that is not there yet
+    gives an empty frame with the right columns. A column missing from the file (written
+    by an older version) is added empty; a column the schema does not know is kept,
+    after the schema's columns. A run-path folder (chain.json) has its hops in
+    `load_chain`.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run_dir(run_dir)
     out = {}
     for kind, schema in SCHEMAS.items():
         path = run_dir / f"{kind}.csv"
@@ -210,7 +253,10 @@ def require_run(run_dir: str | os.PathLike, *, finished: bool = True) -> Path:
 
     run_dir = run_dir_of(run_dir)
     if not run_dir.exists():
-        raise UserError(f"{run_dir}: no such run folder: pass a folder made by takd-search run")
+        raise UserError(
+            f"{run_dir}: no such run folder{_near(run_dir)}: pass a folder made by "
+            "takd-search run"
+        )
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a run folder: pass a folder made by takd-search run")
     if not (run_dir / "space.json").exists() and not (run_dir / "trials.csv").exists():
@@ -224,6 +270,24 @@ def require_run(run_dir: str | os.PathLike, *, finished: bool = True) -> Path:
             f"takd-search run --resume {run_dir}"
         )
     return run_dir
+
+
+def is_chain(run_dir: str | os.PathLike) -> bool:
+    """Is this a `run-path` folder (chain.json, no search)?"""
+    d = run_dir_of(run_dir)
+    return (d / CHAIN).exists() and not (d / "space.json").exists()
+
+
+def load_chain(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """A run-path folder's hops as a DataFrame, one row per hop (hop 1 = the teacher)
+    plus the student trained alone (hop 'NoKD') when it was: model, parent, params,
+    status, val_acc, test_acc, best_epoch, seconds, T, alpha, key."""
+    d = check_run_dir(run_dir)
+    c = json.loads((d / CHAIN).read_text())
+    rows = [*c["hops"], *([c["student_alone"]] if c.get("student_alone") else [])]
+    cols = ["hop", "model", "parent", "params", "status", "val_acc", "test_acc"]
+    cols += ["best_epoch", "seconds", "T", "alpha", "key"]
+    return pd.DataFrame([{k: r.get(k) for k in cols} for r in rows], columns=cols)
 
 
 def read_json(run_dir: str | os.PathLike, name: str, default=None):

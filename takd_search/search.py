@@ -177,7 +177,7 @@ def run_search(
             "nokd", configs=[{"method": "nokd", "path": m, "seed": seed} for m in everyone]
         )
         write_csv(run_dir, "baselines", _baseline_rows(nokd, teacher, student, sizes))
-        _warn_teacher(nokd, teacher, student)
+        _warn_teacher(nokd, teacher, student, own)
         path_space = PathSpace(space, sizes)
         study_spaces["search"] = path_space
         search = phase(
@@ -264,17 +264,13 @@ def run_search(
     return run_dir
 
 
-def _warn_teacher(nokd: list[dict], teacher: str, student: str) -> None:
-    """One line when the teacher is not better than the student alone (validation)."""
-    from takd_search.premise import teacher_not_better
+def _warn_teacher(nokd: list[dict], teacher: str, student: str, own=None) -> None:
+    """One line each when the teacher is not better than the student alone, or a
+    brought teacher measures far below its sidecar's claim (validation, `premise`)."""
+    from takd_search.premise import run_warnings
 
-    val = {
-        r["config"]["path"]: r["metrics"].get("val_acc")
-        for r in nokd
-        if r["status"] == "completed"
-    }
-    line = teacher_not_better(teacher, val.get(teacher), student, val.get(student))
-    if line:
+    val = {r["config"]["path"]: r["metrics"].get("val_acc") for r in nokd if r["status"] == "completed"}  # fmt: skip
+    for line in run_warnings(val, teacher, student, getattr(own, "claims", None)):
         say(line)
 
 

@@ -15,9 +15,12 @@ statistics, `(x/255 - mean_data)/std_data`. A teacher trained elsewhere usually 
 something else (ImageNet mean/std, 224 px, 3 channels); `TeacherInput` declares it and
 `InputAdapter` converts our batch on the way in: back to [0, 1], grey repeated to 3
 channels (or RGB averaged to 1) when the teacher's mean has another channel count,
-resized (bilinear) to `size`, then `(x - mean)/std`. Nothing declared: the teacher takes
-our batch as it is. Same pixels, same views, one conversion: the teacher's soft targets
-are for exactly the images the student sees.
+resized (bilinear) to `size`, then `(x - mean)/std`. Nothing declared: the contract the
+file declares itself, if it does (a student made by `takd-search export` carries
+`student.json` with its `teacher_input`: [0, 1] pixels, its own normalisation inside;
+so does a `<file>.json` sidecar next to it); else the teacher takes our batch as it is.
+Same pixels, same views, one conversion: the teacher's soft targets are for exactly the
+images the student sees.
 
 The teacher's accuracy is measured here, on the run's validation and test splits (never
 read from the file's metadata), and kept in the hop store under a key of the file's
@@ -31,7 +34,7 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -117,6 +120,11 @@ class TeacherSource:
     arch: str | None = None
     input: TeacherInput = TeacherInput()
     finetune: FineTune | None = None
+    # what the file's own sidecar says it scores ({'val_acc', 'test_acc'}, fractions) and
+    # where the input contract came from ('flags', 'sidecar' or None): for the warning when
+    # a brought teacher measures far below its claim; not part of its identity
+    claims: dict | None = field(default=None, compare=False)
+    input_from: str | None = field(default=None, compare=False)
 
     @property
     def file_sha256(self) -> str:
@@ -140,6 +148,8 @@ class TeacherSource:
             "input": self.input.as_dict(),
             "finetune": asdict(self.finetune) if self.finetune else None,
             "digest": self.digest,
+            "input_from": self.input_from,
+            "claims": self.claims,
         }
 
     def __repr__(self) -> str:
@@ -168,9 +178,46 @@ def read_teacher(
             f"teacher fine-tune {finetune.epochs} epochs at lr {finetune.lr}: give at least "
             "1 epoch and a learning rate > 0"
         )
+    blob = p.read_bytes()
+    tin = TeacherInput.of(teacher_input)
+    declared = tin != TeacherInput()
+    sidecar = declared_contract(p, blob) if arch is None else None
+    claims = None
+    if sidecar is not None:
+        acc = sidecar.get("accuracy") or {}
+        claims = {k: acc.get(k) for k in ("val_acc", "test_acc") if acc.get(k) is not None}
+        if not declared and sidecar.get("teacher_input"):
+            tin = TeacherInput.of(sidecar["teacher_input"])
+    frm = "flags" if declared else ("sidecar" if sidecar and tin != TeacherInput() else None)
     return TeacherSource(
-        str(p.resolve()), p.read_bytes(), arch, TeacherInput.of(teacher_input), finetune
+        str(p.resolve()), blob, arch, tin, finetune, claims=claims or None, input_from=frm
     )
+
+
+def declared_contract(path: Path, blob: bytes) -> dict | None:
+    """The JSON a TorchScript teacher file declares about itself: the `student.json`
+    embedded by `takd-search export`, else a `<file>.json` sidecar next to it holding
+    `teacher_input`; None when neither (or the file is not TorchScript)."""
+    extra = {"student.json": ""}
+    try:
+        torch.jit.load(io.BytesIO(blob), map_location="cpu", _extra_files=extra)
+    except Exception:
+        return None
+    text = extra.get("student.json") or ""
+    if not text:
+        side = path.with_suffix(".json")
+        text = side.read_text() if side.is_file() else ""
+    try:
+        meta = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    if "teacher_input" not in meta and (meta.get("normalisation") or {}).get("inside_module"):
+        # a student exported before the sidecar said so: it takes [0, 1] pixels
+        c, h, w = meta.get("input_shape") or [len(meta["normalisation"]["mean"]), None, None]
+        meta["teacher_input"] = {"mean": [0.0] * c, "std": [1.0] * c}
+    return meta
 
 
 def teacher_from_space(space) -> TeacherSource | None:

@@ -156,3 +156,40 @@ def test_onnx_without_the_package_is_one_line(run_dir, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "takd-search: error: onnx export needs the onnx package: pip install onnx"
     )
+
+
+def test_an_exported_student_round_trips_as_a_teacher(run_dir, tmp_path, digits, capsys):
+    """Issue 18, Broken 3: an exported student passed back as a teacher without an input
+    declaration was normalised twice (measured far below its own test accuracy)."""
+    from takd_search.augment import DeviceData
+    from takd_search.chain import Context
+    from takd_search.distill import TrainConfig
+    from takd_search.store import Store
+    from takd_search.teacher import attach_teacher, read_teacher
+
+    out, side = export(run_dir, tmp_path / "student.pt")
+    meta = json.loads(side.read_text())
+    assert meta["teacher_input"] == {"mean": [0.0], "std": [1.0], "size": 8}
+    src = read_teacher(out)  # nothing declared: the file declares its own contract
+    assert src.input_from == "sidecar" and src.claims["test_acc"] == meta["accuracy"]["test_acc"]
+    ctx = Context(DeviceData(digits, "cpu"), TrainConfig(epochs=1), Store(tmp_path / "s"))
+    got = attach_teacher(ctx, src).result
+    assert got.test_acc == pytest.approx(meta["accuracy"]["test_acc"], abs=1e-6)
+    assert got.val_acc == pytest.approx(meta["accuracy"]["val_acc"], abs=1e-6)
+    # an explicit declaration still wins; a wrong one measures far below the sidecar's
+    # claim, and run-path says so in one line
+    res = tmp_path / "res"
+    args = ["run-path", "--teacher", str(out), "--path", "teacher>mlp1x8", "--epochs", "1"]
+    args += ["--results", str(res), "--name", "bad", "--no-baseline"]
+    assert main([*args, "--teacher-mean", "0.9", "--teacher-std", "0.05"]) == 0
+    err = capsys.readouterr().err
+    warned = [ln for ln in err.splitlines() if "sidecar claims" in ln]
+    assert len(warned) == 1 and warned[0].startswith("warning: teacher teacher measures")
+    bad = json.loads((res / "bad" / "chain.json").read_text())
+    assert bad["hops"][0]["val_acc"] < meta["accuracy"]["val_acc"] - 0.05
+    assert bad["teacher"]["input_from"] == "flags" and len(bad["warnings"]) == 1
+    assert main([*args[:-3], "--name", "good", "--no-baseline"]) == 0
+    assert "sidecar claims" not in capsys.readouterr().err
+    good = json.loads((res / "good" / "chain.json").read_text())
+    assert good["hops"][0]["test_acc"] == pytest.approx(meta["accuracy"]["test_acc"], abs=1e-6)
+    assert good["warnings"] == []

@@ -111,9 +111,25 @@ def test_frame_values_and_missing(tmp_path):
 
 
 def test_missing_files_give_empty_frames_with_schema(tmp_path):
+    # a run folder that has started (space.json) but written no CSV yet
+    results.write_json(tmp_path / "space.json", {"name": "x"})
     r = results.load(tmp_path)
     for kind, schema in results.SCHEMAS.items():
         assert len(r[kind]) == 0 and list(r[kind].columns) == list(schema)
+
+
+def test_load_of_a_missing_or_misspelled_folder_raises_one_clear_error(tmp_path):
+    """Issue 18, Broken 4: a misspelled folder used to load as three empty frames."""
+    real = tmp_path / "digits_vgg-20260101-120000"
+    results.write_csv(real, "trials", ROWS["trials"])
+    with pytest.raises(UserError, match=r"no such run folder \(did you mean .*120000\?\)"):
+        results.load(tmp_path / "digits_vgg-20260101-12000")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a run folder"):
+        results.load(tmp_path / "empty")
+    with pytest.raises(UserError, match="no such run folder"):
+        results.load_many([real, tmp_path / "nope"])
+    assert len(results.load(real)["trials"]) == len(ROWS["trials"])
 
 
 def test_old_csv_without_a_column_and_with_an_extra_one(tmp_path):
