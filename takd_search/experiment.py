@@ -159,6 +159,14 @@ def run_path(
     warnings = chain_warnings(rows, scratch, teacher)
     out = {
         "dataset": data.ds.name,
+        # how to load the data again (report, export): the spec as given, made absolute
+        "data": {
+            "dataset": dataset,
+            "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+            "image_size": image_size,
+            "val_fraction": val_fraction,
+            "split_seed": 0,
+        },
         "path": ">".join(names),
         "guidance": "dense" if dense else "chain",
         "seed": seed,

@@ -180,6 +180,42 @@ def pick(run_dir: str | os.PathLike, path: str | None = None) -> dict:
     )
 
 
+def _chain_pick(run_dir: Path, path: str | None) -> tuple[dict, dict]:
+    """(choice as `pick` gives it, the run's data/store settings) for a run-path folder:
+    its path's student by default, `--path nokd` the student trained alone."""
+    c = results.read_json(run_dir, results.CHAIN)
+    data = c.get("data") or {"dataset": c.get("dataset")}
+    npz = str(data.get("dataset", "")).split(":", 1)
+    if npz[0] in ("npz", "folder") and len(npz) == 2:  # a relative path: as run-path saw it
+        data["dataset"] = f"{npz[0]}:{Path(npz[1]).expanduser().resolve()}"
+    run = {**data, "store": (c.get("store") or {}).get("root")}
+    want = None if path is None else _norm_path(path, None)
+    if want in (None, c["path"], "run-path"):
+        hops, method, where = c["hops"], "run-path", c["path"]
+    elif want == "nokd" or (c.get("student_alone") and want == c["student_alone"]["model"]):
+        if not c.get("student_alone"):
+            raise UserError(
+                f"{run_dir}: run-path ran with --no-baseline: there is no student trained "
+                "alone to export; export its path's student (no --path)"
+            )
+        hops, method, where = [c["student_alone"]], "nokd", c["student_alone"]["model"]
+    else:
+        raise UserError(
+            f"--path {path}: a run-path folder holds {c['path']} and (unless --no-baseline) "
+            "its student alone: pass no --path, or --path nokd"
+        )
+    row = {"metrics": {"hop_rows": hops}, "config": {"guidance": c.get("guidance", "chain")}}
+    choice = {
+        "method": method,
+        "phase": "run-path",
+        "path": where,
+        "seed": int(c.get("seed", 0)),
+        "row": row,
+        "confirmed": None,
+    }
+    return choice, run
+
+
 # ---- building and saving ------------------------------------------------------------------
 def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Module, dict]:
     """(NormalizedStudent in eval mode, sidecar dict) for the chosen network."""
@@ -187,10 +223,14 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
     from takd_search.models import create_model_from_name, parse_model_name
     from takd_search.store import Store
 
-    run_dir = results.require_run(run_dir, finished=True)
-    choice = pick(run_dir, path)
-    versions = results.read_json(run_dir, "versions.json", {}) or {}
-    run = versions.get("run") or {}
+    if results.is_chain(run_dir):  # a run-path folder: its student (or --path nokd)
+        run_dir = results.run_dir_of(run_dir)
+        choice, run = _chain_pick(run_dir, path)
+    else:
+        run_dir = results.require_run(run_dir, finished=True)
+        choice = pick(run_dir, path)
+        versions = results.read_json(run_dir, "versions.json", {}) or {}
+        run = versions.get("run") or {}
     hops = choice["row"]["metrics"]["hop_rows"]
     last = hops[-1]
     key = last["key"]

@@ -1017,10 +1017,26 @@ def teacher_note(confirmation: pd.DataFrame) -> str:
     return "(the whole path, the teacher included)"
 
 
+def premise_lines(run: Run) -> list[str]:
+    """The run's premise warnings (`premise.run_warnings`: the teacher not better than
+    the student alone, a brought teacher far below its claim) as quoted lines + blank."""
+    from takd_search.premise import run_warnings
+
+    s = run.summary
+    claims = ((run.versions.get("run") or {}).get("teacher") or {}).get("claims")
+    lines = run_warnings(run.baselines, s.get("teacher"), s.get("student"), claims)
+    return [*(f"> **{w}**" for w in lines), *([""] if lines else [])]
+
+
 def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
     """Write report.md and the plots for a finished run folder (into `out_dir`, default
     the run folder). Returns {'report': path, 'plots': {name: path}, 'table': text,
-    'stats': DataFrame}."""
+    'stats': DataFrame}. A run-path folder (chain.json) gets its own, shorter report
+    (`chain_report`)."""
+    if results.is_chain(run_dir):
+        from takd_search.chain_report import report_chain
+
+        return report_chain(run_dir, out_dir)
     run = open_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.dir
     out.mkdir(parents=True, exist_ok=True)
@@ -1069,6 +1085,7 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
         "",
         *answer_lines(run, stats),
         "",
+        *premise_lines(run),
         "## Confirmed paths",
         "",
         "Each configuration retrained with fresh seeds "
