@@ -203,3 +203,116 @@ def test_console_log_keeps_lines_printed_before_the_run_folder_is_known(tmp_path
         print("after")
     print("outside")
     assert (tmp_path / "console.log").read_text() == "before\nprogress\nafter\n"
+
+
+# ---- Missing 2, 4, 5: --dry-run, study.db, the report at the end of run ------------------
+TINY = """
+description: a 3-trial digits search for tests
+data: {dataset: digits}
+models: {family: plain, teacher: 6, student: 2, candidates: [4], max_tas: 1}
+train: {epochs: 2, batch_size: 64}
+distill: {T: [2.0, 8.0], alpha: {low: 0.2, high: 0.8}, kd_epochs: 1.0, parent_epoch: 1.0}
+search: {n_trials: 3, seed: 0, scheduler: none}
+resources: {cpu: 1}
+baselines: {confirm_top_k: 1, confirm_seeds: [1, 2]}
+"""
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)
+    res = tmp_path / "results"
+    assert main(["run", "--space", str(space), "--results", str(res), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not res.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+    assert "nothing is trained or written" in out
+    assert "nokd     3 trials" in out and "search   3 trials" in out
+    # confirmation: (top-1 + BLKD + heuristic + NoKD) x 2 seeds
+    assert "confirm  8 trials" in out and "blkd     2 trials" in out
+    assert "2 distinct paths" in out and "ms/step" in out
+    assert f"results  {res.resolve()}/tiny-<timestamp>" in out
+    assert f"store    {res.resolve()}/.store" in out
+
+
+def _search_rows(path_space):
+    """Three searched trials as Tune's rows: completed, pruned at epoch 1, failed."""
+    import optuna
+
+    rows = []
+    for i, status in enumerate(("completed", "pruned", "failed")):
+        t = optuna.trial.FixedTrial(
+            {"ta_plain4": i != 1, "T_plain4": 2.0, "T_plain2": 8.0, "alpha_plain4": 0.3,
+             "alpha_plain2": 0.4 + 0.1 * i}
+        )  # fmt: skip
+        cfg = path_space(t)
+        m = {"val_acc": 0.8 + i / 100, "score": 0.7, "epoch": 1, "hop_rows": []}
+        if status == "completed":
+            m["finished"] = True
+        rows.append({"trial_id": f"t{i}", "status": status, "config": cfg,
+                     "metrics": m if status != "failed" else {}, "error": "boom" if i == 2 else None})  # fmt: skip
+    return rows
+
+
+def test_study_db_mirrors_params_values_and_states(tmp_path):
+    import optuna
+
+    from takd_search import study
+    from takd_search.space import PathSpace
+    from takd_search.spec import load_space
+
+    f = tmp_path / "tiny.yaml"
+    f.write_text(TINY.replace("T: [2.0, 8.0]", "T: [2.0, 8.0], per_hop: true"))
+    space, _, _ = load_space(str(f))
+    ps = PathSpace(space, {"plain6": 3, "plain4": 2, "plain2": 1})
+    rows = _search_rows(ps)
+    nokd = [{"trial_id": "n", "status": "completed", "config": {"path": "plain2", "seed": 0},
+             "metrics": {"val_acc": 0.7, "test_acc": 0.69}}]  # fmt: skip
+    db = study.mirror(tmp_path, {"nokd": nokd, "search": rows}, {"search": ps})
+    assert db == tmp_path / "study.db"
+    url = f"sqlite:///{db}"
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(url)) == ["nokd", "search"]
+    s = optuna.load_study(study_name="search", storage=url)
+    states = [t.state for t in s.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                      optuna.trial.TrialState.FAIL]  # fmt: skip
+    done = s.trials[0]
+    assert done.value == pytest.approx(0.8) and s.best_value == pytest.approx(0.8)
+    assert done.params == {"ta_plain4": True, "T_plain4": 2.0, "T_plain2": 8.0,
+                           "alpha_plain4": 0.3, "alpha_plain2": 0.4}  # fmt: skip
+    assert done.user_attrs["path"] == "plain6>plain4>plain2"
+    pruned = s.trials[1]
+    assert pruned.value is None and pruned.intermediate_values == {1: 0.7}
+    assert pruned.params["ta_plain4"] is False and "T_plain4" not in pruned.params
+    n = optuna.load_study(study_name="nokd", storage=url).trials[0]
+    assert n.params == {"path": "plain2", "seed": 0} and n.user_attrs["test_acc"] == 0.69
+    # rebuilt, not appended: mirroring again after the next phase keeps one copy
+    study.mirror(tmp_path, {"nokd": nokd, "search": rows}, {"search": ps})
+    assert len(optuna.load_study(study_name="search", storage=url).trials) == 3
+
+
+@pytest.mark.slow
+def test_a_real_run_writes_study_db_report_console_log_and_status(tmp_path, capsys):
+    import optuna
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)
+    res = tmp_path / "results"
+    assert main(["run", "--space", str(space), "--results", str(res)]) == 0
+    err = capsys.readouterr().err
+    (run,) = [d for d in res.iterdir() if d.name.startswith("tiny-")]
+    s = optuna.load_study(study_name="search", storage=f"sqlite:///{run / 'study.db'}")
+    trials = results.load(run)["trials"]
+    search = trials[trials["phase"] == "search"]
+    assert len(s.trials) == len(search) == 3
+    by_id = {t.user_attrs["tune_trial_id"]: t for t in s.trials}
+    for _, row in search.iterrows():
+        assert by_id[row["trial_id"]].value == pytest.approx(row["val_acc"])
+        assert by_id[row["trial_id"]].user_attrs["path"] == row["path"]
+    assert (run / "report.md").exists() and (run / "paths_accuracy.png").exists()
+    assert f"report: {run / 'report.md'}" in err
+    log = (run / "console.log").read_text()
+    assert f"run folder {run}" in log and "[search] 3/3 done" in log and "\033[" not in log
+    assert main(["status", str(run), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["state"] == "complete" and st["phases_done"] == ["nokd", "search", "blkd", "confirm"]
+    assert st["winner"] == json.loads((run / "summary.json").read_text())["winner"]
