@@ -254,8 +254,7 @@ def require_run(run_dir: str | os.PathLike, *, finished: bool = True) -> Path:
     run_dir = run_dir_of(run_dir)
     if not run_dir.exists():
         raise UserError(
-            f"{run_dir}: no such run folder{_near(run_dir)}: pass a folder made by "
-            "takd-search run"
+            f"{run_dir}: no such run folder{_near(run_dir)}: pass a folder made by takd-search run"
         )
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a run folder: pass a folder made by takd-search run")
