@@ -269,7 +269,8 @@ def _warn_teacher(nokd: list[dict], teacher: str, student: str, own=None) -> Non
     brought teacher measures far below its sidecar's claim (validation, `premise`)."""
     from takd_search.premise import run_warnings
 
-    val = {r["config"]["path"]: r["metrics"].get("val_acc") for r in nokd if r["status"] == "completed"}  # fmt: skip
+    done = [r for r in nokd if r["status"] == "completed"]
+    val = {r["config"]["path"]: r["metrics"].get("val_acc") for r in done}
     for line in run_warnings(val, teacher, student, getattr(own, "claims", None)):
         say(line)
 

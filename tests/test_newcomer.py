@@ -248,8 +248,15 @@ def _search_rows(path_space):
         m = {"val_acc": 0.8 + i / 100, "score": 0.7, "epoch": 1, "hop_rows": []}
         if status == "completed":
             m["finished"] = True
-        rows.append({"trial_id": f"t{i}", "status": status, "config": cfg,
-                     "metrics": m if status != "failed" else {}, "error": "boom" if i == 2 else None})  # fmt: skip
+        rows.append(
+            {
+                "trial_id": f"t{i}",
+                "status": status,
+                "config": cfg,
+                "metrics": m if status != "failed" else {},
+                "error": "boom" if status == "failed" else None,
+            }
+        )
     return rows
 
 
