@@ -13,19 +13,18 @@ The full-size commands are in each space file and docs/own_teacher.md.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from takd_search import baselines, models
 from takd_search.augment import DeviceData
 from takd_search.chain import Context, HopParams, check_shrinking, hop_rows, run_chain
 from takd_search.cli import main
 from takd_search.data import load_dataset
-from takd_search.distill import TrainConfig, train_hop
+from takd_search.distill import TrainConfig
+from takd_search.examples import make_letters, make_shapes_folder
+from takd_search.examples import pretrained_elsewhere as _pretrained_elsewhere
 from takd_search.experiment import recipe
 from takd_search.space import PathSpace
 from takd_search.spec import load_space
@@ -40,62 +39,7 @@ EXAMPLES = (
 )
 
 
-# ---- generated data -------------------------------------------------------------------------
-def make_letters(path, per_class=30, test_per_class=10, size=16, letters="ABCDEFGHIJ", seed=0):
-    """Letter-like images as an npz: the glyphs of Pillow's bundled font at random sizes,
-    offsets and slants, with noise (a stand-in for EMNIST letters / notMNIST)."""
-    rng = np.random.default_rng(seed)
-    fonts = [ImageFont.load_default(size=s) for s in range(size // 2 + 2, size - 1)]
-
-    def glyph(ch):
-        img = Image.new("L", (size, size), 0)
-        d = ImageDraw.Draw(img)
-        font = fonts[rng.integers(len(fonts))]
-        left, top, right, bottom = d.textbbox((0, 0), ch, font=font)
-        x = (size - (right - left)) / 2 - left + rng.integers(-1, 2)
-        y = (size - (bottom - top)) / 2 - top + rng.integers(-1, 2)
-        d.text((x, y), ch, fill=int(rng.integers(170, 256)), font=font)
-        img = img.rotate(float(rng.uniform(-12, 12)), resample=Image.Resampling.BILINEAR)
-        a = np.asarray(img, dtype=np.float32) + rng.normal(0, 10, (size, size))
-        return np.clip(a, 0, 255).astype(np.uint8)
-
-    def split(n):
-        y = np.repeat(np.arange(len(letters)), n)
-        return np.stack([glyph(letters[k]) for k in y]), y
-
-    (xtr, ytr), (xte, yte) = split(per_class), split(test_per_class)
-    np.savez(path, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
-    return path
-
-
-SHAPES = {"disc": (220, 60, 60), "square": (60, 200, 60), "triangle": (70, 90, 230)}
-
-
-def make_shapes_folder(root, size=64, per_class=8, test_per_class=4, seed=0):
-    """folder:ROOT with train/<class>/*.png and test/<class>/*.png: a coloured shape
-    (disc, square, triangle) at a random place and scale on a noisy background."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", per_class), ("test", test_per_class)):
-        for name, colour in SHAPES.items():
-            (root / split / name).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                bg = rng.integers(0, 90, (size, size, 3)).astype(np.uint8)
-                img = Image.fromarray(bg)
-                d = ImageDraw.Draw(img)
-                r = int(rng.integers(size // 6, size // 3))
-                cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
-                box = (cx - r, cy - r, cx + r, cy + r)
-                tint = tuple(int(np.clip(c + rng.integers(-30, 31), 0, 255)) for c in colour)
-                if name == "disc":
-                    d.ellipse(box, fill=tint)
-                elif name == "square":
-                    d.rectangle(box, fill=tint)
-                else:
-                    d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=tint)
-                img.save(root / split / name / f"{i:03d}.png")
-    return root
-
-
+# ---- generated data (takd_search.examples, which docs/own_teacher.md uses too) -------------
 @pytest.fixture(scope="module")
 def letters_npz(tmp_path_factory):
     return make_letters(tmp_path_factory.mktemp("letters") / "letters.npz")
@@ -166,26 +110,6 @@ def test_a_64px_image_folder_runs_from_its_uint8_cache_with_resized_crops(
 
 
 # ---- example 1: pretrained teacher, fine-tuned, then a T x alpha grid ------------------------
-def _pretrained_elsewhere(shapes, path):
-    """A plain4 'pretrained' on another task: two of the three classes, at 32 px, with
-    ImageNet normalisation (as torchvision's weights are), saved as a state_dict."""
-    ds = load_dataset(f"folder:{shapes}", image_size=32)
-    keep = ds.y_train < 2
-    other = replace(
-        ds,
-        x_train=ds.x_train[keep],
-        y_train=ds.y_train[keep],
-        num_classes=2,
-        mean=IMAGENET["mean"],
-        std=IMAGENET["std"],
-        fingerprint="pretraining",
-    )
-    make = lambda: models.create_model_from_name("plain4", 2, (3, 32, 32))  # noqa: E731
-    res = train_hop(make, DeviceData(other, "cpu", 0.2), TrainConfig(epochs=3, batch_size=8))
-    torch.save(res.state, path)
-    return path
-
-
 def test_pretrained_teacher_finetune_then_distil_over_the_T_alpha_grid(shapes, tmp_path):
     sd = _pretrained_elsewhere(shapes, tmp_path / "pretrained.pt")
     space, _, _ = load_space(
