@@ -66,6 +66,33 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds like 1,2,3") from None
 
 
+def _fraction(flag: str):
+    """A type for --kd-epochs/--parent-epoch: a fraction in (0, 1] of the hop's epochs,
+    the unit the space files use. Until 0.1 run-path took whole epochs here: an integer
+    (no decimal point) is refused with the conversion, not silently reinterpreted."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a fraction like 0.5") from None
+        if text.strip().lstrip("+").isdigit():
+            n = int(text)
+            raise argparse.ArgumentTypeError(
+                f"{flag} {n}: is a fraction of --epochs in (0, 1] now, as kd_epochs/"
+                f"parent_epoch in space files, not whole epochs: for {n} of 20 epochs pass "
+                f"{flag} {n / 20:g}; write 1.0 for all of them"
+            )
+        if not 0 < v <= 1:
+            raise argparse.ArgumentTypeError(
+                f"{flag} {text}: must be a fraction of --epochs in (0, 1], e.g. 0.5"
+            )
+        return v
+
+    parse.__name__ = "fraction"  # argparse names the type in its own messages
+    return parse
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training budget per hop (defaults depend on the data set)")
     g.add_argument("--epochs", type=int, help="epochs per hop")
@@ -145,9 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--T", type=float, default=4.0, help="temperature (> 0)")
     rp.add_argument("--alpha", type=float, default=0.5, help="soft-loss weight in [0, 1]")
-    rp.add_argument("--kd-epochs", type=int, help="stop distilling after this many epochs")
     rp.add_argument(
-        "--parent-epoch", type=int, help="distil from the parent's weights at this epoch"
+        "--kd-epochs",
+        type=_fraction("--kd-epochs"),
+        metavar="F",
+        help="distil during this fraction of --epochs, then train on labels alone (0 < F <= "
+        "1, the unit of a space file's kd_epochs; default 1.0)",
+    )
+    rp.add_argument(
+        "--parent-epoch",
+        type=_fraction("--parent-epoch"),
+        metavar="F",
+        help="distil from the parent's weights after this fraction of its epochs (0 < F <= "
+        "1, as a space file's parent_epoch; default 1.0: its best-validation weights)",
     )
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument(
@@ -297,8 +334,21 @@ def cmd_run_path(a) -> int:
             raise UserError(f"--{flag.replace('_', '-')} {v} must be at least 1")
     if a.lr is not None and a.lr <= 0:
         raise UserError(f"--lr {a.lr} must be > 0")
+    from takd_search.space import resolve_hops
+
     train = recipe(a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr)
-    hop = HopParams(T=a.T, alpha=a.alpha, kd_epochs=a.kd_epochs, parent_epoch=a.parent_epoch)
+    # fractions -> the whole epochs the chain takes, exactly as for a space file's hops
+    (whole,) = resolve_hops(
+        [{"T": a.T, "alpha": a.alpha, "kd_epochs": a.kd_epochs or 1.0,
+          "parent_epoch": a.parent_epoch or 1.0}],
+        train.epochs,
+    )  # fmt: skip
+    hop = HopParams(
+        T=a.T,
+        alpha=a.alpha,
+        kd_epochs=whole["kd_epochs"] if a.kd_epochs is not None else None,
+        parent_epoch=whole["parent_epoch"],
+    )
     teacher = _teacher_flags(a)
     run_path(
         a.dataset,

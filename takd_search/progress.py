@@ -162,10 +162,16 @@ def trial_line(phase: str, label: str, info: dict, now: float) -> str:
     where = (
         f"hop {info['hops']}/{info['hops']} epoch {info['epoch']}/{info['epochs']}"
         if info.get("epoch")
-        else f"training the path's first {max(1, (info.get('hops') or 1) - 1)} hop(s)"
+        else f"hops before the student ({_before(info.get('hops') or 1)})"
     )
     best = f", best {fmt_acc(info['best'])}%" if info.get("best") is not None else ""
     return f"  [{phase}] {label}: {where}{best}, {fmt_seconds(now - info['started'])}"
+
+
+def _before(hops: int) -> str:
+    """'1 of 2', '1-2 of 3': the hops a trial trains (or loads) before its student's,
+    which report no epochs to Tune (only the student's epochs do, for ASHA)."""
+    return f"1 of {hops}" if hops <= 2 else f"1-{hops - 1} of {hops}"
 
 
 def eta_seconds(elapsed: float, done: int, total: int | None) -> float | None:
