@@ -14,8 +14,30 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 torch.set_num_threads(1)
 
 
+# Whole searches through Ray (each a few minutes on 2 shared cores): `slow`, so that
+# `pytest -m "not slow"` is the quick subset (README); CI runs everything. Listed here
+# rather than in each file: the files are edited by several people at once.
+SLOW = {
+    "test_search.py": {
+        "test_digits_search_with_4_trials_writes_the_run_folder",
+        "test_cifar100_vgg_space_runs_on_a_tiny_real_format_archive",
+    },
+    "test_faults.py": {
+        "test_sigkill_then_same_command_completes_without_retraining",
+        "test_sigint_and_sigterm_stop_cleanly_and_resume",
+        "test_dead_worker_is_retried_from_its_checkpoint",
+        "test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on",
+        "test_two_searches_sharing_a_store_train_each_hop_once",
+    },
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests skip, saying why, when no CUDA device is present."""
+    """`slow` on the whole-search tests above; `gpu` tests skip, saying why, when no CUDA
+    device is present."""
+    for item in items:
+        if item.originalname in SLOW.get(item.path.name, ()):
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none is present on this machine")
