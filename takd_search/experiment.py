@@ -154,6 +154,7 @@ def run_path(
     if baseline:
         alone = run_chain(ctx, names[-1:], seed=seed) if len(names) else []
         scratch = hop_rows(alone)[0] | {"hop": "NoKD", "parent": None}
+    from takd_search import __version__
     from takd_search.premise import chain_warnings
 
     warnings = chain_warnings(rows, scratch, teacher)
@@ -179,6 +180,7 @@ def run_path(
         "store": {"root": str(store.root) if store.root else None, **store.stats.as_dict()},
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "warnings": warnings,
+        "takd_search": __version__,  # as a run's versions.json records it
     }
     write_json(run_dir / "chain.json", out)
     for line in warnings:  # after the table would be lost in it; stderr, one line each

@@ -51,6 +51,11 @@ def test_report_of_a_run_path_folder(chain_dir, tmp_path, capsys):
     assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "plain2" in printed and "wrote" in printed
+    from takd_search import __version__
+    from takd_search.premise import chain_warnings
+
+    assert chain["takd_search"] == __version__
+    assert chain["warnings"] == chain_warnings(chain["hops"], chain["student_alone"])
     hops = results.load_chain(chain_dir)
     assert hops["model"].tolist() == ["plain4", "plain2", "plain2"]
     assert hops["hop"].tolist()[-1] == "NoKD"
@@ -323,3 +328,24 @@ def test_a_real_run_writes_study_db_report_console_log_and_status(tmp_path, caps
     st = json.loads(capsys.readouterr().out)
     assert st["state"] == "complete" and st["phases_done"] == ["nokd", "search", "blkd", "confirm"]
     assert st["winner"] == json.loads((run / "summary.json").read_text())["winner"]
+
+
+# ---- Missing 8: the teacher not better than the student, in the report -------------------
+def test_report_warns_when_the_teacher_is_not_better_than_the_student(tmp_path):
+    from test_report import make_run  # the real-schema run folder of the report tests
+
+    from takd_search.report import report
+
+    ok = make_run(tmp_path / "ok")
+    assert "warning" not in report(ok)["report"].read_text()
+    bad = make_run(tmp_path / "bad")
+    base = results.load(bad)["baselines"]
+    base.loc[base["model"] == "plain10", "val_acc"] = 0.93  # below plain2's 0.94
+    results.write_csv(bad, "baselines", base)
+    md = report(bad)["report"].read_text()
+    (line,) = [ln for ln in md.splitlines() if "warning" in ln]
+    assert line == (
+        "> **warning: the teacher plain10 (93.00% val) is not better than the student plain2 "
+        "trained alone (94.00% val): distillation has nothing to teach; train the teacher "
+        "longer (--epochs) or pick a larger one**"
+    )
