@@ -131,9 +131,15 @@ class LiveBlock:
         s = self.stream
         return hasattr(s, "isatty") and s.isatty()
 
+    @property
+    def screen(self):
+        """The terminal itself: the block is redrawn there only, past a console_log's tee
+        (the log keeps the event lines, not every redraw)."""
+        return getattr(self.stream, "console", self.stream)
+
     def _erase(self) -> None:
         if self._shown:
-            self.stream.write(f"\033[{self._shown}F\033[J")  # up N lines, clear to the end
+            self.screen.write(f"\033[{self._shown}F\033[J")  # up N lines, clear to the end
             self._shown = 0
 
     def event(self, line: str, block: list[str] | None = None) -> None:
@@ -151,9 +157,9 @@ class LiveBlock:
             return
         self._erase()
         for line in block:
-            self.stream.write("\033[K" + line[:200] + "\n")
+            self.screen.write("\033[K" + line[:200] + "\n")
         self._shown = len(block)
-        self.stream.flush()
+        self.screen.flush()
 
 
 def trial_line(phase: str, label: str, info: dict, now: float) -> str:
@@ -320,6 +326,11 @@ class _Tee:
 
     def flush(self) -> None:
         self._stream.flush()
+
+    @property
+    def console(self):
+        """The stream without the log (for output that is redrawn, not kept)."""
+        return self._stream
 
     def isatty(self) -> bool:
         return hasattr(self._stream, "isatty") and self._stream.isatty()

@@ -208,6 +208,18 @@ def test_console_log_keeps_lines_printed_before_the_run_folder_is_known(tmp_path
         print("after")
     print("outside")
     assert (tmp_path / "console.log").read_text() == "before\nprogress\nafter\n"
+    # on a terminal, the live block is redrawn on the screen only; its events are logged
+    from takd_search.progress import LiveBlock, _Tee
+
+    log = console_log()
+    log.attach(tmp_path / "tty.log")
+    screen = _Tty()
+    view = LiveBlock(_Tee(screen, log))
+    view.draw(["  [search] a: hop 2/2 epoch 1/4"])
+    view.event("[search] 1/2 done", ["  [search] b: hop 2/2 epoch 3/4"])
+    log._file.close()
+    assert (tmp_path / "tty.log").read_text() == "[search] 1/2 done\n"
+    assert "epoch 3/4" in screen.getvalue() and "epoch 1/4" in screen.getvalue()
 
 
 # ---- Missing 2, 4, 5: --dry-run, study.db, the report at the end of run ------------------
