@@ -33,12 +33,17 @@ a hop does not depend on pixel values, and no download is needed.
 Usage:
     python bench/hop_throughput.py                          # CPU, both pairs, batches 128 256 512
     python bench/hop_throughput.py --pairs resnet --n-train 2500 --reps 3
-    python bench/hop_throughput.py --device cuda --n-train 50000   # on a GPU machine
+    python bench/hop_throughput.py --device cuda --n-train 45000 --classes 100  # on a GPU
+    python bench/hop_throughput.py --device cuda --compile default  # engine child compiled
+
+``--compile MODE`` wraps the engine's child in ``torch.compile(mode=MODE)`` (the reference
+loop stays eager); the engine itself never compiles. bench/gpu.sh runs this on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -148,6 +153,17 @@ def ref_epoch(parent, make_child, data: DeviceData, batch: int, workers: int, li
     return seen
 
 
+def compiled(make_child, mode: str | None):
+    """`make_child` whose model is wrapped in ``torch.compile(mode=mode)``; as is for None.
+
+    train_hop moves the wrapper to the device and to channels_last like any module, and its
+    state_dict keys gain an ``_orig_mod.`` prefix, which stays inside the hop.
+    """
+    if mode is None:
+        return make_child
+    return lambda: torch.compile(make_child(), mode=None if mode == "default" else mode)
+
+
 def engine_epoch(make_child, data: DeviceData, batch: int, teacher) -> int:
     """One ``train_hop`` epoch with `teacher` (epoch -> logits); returns images trained on."""
     cfg = TrainConfig(epochs=1, batch_size=batch, lr=0.1, weight_decay=1e-4, nesterov=False)
@@ -201,11 +217,14 @@ def measure_pair(pair: str, args, ds: Dataset, warm_ds: Dataset) -> list[dict]:
     if device.type == "cuda":
         parent = parent.to(memory_format=torch.channels_last)  # as distill.load_model does
     make_child = lambda: models.create_model(cf, cd, ds.num_classes, ds.input_shape)  # noqa: E731
+    make_engine_child = compiled(make_child, args.compile)
     teachers = {d: banked_teacher(parent, d) for d in (data, warm)}  # one epoch: one bank
     run = {
         "ref": lambda d, b: ref_epoch(parent, make_child, d, b, args.workers),
-        "engine": lambda d, b: engine_epoch(make_child, d, b, teachers[d]),
-        "engine (no bank)": lambda d, b: engine_epoch(make_child, d, b, live_teacher(parent, d)),
+        "engine": lambda d, b: engine_epoch(make_engine_child, d, b, teachers[d]),
+        "engine (no bank)": lambda d, b: engine_epoch(
+            make_engine_child, d, b, live_teacher(parent, d)
+        ),
     }
     # the cells of one rep: (method, batch); every ratio is against ref at batch 128 (the
     # published code's batch) measured in the same rep
@@ -285,6 +304,7 @@ def main(argv=None) -> int:
         "--no-bank-batches", nargs="+", type=int, default=[128], help="'engine (no bank)' ones"
     )
     p.add_argument("--n-train", type=int, default=5000, help="generated training images")
+    p.add_argument("--classes", type=int, default=10, help="classes of the generated data")
     p.add_argument("--n-test", type=int, default=100, help="test images (engine's final eval)")
     p.add_argument("--n-warm", type=int, default=600, help="images of the warm-up runs")
     p.add_argument(
@@ -293,16 +313,23 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=3, help="timed epochs per method and batch")
     p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     p.add_argument("--skip-no-bank", action="store_true", help="skip 'engine (no bank)'")
+    p.add_argument(
+        "--compile",
+        choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+        help="torch.compile the engine's child with this mode (reduce-overhead: CUDA graphs)",
+    )
+    p.add_argument("--json", help="also write the table's rows to this JSON file")
     args = p.parse_args(argv)
 
     print(f"# {machine()}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} load average at start {load()}")
     print(
         f"# device {args.device}, {args.n_train} generated 3x32x32 images, T={T}, "
-        f"alpha={ALPHA}, reps {args.reps} (median), warm-up {args.n_warm} images"
+        f"alpha={ALPHA}, reps {args.reps} (median), warm-up {args.n_warm} images, "
+        f"{args.classes} classes, compile {args.compile or 'no'}"
     )
-    ds = synthetic_cifar(args.n_train, args.n_test)
-    warm_ds = synthetic_cifar(args.n_warm, 20, seed=1)
+    ds = synthetic_cifar(args.n_train, args.n_test, args.classes)
+    warm_ds = synthetic_cifar(args.n_warm, max(20, args.classes), args.classes, seed=1)
     rows = []
     for pair in args.pairs:
         rows += measure_pair(pair, args, ds, warm_ds)
@@ -315,6 +342,10 @@ def main(argv=None) -> int:
     for line in headline(rows):
         print(line)
     print(f"# load average at end {load()}")
+    if args.json:
+        meta = {"machine": machine(), "device": args.device, "n_train": args.n_train}
+        meta |= {"classes": args.classes, "reps": args.reps, "compile": args.compile}
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 
 

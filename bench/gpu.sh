@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Every GPU check of issue 17 in one command, under 8 minutes on an H200; one folder of
+# outputs and a summary table at the end.
+#
+# ---- How a session with a device machine runs it: ONE call of the device tool ----------
+# 1. Here, first (the GPU machine reaches no package index, and its image lacks Ray Tune,
+#    Optuna and pydantic, which the `search` step needs):
+#        bash bench/gpu_wheels.sh        # ~50 MiB of Python 3.12 wheels into .whl/ (ignored)
+# 2. One device call (the working tree travels; .whl only because it is carried):
+#        run(command="GIT_REV=$(git rev-parse --short HEAD) bash bench/gpu.sh",
+#            carry=[".whl"], timeout_s=540)
+#    (write the revision into the command literally: there is no .git on that machine.)
+#    Nothing else to install there: its python3 (/opt/torch/.venv) holds a CUDA torch
+#    (2.11.0+cu130 when last seen), numpy, pandas, scikit-learn, pyyaml, matplotlib and
+#    pytest. This script puts the repository on PYTHONPATH instead of `pip install -e .`
+#    (which would try to fetch build dependencies: nothing can be fetched there) and
+#    pip-installs .whl/*.whl --no-deps into /tmp/takd-site. Without .whl the `search` step
+#    says SKIPPED and every other step runs.
+#    $OUT is set there, so the outputs land in $OUT as summary.md (the table), results.json
+#    (every step's numbers), gpu.log, profile.txt and steps.tar.gz (each step's log and
+#    JSON, nvidia-smi samples): 5 files, as the tool returns at most 8.
+#    Device time: the machine's start (1-2 min) + this script (--budget 420 s + ~20 s of
+#    install) + transfers ~ 10 of the 15 minutes.
+# 3. Only if a step FAILED or was cut short, AT ONCE (the machine stays warm 30 s; a new
+#    start needs 4 minutes left): a second call with just those steps and a short budget,
+#        run(command="bash bench/gpu.sh --only compile --compile-batches '256 512'
+#            --budget 200", carry=[".whl"], timeout_s=260)
+#    then give_back. Copy summary.md's table into bench/RESULTS.md with its header lines.
+#
+# ---- Anywhere else ----------------------------------------------------------------------
+#   bash bench/gpu.sh                       # CUDA, full sizes, into bench/out/gpu-<date>
+#   bash bench/gpu.sh --device cpu --tiny   # the CPU dry run (a few minutes on 2 cores)
+#   options: --device cuda|cpu  --tiny  --only STEP,STEP  --out DIR  --budget SECONDS
+#            --compile-batches "256 512" (the compile step's batch sizes, for a re-run)
+#
+# Steps (in this order; each has its own time limit, clipped so the total stays inside
+# --budget, default 420 s; one that fails, times out or is skipped is marked so in the
+# table and the others still run):
+#   env         GPU model, driver, torch, CUDA, date, git revision; bf16 product rate
+#   tests       the `gpu`-marked pytest tests (bf16 autocast + channels_last hop)
+#   agree       the same hop on CPU and GPU: test accuracies within noise
+#   throughput  hop_throughput.py --device cuda, 45,000 generated 3x32x32 images, 100
+#               classes: plain10->plain2 and resnet110->resnet8, engine vs TAKD-style loop
+#   flops       FLOPs per image counted from the model; fraction of the bf16 peak reached
+#   hop150      plain10->plain2 at the cifar100_vgg recipe: 150-epoch time vs 2 minutes
+#   profile     torch.profiler top ops of one resnet110->resnet8 epoch (explains gaps)
+#   search      a small whole search, resources.gpu 0.25 vs 1, nvidia-smi utilisation
+#   compile     eager vs torch.compile vs CUDA graphs at batch 128/256/512
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+DEVICE=cuda TINY=0 ONLY="" OUTDIR="" BUDGET=420 CBATCH="128 256 512"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --device) DEVICE=$2; shift 2 ;;
+    --tiny) TINY=1; shift ;;
+    --only) ONLY=$2; shift 2 ;;
+    --out) OUTDIR=$2; shift 2 ;;
+    --budget) BUDGET=$2; shift 2 ;;
+    --compile-batches) CBATCH=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "bench/gpu.sh: unknown option $1 (see bench/gpu.sh --help)" >&2; exit 2 ;;
+  esac
+done
+OUTDIR=${OUTDIR:-${OUT:-bench/out/gpu-$(date -u +%Y%m%d-%H%M%S)}}
+mkdir -p "$OUTDIR/steps" || exit 2
+OUTDIR=$(cd "$OUTDIR" && pwd)
+STEPS=$OUTDIR/steps
+: >"$STEPS/status.tsv"
+exec > >(tee -a "$OUTDIR/gpu.log") 2>&1
+TEE=$!
+START=$(date +%s)
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 GIT_REV DEVICE PY
+GIT_REV=${GIT_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo "unknown (no .git)")}
+[ "$TINY" = 1 ] && T_=--tiny || T_=
+
+# ---- install: the repository on PYTHONPATH, carried wheels in /tmp/takd-site -------------
+SITE=""
+if compgen -G ".whl/*.whl" >/dev/null; then
+  if "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/takd-site .whl/*.whl >"$STEPS/install.log" 2>&1; then
+    SITE=/tmp/takd-site:
+  else
+    echo "install of .whl/ failed (see steps/install.log); the search step will skip"
+  fi
+fi
+export PYTHONPATH="$SITE$REPO${PYTHONPATH:+:$PYTHONPATH}"
+echo "# bench/gpu.sh: device $DEVICE, tiny $TINY, budget ${BUDGET}s, out $OUTDIR, git $GIT_REV"
+echo "# python $("$PY" -c 'import sys, torch; print(sys.executable, "torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1)"
+
+if [ "$DEVICE" = cuda ] && ! "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+  echo "bench/gpu.sh: --device cuda but torch sees no CUDA device here; every GPU step will"
+  echo "  say SKIPPED. Run it on the GPU machine, or 'bash bench/gpu.sh --device cpu --tiny'."
+fi
+
+# step NAME LIMIT_S COMMAND...: run with a time limit clipped to the budget left (10 s kept
+# for the summary); record OK / FAILED (rc) / TIMEOUT / SKIPPED and the seconds it took
+step() {
+  local name=$1 limit=$2; shift 2
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return; fi
+  local left=$((BUDGET - 10 - ($(date +%s) - START)))
+  if [ "$left" -lt 15 ]; then
+    printf '%s\tSKIPPED\t0\tno time left in the %ss budget\n' "$name" "$BUDGET" >>"$STEPS/status.tsv"
+    echo "== $name: SKIPPED (budget spent)"; return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
+  local t0=$(date +%s) rc st note=""
+  # bash -c: the guards below are shell functions, which timeout cannot run by itself
+  timeout -k 10 "$limit" bash -c '"$@"' _ "$@" >"$STEPS/$name.log" 2>&1
+  rc=$?
+  case $rc in
+    0) st=OK ;;
+    3) st=SKIPPED; note=$(grep -m1 SKIPPED "$STEPS/$name.log") ;;
+    124|137) st="TIMEOUT (${limit}s)" ;;
+    *) st="FAILED (rc $rc)"; note=$(grep -v '^\s*$' "$STEPS/$name.log" | tail -1 | cut -c1-200) ;;
+  esac
+  printf '%s\t%s\t%s\t%s\n' "$name" "$st" "$(($(date +%s) - t0))" "$note" >>"$STEPS/status.tsv"
+  echo "== $name: $st in $(($(date +%s) - t0))s"
+  [ "$st" = OK ] || tail -n 5 "$STEPS/$name.log" | sed 's/^/   | /'
+}
+
+need_cuda() { # a GPU-only command: on the CPU dry run it still runs, on --device cpu
+  [ "$DEVICE" = cpu ] || "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' \
+    || { echo "SKIPPED: torch sees no CUDA device"; return 3; }
+  "$@"
+}
+need_search_deps() {
+  "$PY" -c 'import ray, optuna, pydantic' 2>/dev/null || {
+    echo "SKIPPED: ray/optuna/pydantic not importable; run bench/gpu_wheels.sh here and carry .whl"
+    return 3; }
+  "$@"
+}
+export -f need_cuda need_search_deps
+
+C="$PY bench/gpu_checks.py"
+A=(--device "$DEVICE" --dir "$STEPS" $T_)
+GPU_TESTS=$(grep -l 'mark.gpu' tests/test_*.py | tr '\n' ' ')
+if [ "$TINY" = 1 ]; then
+  TP=(--pairs plain resnet --batches 64 --n-train 256 --n-test 20 --n-warm 100 --reps 1 \
+      --workers 0 --val-fraction 0.05 --classes 10)
+else
+  TP=(--pairs plain resnet --batches 128 256 512 --n-train 45000 --n-test 1000 --n-warm 2000 \
+      --reps 2 --workers 2 --classes 100)
+fi
+
+step env 60 need_cuda $C env "${A[@]}"
+step tests 90 need_cuda "$PY" -m pytest -q -m gpu -p no:cacheprovider $GPU_TESTS
+step agree 75 need_cuda $C agree "${A[@]}"
+step throughput 150 need_cuda "$PY" bench/hop_throughput.py --device "$DEVICE" "${TP[@]}" \
+  --json "$STEPS/throughput.json"
+step flops 30 need_cuda $C flops "${A[@]}"
+step hop150 60 need_cuda $C hop150 "${A[@]}" --epochs 20
+step profile 60 need_cuda $C profile "${A[@]}"
+step search 150 need_cuda need_search_deps $C search "${A[@]}" --epochs 5 --trials 6
+[ "$TINY" = 1 ] && CBATCH=64
+step compile 180 need_cuda $C compile "${A[@]}" --pairs resnet plain --batches $CBATCH
+
+# ---- summary and packing ----------------------------------------------------------------
+echo
+$PY bench/gpu_checks.py summary --device "$DEVICE" --dir "$STEPS" || cat "$STEPS/status.tsv"
+tar czf "$OUTDIR/steps.tar.gz" -C "$OUTDIR" steps
+# in $OUT the device tool returns at most 8 files: keep summary.md, results.json, gpu.log,
+# steps.tar.gz and the profile table, and drop the unpacked folder
+if [ -n "${OUT:-}" ] && [ "$OUTDIR" = "$(cd "$OUT" && pwd)" ]; then
+  cp "$STEPS/profile.txt" "$OUTDIR/profile.txt" 2>/dev/null
+  rm -rf "$STEPS"
+fi
+echo "# total $(($(date +%s) - START)) s; outputs in $OUTDIR"
+exec >&- 2>&-
+wait "$TEE" 2>/dev/null  # gpu.log complete before the command returns
