@@ -77,7 +77,7 @@ exec > >(tee -a "$OUTDIR/gpu.log") 2>&1
 TEE=$!
 START=$(date +%s)
 PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 GIT_REV DEVICE PY
+export PYTHONUNBUFFERED=1 GIT_REV DEVICE PY HAS_CUDA
 GIT_REV=${GIT_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo "unknown (no .git)")}
 [ "$TINY" = 1 ] && T_=--tiny || T_=
 
@@ -93,9 +93,11 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$SITE$REPO${PYTHONPATH:+:$PYTHONPATH}"
 echo "# bench/gpu.sh: device $DEVICE, tiny $TINY, budget ${BUDGET}s, out $OUTDIR, git $GIT_REV"
-echo "# python $("$PY" -c 'import sys, torch; print(sys.executable, "torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1)"
+HAS_CUDA='import torch, sys; sys.exit(not torch.cuda.is_available())'
+echo "# python $("$PY" -c 'import sys, torch
+print(sys.executable, "torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1)"
 
-if [ "$DEVICE" = cuda ] && ! "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
+if [ "$DEVICE" = cuda ] && ! "$PY" -c "$HAS_CUDA"; then
   echo "bench/gpu.sh: --device cuda but torch sees no CUDA device here; every GPU step will"
   echo "  say SKIPPED. Run it on the GPU machine, or 'bash bench/gpu.sh --device cpu --tiny'."
 fi
@@ -107,7 +109,8 @@ step() {
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return; fi
   local left=$((BUDGET - 10 - ($(date +%s) - START)))
   if [ "$left" -lt 15 ]; then
-    printf '%s\tSKIPPED\t0\tno time left in the %ss budget\n' "$name" "$BUDGET" >>"$STEPS/status.tsv"
+    printf '%s\tSKIPPED\t0\tno time left in the %ss budget\n' "$name" "$BUDGET" \
+      >>"$STEPS/status.tsv"
     echo "== $name: SKIPPED (budget spent)"; return
   fi
   [ "$limit" -gt "$left" ] && limit=$left
@@ -128,8 +131,8 @@ step() {
 }
 
 need_cuda() { # a GPU-only command: on the CPU dry run it still runs, on --device cpu
-  [ "$DEVICE" = cpu ] || "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' \
-    || { echo "SKIPPED: torch sees no CUDA device"; return 3; }
+  [ "$DEVICE" = cpu ] || "$PY" -c "$HAS_CUDA" || { echo "SKIPPED: torch sees no CUDA device"
+    return 3; }
   "$@"
 }
 need_search_deps() {

@@ -21,15 +21,36 @@ def _load(name: str):
     return module
 
 
-def test_hop_throughput_runs_tiny(capsys):
+def test_hop_throughput_runs_tiny(capsys, tmp_path):
+    import json
+
     bench = _load("hop_throughput")
     argv = ["--pairs", "plain", "--batches", "64", "--n-train", "200", "--n-test", "20"]
     argv += ["--n-warm", "100", "--reps", "1", "--workers", "0", "--val-fraction", "0.05"]
-    assert bench.main(argv) == 0
+    assert bench.main(argv + ["--json", str(tmp_path / "rows.json")]) == 0
     out = capsys.readouterr().out
     for method in ("ref", "engine", "engine (no bank)"):
         assert f" {method} " in out
     assert "plain10 -> plain2" in out
+    saved = json.loads((tmp_path / "rows.json").read_text())
+    assert saved["meta"]["classes"] == 10 and saved["meta"]["compile"] is None
+    assert [(r["method"], r["batch"]) for r in saved["rows"]] == [
+        ("ref", 128),
+        ("engine", 64),
+        ("engine (no bank)", 128),
+    ]
+    assert all(r["img/s"] > 0 for r in saved["rows"]) and saved["rows"][0]["x ref"] == 1.0
+
+
+def test_hop_throughput_compile_wraps_only_when_asked():
+    import torch
+
+    bench = _load("hop_throughput")
+    make = lambda: torch.nn.Linear(2, 2)  # noqa: E731
+    assert bench.compiled(make, None) is make
+    model = bench.compiled(make, "default")()  # compiles lazily, at the first call
+    assert isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(model._orig_mod, torch.nn.Linear)
 
 
 def test_sweep_grid_space_is_a_valid_grid(tmp_path):
