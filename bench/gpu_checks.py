@@ -427,9 +427,11 @@ def cmd_search(args) -> dict:
                 proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
             wall = time.perf_counter() - t0
             row = {"gpu_per_trial": g, "wall_s": wall, "rc": proc.returncode} | sampler.stop()
-            if proc.returncode == 0:
-                run_dir = next(d for d in results.iterdir() if (d / "summary.json").exists())
-                r = sweep.read_run(run_dir, wall, log.read_text())
+            done = [d for d in results.glob("*") if (d / "summary.json").exists()]
+            if proc.returncode == 0 and not done:
+                row["rc"] = "no summary.json"
+            if proc.returncode == 0 and done:
+                r = sweep.read_run(done[0], wall, log.read_text())
                 row |= {"concurrency": r["concurrency"], "trials": r["trials"]}
                 row |= {"trained": r["trained"], "reused": r["reused"]}
                 row["timeline"] = sweep.overheads(r)
