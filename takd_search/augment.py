@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from takd_search.data import Dataset
+from takd_search.errors import UserError
 
 AUGMENTS = ("none", "flip", "crop_flip", "resized_crop_flip")
 PAD = 4  # pixels of zero padding for the random crop, as in TAKD's RandomCrop(32, padding=4)
@@ -97,7 +98,8 @@ def apply_views(x: torch.Tensor, idx: torch.Tensor, views: Views) -> torch.Tenso
 
 
 class DeviceData:
-    """Train / validation / test splits of a data set, resident on one device as uint8.
+    """Train / validation / test splits of a data set, resident on one device as uint8
+    (1-D signals as float32: 20,000 MNIST-1D signals are 3 MB).
 
     The validation split is carved from the training set (stratified, seeded) and is what
     every selection uses; the test split is only ever evaluated for reporting.
@@ -120,15 +122,22 @@ class DeviceData:
             raise ValueError(
                 f"unknown augmentation {self.augment!r}: use one of {', '.join(AUGMENTS)}"
             )
+        if ds.is_signal and self.augment != "none":
+            raise UserError(
+                f"augmentation {self.augment!r} is for images, but {ds.name} holds 1-D signals: "
+                "set data.augment to none (or leave it unset)"
+            )
         train_idx, val_idx = ds.split(val_fraction, split_seed)
         put = lambda t: t.contiguous().to(self.device)  # noqa: E731
         self.x_train, self.y_train = put(ds.x_train[train_idx]), put(ds.y_train[train_idx])
         self.x_val, self.y_val = put(ds.x_train[val_idx]), put(ds.y_train[val_idx])
         self.x_test, self.y_test = put(ds.x_test), put(ds.y_test)
-        c = ds.input_shape[0]
-        # fold /255 into the normalisation so one fused multiply-add turns uint8 into input
-        std = torch.tensor(ds.std, dtype=torch.float32).view(1, c, 1, 1) * 255.0
-        mean = torch.tensor(ds.mean, dtype=torch.float32).view(1, c, 1, 1) * 255.0
+        shape = (1, ds.input_shape[0]) + (1,) * (len(ds.input_shape) - 1)  # [1, C, 1(, 1)]
+        # fold /255 into the normalisation so one fused multiply-add turns uint8 into input;
+        # float signals are normalised in their own units
+        unit = 1.0 if ds.is_signal else 255.0
+        std = torch.tensor(ds.std, dtype=torch.float32).view(shape) * unit
+        mean = torch.tensor(ds.mean, dtype=torch.float32).view(shape) * unit
         self._scale = (1.0 / std).to(self.device)
         self._shift = (-mean / std).to(self.device)
 
@@ -137,7 +146,7 @@ class DeviceData:
         return self.ds.num_classes
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, ...]:
         return self.ds.input_shape
 
     @property
@@ -153,7 +162,7 @@ class DeviceData:
         }[name]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 or float [0, 255] images -> normalised float32 model input."""
+        """uint8 or float [0, 255] images (float32 signals) -> normalised float32 model input."""
         return x.float() * self._scale + self._shift
 
     def views(self, seed: int, epoch: int) -> Views:

@@ -164,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("run-path", help="train one path teacher -> TAs -> student")
     rp.add_argument(
-        "--dataset", default="digits", help="digits, cifar10, cifar100, npz:PATH or folder:PATH"
+        "--dataset",
+        default="digits",
+        help="digits, mnist1d[:N], cifar10, cifar100, npz:PATH or folder:PATH",
     )
     rp.add_argument("--family", help="model family for numeric paths: plain, resnet, mlp")
     rp.add_argument(
@@ -224,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     mo = sub.add_parser("models", help="list model families, depths and parameter counts")
     mo.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    mo.add_argument(
+        "--dataset", help="also count parameters at this data set's input shape and classes"
+    )
+    mo.add_argument("--data-dir")
     ds = sub.add_parser("datasets", help="list data sets and whether each is available")
     ds.add_argument("--data-dir")
     ds.add_argument("--json", action="store_true", help="one JSON list on stdout")
@@ -426,23 +432,31 @@ def cmd_models(a) -> int:
     from takd_search import models
     from takd_search.progress import table
 
+    columns = [("model", "model"), ("c10", "params CIFAR-10"), ("c100", "params CIFAR-100")]
+    ds = None
+    if getattr(a, "dataset", None):
+        from takd_search.data import load_dataset
+
+        ds = load_dataset(a.dataset, a.data_dir)
+        shape = "x".join(map(str, ds.input_shape))
+        columns.append(("dataset_params", f"params {ds.name} ({shape}, {ds.num_classes} classes)"))
     rows = []
     for name in models.list_models():
-        rows.append(
-            {
-                "model": name,
-                "c10": models.model_size(name, 10, (3, 32, 32)),
-                "c100": models.model_size(name, 100, (3, 32, 32)),
-            }
-        )
+        row = {
+            "model": name,
+            "c10": models.model_size(name, 10, (3, 32, 32)),
+            "c100": models.model_size(name, 100, (3, 32, 32)),
+        }
+        if ds is not None:
+            row["dataset_params"] = models.model_size(name, ds.num_classes, ds.input_shape)
+        rows.append(row)
     if a.json:
         return _print_json(rows)
-    print(
-        table(rows, [("model", "model"), ("c10", "params CIFAR-10"), ("c100", "params CIFAR-100")])
-    )
+    print(table(rows, columns))
     print(
         "\nplain (alias vgg): TAKD's VGG-like CNN, depth = conv layers; resnet: CIFAR "
-        "ResNet 6n+2; mlp: mlpLxW = L hidden layers of W units (any L, W)."
+        "ResNet 6n+2; mlp: mlpLxW = L hidden layers of W units (any L, W). On 1-D signals "
+        "plain and resnet use Conv1d/MaxPool1d with the same books."
     )
     return 0
 

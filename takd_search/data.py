@@ -1,12 +1,15 @@
 """Data sets: a small registry of loaders and the seeded validation split.
 
-Every loader returns a `Dataset` of uint8 image tensors [N, C, H, W] with int64 labels, the
-per-channel mean/std of the training images (in [0, 1] units) and a content fingerprint.
+Every loader returns a `Dataset` of uint8 image tensors [N, C, H, W] (or float32 1-D
+signals [N, C, L]) with int64 labels, the per-channel mean/std of the training inputs (in
+[0, 1] units for images, the signal's own units for signals) and a content fingerprint.
 Nothing here augments or batches: that happens on the training device (`augment.py`).
 
-Names: "digits" (scikit-learn's bundled 8x8 digits, works offline), "cifar10", "cifar100"
-(the official python archives, read straight from the tar.gz), "npz:PATH" (Keras-style
-x_train/y_train/x_test/y_test arrays) and "folder:PATH" (PATH/{train,test}/<class>/<image>).
+Names: "digits" (scikit-learn's bundled 8x8 digits, works offline), "mnist1d" and
+"mnist1d:N" (Greydanus' MNIST-1D, 40-point signals generated offline from a seed),
+"cifar10", "cifar100" (the official python archives, read straight from the tar.gz),
+"npz:PATH" (Keras-style x_train/y_train/x_test/y_test arrays, images or 1-D signals) and
+"folder:PATH" (PATH/{train,test}/<class>/<image>).
 Files are looked for in `resolve_data_dir()`: --data-dir, else $TAKD_DATA, else ./data.
 """
 
@@ -28,7 +31,14 @@ from PIL import Image, ImageOps
 
 from takd_search.errors import UserError
 
-BUILTIN = ("digits", "cifar10", "cifar100")  # plus the npz:PATH and folder:PATH patterns
+BUILTIN = ("digits", "mnist1d", "cifar10", "cifar100")  # plus mnist1d:N, npz:PATH, folder:PATH
+# MNIST-1D: default total samples (the package splits 80/20 into train/test). 12,500 gives
+# 10,000 train / 2,500 test, so a 0.2 validation fraction leaves 8,000 to train on and
+# 2,000 to select on: enough for 1-point effects to stand out of the noise.
+MNIST1D_SAMPLES = 12_500
+MNIST1D_SEED = 42  # the package's own default seed
+MNIST1D_MAX_SAMPLES = 1_000_000
+_MNIST1D_VERSION = "1"  # bump when the generated arrays change, so stale caches are ignored
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"  # + archive file name
 # Official archive checksums; module-level so tests can point them at a tiny archive.
 CIFAR_MD5 = {
@@ -54,12 +64,15 @@ class DataError(UserError):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """One data set in memory, images as uint8 [N, C, H, W] and labels as int64 [N].
+    """One data set in memory, images as uint8 [N, C, H, W] (or 1-D signals as float32
+    [N, C, L]) and labels as int64 [N].
 
-    mean/std are per-channel statistics of x_train/255 (population std, clamped to >= 1e-3),
-    so a model input is (x/255 - mean)/std. augment names the default augmentation ("none",
-    "crop_flip" or "resized_crop_flip"). fingerprint is a sha256 hex of the images and labels
-    (shapes included, name excluded): the same data under two names has one fingerprint.
+    mean/std are per-channel statistics of x_train/255 for images, of x_train itself for
+    signals (population std, clamped to >= 1e-3), so a model input is (x/255 - mean)/std
+    (images) or (x - mean)/std (signals). augment names the default augmentation ("none",
+    "crop_flip" or "resized_crop_flip"; signals take "none"). fingerprint is a sha256 hex of
+    the inputs and labels (shapes included, name excluded): the same data under two names
+    has one fingerprint.
     """
 
     name: str
@@ -88,16 +101,20 @@ class Dataset:
         return cache[key]
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image."""
-        c, h, w = self.x_train.shape[1:]
-        return int(c), int(h), int(w)
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one image, or (C, L) of one 1-D signal."""
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def is_signal(self) -> bool:
+        """True for 1-D signals [N, C, L] (float32), False for images [N, C, H, W] (uint8)."""
+        return self.x_train.dim() == 3
 
     def __repr__(self) -> str:
-        c, h, w = self.input_shape
+        shape = "x".join(map(str, self.input_shape))
         return (
             f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
-            f"shape={c}x{h}x{w}, classes={self.num_classes}, augment={self.augment!r}, "
+            f"shape={shape}, classes={self.num_classes}, augment={self.augment!r}, "
             f"fingerprint={self.fingerprint[:12]})"
         )
 
@@ -130,19 +147,22 @@ def load_dataset(
         ds = _load_npz(path)
     else:
         key = name.lower().replace("-", "").replace("_", "")
-        if key == "digits":
+        if kind.lower().replace("-", "").replace("_", "") == "mnist1d":
+            ds = _load_mnist1d(*_mnist1d_args(name, arg), resolve_data_dir(data_dir))
+        elif key == "digits":
             ds = _load_digits()
         elif key in ("cifar10", "cifar100"):
             ds = _load_cifar(key, resolve_data_dir(data_dir), download)
         else:
             raise DataError(
-                f"unknown data set {name!r}: use {', '.join(BUILTIN)}, npz:PATH or folder:PATH"
+                f"unknown data set {name!r}: use {', '.join(BUILTIN)}, mnist1d:N, npz:PATH or "
+                "folder:PATH"
             )
-    if image_size is not None and (ds.input_shape[1], ds.input_shape[2]) != (image_size,) * 2:
-        _, h, w = ds.input_shape
+    if image_size is not None and tuple(ds.input_shape[1:]) != (image_size,) * 2:
+        size = "x".join(map(str, ds.input_shape[1:]))
         raise DataError(
             f"image_size={image_size} applies only to folder:PATH data sets: {ds.name} is "
-            f"{h}x{w}; leave image_size unset"
+            f"{size}; leave image_size unset"
         )
     return ds
 
@@ -157,7 +177,19 @@ def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict]:
             "description": "8x8 grayscale handwritten digits, 10 classes, 1437 train / 360 test",
             "available": True,
             "where": "scikit-learn (bundled)",
-        }
+        },
+        {
+            "name": "mnist1d",
+            "description": (
+                f"40-point 1-D signals, 10 classes, {int(MNIST1D_SAMPLES * 0.8)} train / "
+                f"{MNIST1D_SAMPLES - int(MNIST1D_SAMPLES * 0.8)} test (mnist1d:N for N "
+                "samples in all, 80/20)"
+            ),
+            "available": _mnist1d_installed(),
+            "where": "generated offline by the mnist1d package"
+            if _mnist1d_installed()
+            else "pip install mnist1d",
+        },
     ]
     for key, desc in (
         ("cifar10", "32x32 colour images, 10 classes, 50000 train / 10000 test"),
@@ -234,8 +266,14 @@ def _make_dataset(
     y_train, y_test = y_train.to(torch.int64).contiguous(), y_test.to(torch.int64).contiguous()
     num_classes = len(class_names)
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.dtype != torch.uint8 or x.dim() != 4:
-            raise DataError(f"{name}: {split} images must be uint8 [N, C, H, W]")
+        if not (
+            (x.dtype == torch.uint8 and x.dim() == 4)
+            or (x.dtype == torch.float32 and x.dim() == 3)
+        ):
+            raise DataError(
+                f"{name}: {split} inputs must be uint8 images [N, C, H, W] or float32 "
+                "signals [N, C, L]"
+            )
         if len(x) == 0 or len(x) != len(y):
             raise DataError(
                 f"{name}: {split} split has {len(x)} images and {len(y)} labels; it needs "
@@ -246,6 +284,15 @@ def _make_dataset(
                 f"{name}: {split} labels span {int(y.min())}..{int(y.max())}, outside "
                 f"0..{num_classes - 1}; fix the labels"
             )
+    if x_train.dim() == 3 and x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"{name}: train signals are [C, L] = {list(x_train.shape[1:])} but test signals "
+            f"are {list(x_test.shape[1:])}; store both splits with one channel count and length"
+        )
+    if x_train.dim() == 3 and not (
+        bool(torch.isfinite(x_train).all()) and bool(torch.isfinite(x_test).all())
+    ):
+        raise DataError(f"{name}: signals contain NaN or infinite values; clean them first")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(
             f"{name}: train images are {tuple(x_train.shape[1:])} but test images are "
@@ -271,7 +318,13 @@ def _make_dataset(
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and population std of uint8 images x/255, from 256-bin histograms
-    (exact, and no float copy of a 150 MB CIFAR train set)."""
+    (exact, and no float copy of a 150 MB CIFAR train set); of float signals x as they are
+    (in float64, so a long signal set sums without float32 drift)."""
+    if x.is_floating_point():
+        flat = x.transpose(0, 1).reshape(x.shape[1], -1).to(torch.float64)
+        mean = flat.mean(1)
+        std = ((flat - mean[:, None]) ** 2).mean(1).sqrt().clamp(min=1e-3)
+        return tuple(map(float, mean)), tuple(map(float, std))
     values = torch.arange(256, dtype=torch.float64) / 255.0
     means, stds = [], []
     for c in range(x.shape[1]):
@@ -317,6 +370,85 @@ def _load_digits() -> Dataset:
         tuple(str(i) for i in range(10)),
         "none",
     )
+
+
+# --- MNIST-1D -------------------------------------------------------------------------------
+
+
+def _mnist1d_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("mnist1d") is not None
+
+
+def _mnist1d_args(name: str, arg: str) -> tuple[int, int]:
+    """(num_samples, seed) from "mnist1d", "mnist1d:N" or "mnist1d:N:SEED"."""
+    parts = arg.split(":") if arg else []
+    usage = "write mnist1d, mnist1d:N (N samples in all) or mnist1d:N:SEED"
+    if len(parts) > 2 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
+        raise DataError(f"data set {name!r}: {usage}, N and SEED whole numbers")
+    n = int(parts[0]) if parts else MNIST1D_SAMPLES
+    seed = int(parts[1]) if len(parts) > 1 else MNIST1D_SEED
+    if not 100 <= n <= MNIST1D_MAX_SAMPLES:
+        raise DataError(
+            f"data set {name!r}: N = {n} samples is out of range; use 100..{MNIST1D_MAX_SAMPLES}"
+        )
+    return n, seed
+
+
+def _load_mnist1d(num_samples: int, seed: int, root: Path) -> Dataset:
+    """MNIST-1D (Greydanus 2020) made by the package's own generator, never its downloader.
+
+    `make_dataset` with the package's default arguments, `num_samples` and `seed`: 40-point
+    signals, split 80/20 into train/test by the package. The same (num_samples, seed) gives
+    the same bytes on any machine, offline. The generator reseeds Python's and NumPy's
+    global generators, so their states are saved and restored around it. The arrays are
+    cached (float32) in <data dir>/.takd_cache/mnist1d-v<version>-<N>-<seed>.pt, best
+    effort: generation takes about 1 s per 5,000 samples, the cache a few milliseconds.
+    """
+    name = (
+        "mnist1d"
+        if (num_samples, seed) == (MNIST1D_SAMPLES, MNIST1D_SEED)
+        else (f"mnist1d:{num_samples}" + (f":{seed}" if seed != MNIST1D_SEED else ""))
+    )
+    cache = root / ".takd_cache" / f"mnist1d-v{_MNIST1D_VERSION}-{num_samples}-{seed}.pt"
+    arrays = None
+    if cache.is_file():
+        try:
+            blob = torch.load(cache, map_location="cpu", weights_only=True)
+            arrays = blob["x_train"], blob["y_train"], blob["x_test"], blob["y_test"]
+        except Exception:  # a damaged cache is only a cache: generate again
+            arrays = None
+    if arrays is None:
+        arrays = _generate_mnist1d(num_samples, seed)
+        _write_cache(cache, *arrays)
+    return _make_dataset(name, *arrays, tuple(str(i) for i in range(10)), "none")
+
+
+def _generate_mnist1d(num_samples: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """(x_train, y_train, x_test, y_test): float32 [N, 1, 40] signals and int64 labels."""
+    import random
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except Exception as e:  # not installed, or broken
+        raise DataError(f"mnist1d needs the mnist1d package ({e}): pip install mnist1d") from e
+    args = get_dataset_args()
+    args.num_samples, args.seed = int(num_samples), int(seed)
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        d = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+    def signals(a) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)[:, None, :])
+
+    def labels(a) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.int64))
+
+    return signals(d["x"]), labels(d["y"]), signals(d["x_test"]), labels(d["y_test"])
 
 
 # --- CIFAR ----------------------------------------------------------------------------------
@@ -492,8 +624,11 @@ def _load_npz(path: Path) -> Dataset:
 
     Images are [N, H, W] (grayscale) or [N, H, W, C] (C <= 4; channels-first [N, C, H, W] is
     accepted when unambiguous), either uint8 0..255, integers within 0..255, or floats in
-    [0, 1] (scaled by 255 and rounded). Labels are non-negative integers, [N] or [N, 1];
-    num_classes = largest label + 1. Default augmentation: "none".
+    [0, 1] (scaled by 255 and rounded). 1-D signals are [N, L] or [N, C, L] (C <= 4 < L),
+    of any finite float or integer values, kept as float32; an optional `layout` entry
+    ("signals" or "images") settles a [N, A, B] array the shape rule reads the other way.
+    Labels are non-negative integers, [N] or [N, 1]; num_classes = largest label + 1.
+    Default augmentation: "none".
     """
     if not path.is_file():
         raise DataError(f"npz file {path} not found: check the path in npz:PATH")
@@ -506,12 +641,17 @@ def _load_npz(path: Path) -> Dataset:
                     "np.savez(PATH, x_train=..., y_train=..., x_test=..., y_test=...)"
                 )
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            layout = _npz_layout(path, z["layout"]) if "layout" in z else None
     except DataError:
         raise
     except Exception as e:  # not a zip, object arrays (pickles refused), truncated file
         raise DataError(f"npz file {path} cannot be read ({e}): save it with np.savez") from e
-    x_train = _npz_images(path, "x_train", arrays["x_train"])
-    x_test = _npz_images(path, "x_test", arrays["x_test"])
+    if _npz_is_signal(path, arrays["x_train"], arrays["x_test"], layout):
+        x_train = _npz_signals(path, "x_train", arrays["x_train"])
+        x_test = _npz_signals(path, "x_test", arrays["x_test"])
+    else:
+        x_train = _npz_images(path, "x_train", arrays["x_train"])
+        x_test = _npz_images(path, "x_test", arrays["x_test"])
     y_train = _npz_labels(path, "y_train", arrays["y_train"])
     y_test = _npz_labels(path, "y_test", arrays["y_test"])
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
@@ -549,6 +689,71 @@ def _npz_images(path: Path, key: str, x: np.ndarray) -> torch.Tensor:
             "uint8 0..255 or floats in [0, 1]"
         )
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _npz_layout(path: Path, value: np.ndarray) -> str:
+    """The npz's optional `layout` entry: "signals" or "images"."""
+    text = str(value.item()) if value.ndim == 0 and value.dtype.kind in "US" else None
+    if text not in ("signals", "images"):
+        raise DataError(
+            f"npz file {path}: layout is {value!r}; store layout='signals' or "
+            "layout='images', or leave it out"
+        )
+    return text
+
+
+def _npz_is_signal(path: Path, x_train: np.ndarray, x_test: np.ndarray, layout) -> bool:
+    """Whether x_train/x_test hold 1-D signals ([N, L], or [N, C, L] with C <= 4 < L; a
+    grayscale image is never 4 pixels high) rather than images; `layout` overrides."""
+
+    def looks_1d(x: np.ndarray) -> bool:
+        return x.ndim == 2 or (x.ndim == 3 and x.shape[1] <= 4 < x.shape[2])
+
+    if layout is not None:
+        signal = layout == "signals"
+    else:
+        signal = looks_1d(x_train)
+    if signal and x_train.ndim != x_test.ndim:
+        raise DataError(
+            f"npz file {path}: x_train has shape {x_train.shape} but x_test has shape "
+            f"{x_test.shape}; store both as [N, L] or both as [N, C, L]"
+        )
+    if layout is None and looks_1d(x_test) != signal:
+        raise DataError(
+            f"npz file {path}: x_train has shape {x_train.shape} but x_test has shape "
+            f"{x_test.shape}: one reads as 1-D signals, the other as images; store both alike"
+        )
+    return signal
+
+
+def _npz_signals(path: Path, key: str, x: np.ndarray) -> torch.Tensor:
+    """[N, L] or [N, C, L] finite float or integer signals -> float32 [N, C, L]."""
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3 or x.shape[2] < 1 or x.shape[1] < 1:
+        raise DataError(
+            f"npz file {path}: {key} has shape {x.shape}; store 1-D signals as [N, L] or [N, C, L]"
+        )
+    if x.dtype == bool or not (
+        np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    ):
+        raise DataError(
+            f"npz file {path}: {key} is {x.dtype}; store 1-D signals as floats or integers"
+        )
+    if np.issubdtype(x.dtype, np.floating) and x.size and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise DataError(
+            f"npz file {path}: {key} has {bad} NaN or infinite value(s); clean the signals "
+            "before saving"
+        )
+    with np.errstate(over="ignore"):  # an overflow is reported below, as one line
+        out = x.astype(np.float32)
+    if x.size and not np.isfinite(out).all():  # e.g. float64 1e300 overflows float32
+        raise DataError(
+            f"npz file {path}: {key} has values beyond float32's range "
+            f"({float(np.abs(x).max()):.3g}); rescale the signals"
+        )
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
 def _npz_labels(path: Path, key: str, y: np.ndarray) -> torch.Tensor:
@@ -712,7 +917,7 @@ def _write_cache(path: Path, x_tr, y_tr, x_te, y_te) -> None:
     read-only data folder should still load, only more slowly."""
     tmp = None
     try:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}, f)

@@ -146,7 +146,7 @@ def predict(
     with autocast(data.device):
         for i in range(0, len(images), batch_size):
             x = data.normalize(images[i : i + batch_size])
-            if data.device.type == "cuda":
+            if data.device.type == "cuda" and x.dim() == 4:  # images; signals stay [B, C, L]
                 x = x.contiguous(memory_format=torch.channels_last)
             out.append(model(x).float())
     model.train(was_training)
@@ -165,7 +165,7 @@ def train_logits(
     with autocast(data.device):
         for i in range(0, data.n_train, batch_size):
             x = data.train_batch(idx[i : i + batch_size], views)
-            if data.device.type == "cuda":
+            if data.device.type == "cuda" and x.dim() == 4:  # images; signals stay [B, C, L]
                 x = x.contiguous(memory_format=torch.channels_last)
             out.append(model(x).float())
     model.train(was_training)
@@ -303,7 +303,7 @@ def train_hop(
         for i in range(0, n, cfg.batch_size):
             idx = views.order[i : i + cfg.batch_size]
             x = data.train_batch(idx, views)
-            if device.type == "cuda":
+            if device.type == "cuda" and x.dim() == 4:  # images; signals stay [B, C, L]
                 x = x.contiguous(memory_format=torch.channels_last)
             y = data.y_train[idx.to(device)]
             lr = cfg.lr * _lr_factor(cfg, step, total, steps_per_epoch)

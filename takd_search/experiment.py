@@ -23,6 +23,7 @@ from takd_search.store import Store, default_root
 # seconds on a CPU (digits: plain10 from scratch reaches >= 95% test accuracy).
 RECIPES = {
     "digits": TrainConfig(epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4),
+    "mnist1d": TrainConfig(epochs=15, batch_size=128, lr=0.05, weight_decay=5e-4),
     "cifar10": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4, nesterov=False),
     "cifar100": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4, nesterov=False),
     "npz": TrainConfig(epochs=20, batch_size=128, lr=0.05, weight_decay=5e-4),

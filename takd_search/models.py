@@ -7,12 +7,15 @@ the project never imports a model class.
 
 Every model takes a normalised float tensor [B, C, H, W] of any channel count and image size
 and returns logits [B, num_classes]. All are TorchScript-scriptable and accept
-`memory_format=torch.channels_last`.
+`memory_format=torch.channels_last`. Given a 1-D input_shape (C, L), plain and resnet build
+the same books with Conv1d/BatchNorm1d/MaxPool1d and take [B, C, L] signals; mlp flattens
+whatever it gets.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +45,7 @@ class ModelError(UserError):
 
 # ---- registry ---------------------------------------------------------------------------
 
-Builder = Callable[[object, int, tuple[int, int, int]], nn.Module]
+Builder = Callable[[object, int, tuple[int, ...]], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,13 @@ def _depth(fam: _Family, depth, what: str):
     raise ModelError(f"unknown model {what!r}: {_choices()}")
 
 
-def _check_io(num_classes: int, input_shape) -> tuple[int, int, int]:
+def _check_io(num_classes: int, input_shape) -> tuple[int, ...]:
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ModelError(f"input_shape {tuple(input_shape)!r} must be (channels, height, width)")
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise ModelError(
+            f"input_shape {tuple(input_shape)!r} must be (channels, height, width) for images "
+            "or (channels, length) for 1-D signals"
+        )
     if int(num_classes) < 1:
         raise ModelError(f"num_classes {num_classes!r} must be at least 1")
     return shape
@@ -138,10 +144,9 @@ def _check_io(num_classes: int, input_shape) -> tuple[int, int, int]:
 # ---- public API -------------------------------------------------------------------------
 
 
-def create_model(
-    family: str, depth, num_classes: int, input_shape: tuple[int, int, int]
-) -> nn.Module:
-    """Build `family` at `depth` for `num_classes` classes on inputs of `input_shape` (C, H, W).
+def create_model(family: str, depth, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Build `family` at `depth` for `num_classes` classes on inputs of `input_shape`: (C, H, W)
+    for images, (C, L) for 1-D signals (the 1-D variant of the family).
 
     depth: an int or numeric str for plain/resnet, "LxW" for mlp. Raises ModelError when
     the family or depth is unknown.
@@ -206,7 +211,7 @@ def model_size(name: str, num_classes: int, input_shape) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def _model_size(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> int:
+def _model_size(name: str, num_classes: int, input_shape: tuple[int, ...]) -> int:
     # The meta device gives every tensor a shape but no storage: resnet110 or mlp16x16384
     # are sized in milliseconds and no memory.
     with torch.device("meta"):
@@ -237,12 +242,25 @@ PLAIN_BOOKS: dict[str, dict[int, str]] = {
 }
 
 
-class PlainCNN(nn.Module):
-    """Conv feature stack, flatten, fully connected classifier (built from a book string)."""
+def _layers(dims: int):
+    """(Conv, BatchNorm, MaxPool) classes for 2-D images or 1-D signals."""
+    if dims == 1:
+        return nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d
+    return nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d
 
-    def __init__(self, book: str, num_classes: int, input_shape: tuple[int, int, int]):
+
+class PlainCNN(nn.Module):
+    """Conv feature stack, flatten, fully connected classifier (built from a book string).
+
+    input_shape (C, H, W) builds 3x3 Conv2d and 2x2 MaxPool2d; (C, L) builds the same book
+    with 3-tap Conv1d and MaxPool1d(2), for 1-D signals."""
+
+    def __init__(self, book: str, num_classes: int, input_shape: tuple[int, ...]):
         super().__init__()
-        c, h, w = input_shape
+        conv, norm, pool = _layers(len(input_shape) - 1)
+        # a signal is a one-pixel-high image for the size bookkeeping below
+        c, h, w = input_shape if len(input_shape) == 3 else (input_shape[0], 0, input_shape[1])
+        one_d = len(input_shape) == 2
         features: list[nn.Module] = []
         widths: list[int] = []
         for tok in book.split():
@@ -253,20 +271,20 @@ class PlainCNN(nn.Module):
             elif tok == "M":
                 # Deep books run out of resolution on small images (digits are 8x8): a pool
                 # on a side < 2 would give an empty map, so it is skipped instead.
-                if min(h, w) < 2:
+                if (w if one_d else min(h, w)) < 2:
                     features.append(nn.Identity())
                 else:
-                    features.append(nn.MaxPool2d(2, 2))
+                    features.append(pool(2, 2))
                     h, w = h // 2, w // 2
             elif tok.startswith("C"):
                 n = int(tok[1:])
-                features += [nn.Conv2d(c, n, 3, padding=1), nn.BatchNorm2d(n), nn.ReLU(True)]
+                features += [conv(c, n, 3, padding=1), norm(n), nn.ReLU(True)]
                 c = n  # padding=1 keeps h and w
             else:
                 raise ValueError(f"book {book!r}: unknown layer {tok!r}")
         widths[-1] = num_classes
         fc: list[nn.Module] = []
-        fan_in = c * h * w  # flattened feature map
+        fan_in = c * w if one_d else c * h * w  # flattened feature map
         for i, n in enumerate(widths):
             if i:
                 fc.append(nn.ReLU(True))
@@ -280,8 +298,9 @@ class PlainCNN(nn.Module):
 
 
 @register_model("plain", (2, 4, 6, 8, 10), aliases=("vgg",))
-def plain(depth: int, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """TAKD plain CNN; the CIFAR-10 book up to 10 classes, the CIFAR-100 book above."""
+def plain(depth: int, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """TAKD plain CNN; the CIFAR-10 book up to 10 classes, the CIFAR-100 book above; 1-D
+    layers for a (C, L) input_shape."""
     book = PLAIN_BOOKS["cifar10" if num_classes <= 10 else "cifar100"][depth]
     return PlainCNN(book, num_classes, input_shape)
 
@@ -292,18 +311,17 @@ def plain(depth: int, num_classes: int, input_shape: tuple[int, int, int]) -> nn
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus shortcut, then ReLU; projection when the shape changes."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        conv, norm, _ = _layers(dims)
+        self.conv1 = conv(c_in, c_out, 3, stride, padding=1, bias=False)
+        self.bn1 = norm(c_out)
+        self.conv2 = conv(c_out, c_out, 3, 1, padding=1, bias=False)
+        self.bn2 = norm(c_out)
         self.relu = nn.ReLU(True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:  # option B: 1x1 conv + BN projection
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
-            )
+            self.shortcut = nn.Sequential(conv(c_in, c_out, 1, stride, bias=False), norm(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -312,26 +330,29 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """3x3 stem of 16 channels, three stages of n blocks (16/32/64), global average pool, FC."""
+    """3x3 stem of 16 channels, three stages of n blocks (16/32/64), global average pool, FC.
 
-    def __init__(self, blocks: int, num_classes: int, in_channels: int):
+    dims=1: the same network with 3-tap Conv1d and BatchNorm1d, for [B, C, L] signals."""
+
+    def __init__(self, blocks: int, num_classes: int, in_channels: int, dims: int = 2):
         super().__init__()
+        conv, norm, _ = _layers(dims)
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(True)
+            conv(in_channels, 16, 3, padding=1, bias=False), norm(16), nn.ReLU(True)
         )
         stages, c = [], 16
         for i, width in enumerate((16, 32, 64)):
             stride = 1 if i == 0 else 2  # halve the map entering stages 2 and 3
-            stage = [BasicBlock(c, width, stride)]
-            stage += [BasicBlock(width, width, 1) for _ in range(blocks - 1)]
+            stage = [BasicBlock(c, width, stride, dims)]
+            stage += [BasicBlock(width, width, 1, dims) for _ in range(blocks - 1)]
             stages.append(nn.Sequential(*stage))
             c = width
         self.layers = nn.Sequential(*stages)
-        # Adaptive pooling: any image size gives a 64-vector.
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        # Adaptive pooling: any image size (or signal length) gives a 64-vector.
+        self.pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -340,9 +361,9 @@ class CifarResNet(nn.Module):
 
 
 @register_model("resnet", (8, 14, 20, 26, 32, 44, 56, 110))
-def resnet(depth: int, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """CIFAR ResNet-depth: depth = 6n + 2 with n basic blocks per stage."""
-    return CifarResNet((depth - 2) // 6, num_classes, input_shape[0])
+def resnet(depth: int, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """CIFAR ResNet-depth: depth = 6n + 2 with n basic blocks per stage; 1-D for (C, L)."""
+    return CifarResNet((depth - 2) // 6, num_classes, input_shape[0], len(input_shape) - 1)
 
 
 # ---- mlp: fully connected nets (Hinton et al., 2015: teacher mlp2x1200, student mlp2x800) --
@@ -369,12 +390,11 @@ def _mlp_token(token: str) -> str | None:
     examples=("1x800", "2x800", "2x1200", "3x1200"),
     syntax=f"LxW (L hidden layers of W units, 1<=L<={MLP_MAX_LAYERS}, 1<=W<={MLP_MAX_WIDTH})",
 )
-def mlp(depth: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """Flatten, L x (Linear(W) + ReLU), Linear(W, num_classes)."""
+def mlp(depth: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Flatten, L x (Linear(W) + ReLU), Linear(W, num_classes); images or 1-D signals."""
     layers, width = (int(s) for s in depth.split("x"))
-    c, h, w = input_shape
     mods: list[nn.Module] = [nn.Flatten()]
-    fan_in = c * h * w
+    fan_in = math.prod(input_shape)
     for _ in range(layers):
         mods += [nn.Linear(fan_in, width), nn.ReLU(True)]
         fan_in = width

@@ -71,6 +71,11 @@ def run_search(
     # the split now: a data set too small to split fails here, before Ray starts, and the
     # workers get the split with the data
     ds.split(space.data.val_fraction, space.data.split_seed)
+    if ds.is_signal and space.data.augment not in (None, "none"):
+        raise UserError(
+            f"data.augment: {space.data.augment!r} is for images, but {ds.name} holds 1-D "
+            "signals: set data.augment to none (or leave it unset)"
+        )
     teacher, student, candidates = space.model_names()
     shape, classes = ds.input_shape, ds.num_classes
     from takd_search.teacher import check_teacher, teacher_from_space

@@ -391,10 +391,13 @@ def check(space: Space) -> list[str]:
 
     out: list[str] = []
     ds = space.data.dataset
-    if not (ds in ("digits", "cifar10", "cifar100") or ds.startswith(("npz:", "folder:"))):
+    if not (
+        ds in ("digits", "mnist1d", "cifar10", "cifar100")
+        or ds.startswith(("npz:", "folder:", "mnist1d:"))
+    ):
         out.append(
-            f"data.dataset: unknown data set {ds!r}: use digits, cifar10, cifar100, "
-            "npz:PATH or folder:PATH"
+            f"data.dataset: unknown data set {ds!r}: use digits, mnist1d, mnist1d:N, cifar10, "
+            "cifar100, npz:PATH or folder:PATH"
         )
     if not 0 < space.data.val_fraction <= 0.5:
         out.append(f"data.val_fraction: {space.data.val_fraction} must be in (0, 0.5]")
