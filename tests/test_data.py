@@ -99,7 +99,7 @@ def test_digits_shapes_stats_and_fingerprint(tmp_path, monkeypatch):
 
 
 def test_unknown_name_and_image_size_for_fixed_sets():
-    with pytest.raises(DataError, match=r"unknown data set 'foo': use digits, cifar10"):
+    with pytest.raises(DataError, match=r"unknown data set 'foo': use digits, mnist1d, cifar10"):
         load_dataset("foo")
     with pytest.raises(DataError, match="image_size=32 applies only to folder"):
         load_dataset("digits", image_size=32)
@@ -207,7 +207,7 @@ def test_cifar_download_from_local_server(tmp_path, monkeypatch):
 def test_dataset_status(tmp_path):
     make_cifar(tmp_path)
     rows = {r["name"]: r for r in dataset_status(tmp_path)}
-    assert list(rows) == ["digits", "cifar10", "cifar100", "npz:PATH", "folder:PATH"]
+    assert list(rows) == ["digits", "mnist1d", "cifar10", "cifar100", "npz:PATH", "folder:PATH"]
     assert rows["digits"]["available"] is True
     assert rows["cifar10"] == {**rows["cifar10"], "available": True}
     assert rows["cifar10"]["where"] == str(tmp_path / CIFAR10)

@@ -192,8 +192,10 @@ def test_create_model_rejects_unknown_family_or_depth(family, depth):
 
 
 def test_create_model_rejects_bad_io():
-    with pytest.raises(ModelError, match="input_shape"):
-        models.create_model("plain", 2, 10, (32, 32))
+    # (C, L) is a 1-D signal shape since MNIST-1D; one or four numbers are neither
+    for shape in ((32,), (1, 3, 32, 32), (3, 0, 32)):
+        with pytest.raises(ModelError, match="input_shape"):
+            models.create_model("plain", 2, 10, shape)
     with pytest.raises(ModelError, match="num_classes"):
         models.create_model("plain", 2, 0, CIFAR)
 
