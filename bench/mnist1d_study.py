@@ -439,6 +439,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--write-only", action="store_true", help="only (re)write the page")
     p.add_argument("--skip", nargs="*", default=[], choices=["search", "grid", "nokd"])
+    p.add_argument("--only-nokd", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     argv_shown = [a for a in (argv if argv is not None else sys.argv[1:])]
 
@@ -459,13 +460,25 @@ def main(argv=None) -> int:
     grid_src = space_copy(src, root / "space_grid_src.yaml", args.seeds, args.epochs, top_k=1)
     gspace = grid_space(grid_src, root / "space_grid.yaml", args.grid_T, args.grid_alpha)
     print(f"# {meta['machine']}; load {load()}", flush=True)
+    if args.only_nokd:  # the child process started below
+        import torch
+
+        torch.set_num_threads(1)  # one core: the runs beside it have the other
+        nokd_seeds(search_space, store, args.seeds, root / "nokd.csv")
+        return 0
     if not args.write_only:
+        child = None
+        if "nokd" not in args.skip:  # one process beside the runs; the store shares seed 0
+            cmd = [sys.executable, __file__, "--only-nokd", "--root", str(root)]
+            cmd += ["--space", args.space, "--seeds", str(args.seeds)]
+            cmd += ["--epochs", str(args.epochs)] if args.epochs else []
+            child = subprocess.Popen(cmd, stdout=open(root / "nokd.log", "a"), stderr=-2)
         if "search" not in args.skip:
             run_space("search", search_space, root / "search", store, root / "search.log")
-        if "nokd" not in args.skip:
-            nokd_seeds(search_space, store, args.seeds, root / "nokd.csv")
         if "grid" not in args.skip:
             run_space("grid", gspace, root / "grid", store, root / "grid.log")
+        if child is not None:
+            print(f"# nokd: exit {child.wait()}", flush=True)
     nokd_csv = root / "nokd.csv"
     nokd = pd.read_csv(nokd_csv) if nokd_csv.is_file() else pd.DataFrame()
     meta["wall0"] = meta["wall0"] + (0 if args.write_only else time.perf_counter() - t0)
