@@ -353,5 +353,5 @@ def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
     assert set(nokd.index) >= {"plain10", "plain8", "plain6", "plain4", "plain2"}
     assert (nokd["test_acc"] > 0.3).all()  # two epochs on 8,000 signals: far above 0.10
     assert nokd.loc["plain10", "params"] == 854_826 and nokd.loc["plain2", "params"] == 2_522
-    assert len(r["trials"]) == 2 and summary
+    assert len(r["trials"].query("phase == 'search'")) == 2 and summary["winner"]
     assert set(r["confirmation"]["method"]) >= {"blkd", "nokd"}
