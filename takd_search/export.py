@@ -34,6 +34,10 @@ INPUT_NOTE = (
     "float32 [N, C, H, W] in [0, 1] (or uint8 in [0, 255]); the normalisation "
     "(x - mean) / std is applied inside the module; output: logits [N, classes]"
 )
+SIGNAL_NOTE = (
+    "float32 1-D signals [N, C, L] in the data set's own units; the normalisation "
+    "(x - mean) / std is applied inside the module; output: logits [N, classes]"
+)
 
 
 class NormalizedStudent(nn.Module):
@@ -45,12 +49,15 @@ class NormalizedStudent(nn.Module):
     the run used (CPU; a CUDA run trained and evaluated in bf16 autocast).
     """
 
-    def __init__(self, net: nn.Module, mean, std):
+    def __init__(self, net: nn.Module, mean, std, signal: bool = False):
         super().__init__()
         self.net = net
         c = len(mean)
-        std255 = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1) * 255.0
-        mean255 = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1) * 255.0
+        # 1-D signals [N, C, L] are normalised in their own units, as DeviceData does
+        shape = (1, c, 1) if signal else (1, c, 1, 1)
+        self.unit = 1.0 if signal else 255.0
+        std255 = torch.tensor(std, dtype=torch.float32).view(shape) * self.unit
+        mean255 = torch.tensor(mean, dtype=torch.float32).view(shape) * self.unit
         self.register_buffer("scale", 1.0 / std255)
         self.register_buffer("shift", -mean255 / std255)
 
@@ -58,7 +65,7 @@ class NormalizedStudent(nn.Module):
         if x.dtype == torch.uint8:
             x = x.float()
         else:
-            x = x.float() * 255.0
+            x = x.float() * self.unit
         return self.net(x * self.scale + self.shift)
 
 
@@ -260,9 +267,8 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
     name = last["model"]
     net = create_model_from_name(name, ds.num_classes, ds.input_shape)
     net.load_state_dict(result.state)
-    module = NormalizedStudent(net, ds.mean, ds.std).eval()
+    module = NormalizedStudent(net, ds.mean, ds.std, signal=ds.is_signal).eval()
     family, depth = parse_model_name(name)
-    c, h, w = ds.input_shape
     sidecar = {
         "format": "torchscript",
         "model": name,
@@ -271,8 +277,8 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
         "params": last.get("params"),
         "classes": ds.num_classes,
         "class_names": list(ds.class_names),
-        "input_shape": [c, h, w],
-        "input": INPUT_NOTE,
+        "input_shape": list(ds.input_shape),
+        "input": SIGNAL_NOTE if ds.is_signal else INPUT_NOTE,
         "normalisation": {"mean": list(ds.mean), "std": list(ds.std), "inside_module": True},
         # its input contract as a brought teacher (`--teacher student.pt`, space files'
         # teacher_input): [0, 1] pixels, mean 0 / std 1, since the module normalises itself.
@@ -351,8 +357,7 @@ def export(
         os.replace(tmp, out)
     else:
         sidecar["format"] = "onnx"
-        c, h, w = sidecar["input_shape"]
-        example = torch.rand(2, c, h, w)
+        example = torch.rand(2, *sidecar["input_shape"])
         tmp = out.with_name(f".{out.name}.tmp")
         torch.onnx.export(
             module,

@@ -355,3 +355,14 @@ def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
     assert nokd.loc["plain10", "params"] == 854_826 and nokd.loc["plain2", "params"] == 2_522
     assert len(r["trials"].query("phase == 'search'")) == 2 and summary["winner"]
     assert set(r["confirmation"]["method"]) >= {"blkd", "nokd"}
+    # the winner exports as TorchScript taking raw [N, 1, 40] signals and reproduces its
+    # recorded test accuracy
+    out = tmp_path / "student.pt"
+    assert main(["export", str(run_dir), "--out", str(out)]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["input_shape"] == [1, 40] and "[N, C, L]" in side["input"]
+    ds = load_dataset("mnist1d", tmp_path / "data")
+    net = torch.jit.load(str(out))
+    with torch.no_grad():
+        acc = (net(ds.x_test).argmax(1) == ds.y_test).float().mean().item()
+    assert acc == pytest.approx(side["accuracy"]["test_acc"], abs=1e-6)
