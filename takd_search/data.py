@@ -208,7 +208,10 @@ def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict]:
     rows.append(
         {
             "name": "npz:PATH",
-            "description": "x_train, y_train, x_test, y_test arrays (as Keras' mnist.npz)",
+            "description": (
+                "x_train, y_train, x_test, y_test arrays (as Keras' mnist.npz): images, or "
+                "1-D signals [N, L] / [N, C, L]"
+            ),
             "available": "-",
             "where": "PATH",
         }
