@@ -366,3 +366,23 @@ def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
     with torch.no_grad():
         acc = (net(ds.x_test).argmax(1) == ds.y_test).float().mean().item()
     assert acc == pytest.approx(side["accuracy"]["test_acc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mnist1d_plain", "mnist1d_cnn_mlp"])
+def test_shipped_mnist1d_spaces_are_valid_and_every_path_shrinks(name):
+    from takd_search.chain import check_shrinking
+    from takd_search.space import PathSpace
+    from takd_search.spec import load_space
+
+    space = load_space(name)[0]
+    assert space.data.dataset == "mnist1d" and space.data.augment in (None, "none")
+    train = int(0.8 * data.MNIST1D_SAMPLES)
+    assert int(train * space.data.val_fraction) >= 2000  # validation signals
+    teacher, student, cands = space.model_names()
+    sizes = {m: models.model_size(m, 10, (1, 40)) for m in (teacher, student, *cands)}
+    assert sizes[teacher] > max(sizes[c] for c in cands) > min(sizes[c] for c in cands)
+    assert min(sizes[c] for c in cands) > sizes[student]
+    paths = PathSpace(space, sizes)
+    assert paths.n_paths() == 8 if name == "mnist1d_plain" else paths.n_paths() == 7
+    for c in cands:
+        check_shrinking([teacher, c, student], 10, (1, 40))
