@@ -82,6 +82,14 @@ def run_space(label: str, space: Path, results_dir: Path, store: Path, log: Path
     return finished_run(results_dir)
 
 
+def latest_run(results_dir: Path) -> Path | None:
+    """The newest run folder with a trials.csv (its search phase ended), finished or not."""
+    if not results_dir.is_dir():
+        return None
+    runs = sorted(d for d in results_dir.iterdir() if (d / "trials.csv").is_file())
+    return runs[-1] if runs else None
+
+
 def finished_run(results_dir: Path) -> Path | None:
     if not results_dir.is_dir():
         return None
@@ -235,11 +243,25 @@ def confirmed_section(run_dir: Path | None, title: str) -> tuple[list[str], dict
     return out, {"run": r, "summary": summary, "test": test, "val": val, "paths": paths}
 
 
-def grid_section(grid_dir: Path | None, search: dict) -> tuple[list[str], dict]:
+def grid_section(
+    grid_dir: Path | None, search: dict, search_trials: pd.DataFrame | None
+) -> tuple[list[str], dict]:
     out = ["## Exhaustive grid of the same space", ""]
     if grid_dir is None:
-        return out + ["**Missing**: the grid run did not finish.", ""], {}
-    g = results.load(grid_dir)
+        return out + ["**Missing**: the grid's search phase did not finish.", ""], {}
+    g = {"trials": pd.read_csv(grid_dir / "trials.csv")}
+    conf_csv = grid_dir / "confirmation.csv"
+    g["confirmation"] = (
+        pd.read_csv(conf_csv)
+        if conf_csv.is_file()
+        else pd.DataFrame(columns=["status", "method", "val_acc"])
+    )
+    if not (grid_dir / "summary.json").is_file():
+        out += [
+            "**Partial**: the grid's search phase finished, its BLKD/confirmation phases did "
+            "not; the table below is the complete grid of paths x (T, alpha).",
+            "",
+        ]
     tr = g["trials"].query("phase == 'search' and status == 'completed'").copy()
     if tr.empty:
         return out + ["**Missing**: the grid has no completed trials.", ""], {}
@@ -276,8 +298,8 @@ def grid_section(grid_dir: Path | None, search: dict) -> tuple[list[str], dict]:
     ]
     gcompute = tr["train_seconds"].sum()
     info = {"best": grid_best, "noise": noise, "by_path": best_by_path, "grid_s": gcompute}
-    if search:
-        st = search["run"]["trials"].query("phase == 'search'").reset_index(drop=True)
+    if search_trials is not None:
+        st = search_trials.query("phase == 'search'").reset_index(drop=True)
         st["cum_s"] = st["train_seconds"].fillna(0).cumsum()
         hit = st[st["val_acc"] >= grid_best - noise]
         total = st["train_seconds"].sum()
@@ -402,14 +424,17 @@ def write_page(args, root: Path, search_dir, grid_dir, nokd: pd.DataFrame, meta:
         f"heuristic's path and NoKD; {args.grid_seeds} for the grid's; the teacher is the "
         "search's (seed 0) throughout, as for a user with one teacher.",
         f"- Machine: {meta['machine']}; shared with other jobs: load average {meta['load0']} "
-        f"at the start, {load()} at the end; the study took {meta['wall']:.0f} s wall.",
+        f"at the start, {load()} at the end; started {meta['started']}, this page written "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"- Engine: git {meta['git']}.",
         "",
     ]
     lines += nokd_section(nokd, args.seeds)
     s_lines, search = confirmed_section(search_dir, "Confirmed methods (the search run)")
     lines += s_lines
-    g_lines, grid = grid_section(grid_dir, search)
+    s_any = latest_run(root / "search")
+    s_trials = pd.read_csv(s_any / "trials.csv") if s_any is not None else None
+    g_lines, grid = grid_section(latest_run(root / "grid"), search, s_trials)
     lines += g_lines
     if grid_dir is not None:
         gl, _ = confirmed_section(grid_dir, "Confirmed methods (the grid run)")
@@ -451,6 +476,7 @@ def main(argv=None) -> int:
     meta_file = root / "meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     meta.setdefault("load0", load())
+    meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     meta.setdefault("wall0", 0.0)
     meta.update(machine=machine(), git=git_rev(), argv=argv_shown)
     store = root / "store"
