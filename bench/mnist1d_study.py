@@ -287,39 +287,72 @@ def grid_section(
     binom = math.sqrt(grid_best * (1 - grid_best) / n_val) if n_val else float("nan")
     conf = g["confirmation"].query("status == 'completed' and method == 'top1'")
     seed_sd = float(conf["val_acc"].std(ddof=1)) if len(conf) > 1 else float("nan")
+    if math.isnan(seed_sd) and search and "top1" in search["val"]:  # the search's seeds
+        seed_sd = float(search["val"]["top1"].std(ddof=1))
     noise = np.nanmax([binom, seed_sd])
     out += [
         "",
         f"Grid best: {best_by_path['path'].iloc[0]} at {100 * grid_best:.2f} % val. Noise "
         f"of one validation number: binomial SE {100 * binom:.2f} pp at {n_val} signals, "
-        f"seed-to-seed SD of the grid's top configuration {100 * seed_sd:.2f} pp; "
+        f"seed-to-seed SD of the top configuration's validation accuracy {100 * seed_sd:.2f} "
+        "pp; "
         f"'within noise' below means within {100 * noise:.2f} pp (the larger).",
         "",
     ]
-    gcompute = tr["train_seconds"].sum()
+    gc = hop_costs(grid_dir)
+    gcompute, ghops = float(gc["cum_s"].iloc[-1]), int(gc["cum_hops"].iloc[-1])
+    spread = float(best_by_path["val_acc"].iloc[0] - best_by_path["val_acc"].iloc[-1])
+    out.append(
+        f"The 8 paths' best validation accuracies span {100 * spread:.2f} pp, against a noise "
+        f"of {100 * noise:.2f} pp: on this ladder the grid cannot tell the paths apart."
+    )
     info = {"best": grid_best, "noise": noise, "by_path": best_by_path, "grid_s": gcompute}
-    if search_trials is not None:
-        st = search_trials.query("phase == 'search'").reset_index(drop=True)
-        st["cum_s"] = st["train_seconds"].fillna(0).cumsum()
+    s_dir = latest_run(grid_dir.parent.parent / "search") if search_trials is not None else None
+    if s_dir is not None:
+        st = hop_costs(s_dir)
         hit = st[st["val_acc"] >= grid_best - noise]
-        total = st["train_seconds"].sum()
+        total, thops = float(st["cum_s"].iloc[-1]), int(st["cum_hops"].iloc[-1])
         if hit.empty:
             out.append(
-                f"The search's {len(st)} trials ({total:.0f} s of training) never reached a "
+                f"The search's {len(st)} trials ({thops} hops, {total:.0f} s) never reached a "
                 f"path within noise of the grid's best (its best: {100 * st['val_acc'].max():.2f} %)."  # noqa: E501
             )
         else:
-            i = int(hit.index[0])
+            h = hit.iloc[0]
             out.append(
-                f"The search reached a path within noise of the grid's best at trial {i + 1} "
-                f"of {len(st)} ({hit['path'].iloc[0]}, {100 * hit['val_acc'].iloc[0]:.2f} % "
-                f"val), after {st['cum_s'].iloc[i]:.0f} s of training: "
-                f"{100 * st['cum_s'].iloc[i] / gcompute:.0f} % of the grid's {gcompute:.0f} s "
-                f"({len(tr)} trials; the whole search trained {total:.0f} s). Both with the "
-                "hop store: shared prefixes are trained once."
+                f"Compute: the search reached a path within noise of the grid's best at trial "
+                f"{int(h['trial'])} of {len(st)} ({h['path']}, {100 * h['val_acc']:.2f} % val), "
+                f"after {int(h['cum_hops'])} hops, {h['cum_s']:.0f} s of training: "
+                f"{100 * h['cum_s'] / gcompute:.0f} % of the grid's {ghops} hops, "
+                f"{gcompute:.0f} s ({len(tr)} trials); the whole search needed {thops} hops, "
+                f"{total:.0f} s. Hops are counted once each (the hop store trains a shared "
+                "prefix once), teacher excluded; seconds are wall seconds of each hop's "
+                "training on the shared machine, so they carry its load."
             )
         out.append("")
     return out, info
+
+
+def hop_costs(run_dir: Path) -> pd.DataFrame:
+    """The search phase's trials in order, with the cumulative cost of the distinct hops
+    they needed (teacher excluded: every path shares it): hop seconds as first trained,
+    whether this run trained the hop or found it in the store, so a search and a grid that
+    share a store are charged alike."""
+    rows = results.read_json(run_dir, "phases/search.json", []) or []
+    seen: set = set()
+    out, cum_s = [], 0.0
+    for i, r in enumerate(rows):
+        m = r.get("metrics") or {}
+        for h in (m.get("hop_rows") or [])[1:]:
+            if h.get("key") and h["key"] not in seen:
+                seen.add(h["key"])
+                cum_s += float(h.get("seconds") or 0.0)
+        path = ">".join(h["model"] for h in m.get("hop_rows") or [])
+        out.append(
+            {"trial": i + 1, "path": path, "val_acc": m.get("val_acc"), "cum_s": cum_s,
+             "cum_hops": len(seen)}
+        )  # fmt: skip
+    return pd.DataFrame(out)
 
 
 def _n_val(run_dir: Path) -> int | None:
@@ -366,7 +399,15 @@ def claims_section(search: dict, grid: dict, nokd: pd.DataFrame) -> list[str]:
             gap = float(
                 one["val_acc"].iloc[0] - one.set_index("path")["val_acc"].get(h_path, np.nan)
             )  # noqa: E501
-            verdict = "yes" if rank == 1 or gap <= grid["noise"] else "no"
+            if rank == 1:
+                verdict = "yes"
+            elif gap <= grid["noise"]:
+                verdict = (
+                    "not shown: its path is within noise of the best, but so is every one-TA "
+                    "path (the rule's choice does not matter here)"
+                )
+            else:
+                verdict = "no"
             out.append(
                 f"2. **The mean-accuracy rule picks a good TA**: it picks {h_ta}; among the "
                 f"one-TA paths of the grid its path ranks {rank} of {len(ranked)} "
@@ -395,6 +436,46 @@ def claims_section(search: dict, grid: dict, nokd: pd.DataFrame) -> list[str]:
     return out + [""]
 
 
+def summary_lines(search: dict, grid: dict, nokd: pd.DataFrame) -> list[str]:
+    """The findings in four lines, from the same numbers as the sections below."""
+    out = ["## Summary", ""]
+    if not nokd.empty:
+        m = nokd.groupby("depth")["test_acc"].mean()
+        out.append(
+            f"- Size matters from scratch, but only at the bottom of the ladder: plain10 "
+            f"{100 * m.get(10, np.nan):.2f} %, plain8/6/4 {100 * m.get(8, np.nan):.2f} / "
+            f"{100 * m.get(6, np.nan):.2f} / {100 * m.get(4, np.nan):.2f} %, plain2 "
+            f"{100 * m.get(2, np.nan):.2f} % (test, 5 seeds): the teacher and the TAs 8 and 6 "
+            "are within noise of each other near the ceiling."
+        )
+    t = search.get("test", {})
+    if "blkd" in t and "nokd" in t:
+        d, h, p, _ = paired(t["blkd"], t["nokd"])
+        word = "helps" if d - h > 0 else ("hurts" if d + h < 0 else "is not shown to help")
+        out.append(f"- Distillation {word} the student: BLKD against NoKD {pp(d, h, p)}.")
+    best = search.get("summary", {}).get("winner")
+    if best in t and "blkd" in t:
+        d, h, p, _ = paired(t[best], t["blkd"])
+        if d - h > 0:
+            word = "help here, as TAKD reports"
+        elif d + h < 0:
+            word = "hurt here: TAKD's gain is reversed"
+        else:
+            word = "show no gain here: TAKD's gain is not reproduced at these epochs"
+        out.append(
+            f"- Teacher assistants {word}: the searched best path against BLKD {pp(d, h, p)}."
+        )
+    if grid:
+        bp = grid["by_path"]
+        spread = float(bp["val_acc"].iloc[0] - bp["val_acc"].iloc[-1])
+        out.append(
+            f"- The exhaustive grid agrees: all 8 paths lie within {100 * spread:.2f} pp "
+            f"(validation), inside one validation number's noise ({100 * grid['noise']:.2f} "
+            "pp), so any search 'finds' the best path at once."
+        )
+    return out + [""]
+
+
 def write_page(args, root: Path, search_dir, grid_dir, nokd: pd.DataFrame, meta: dict) -> str:
     partial = search_dir is None or grid_dir is None or len(nokd) < len(DEPTHS) * args.seeds
     spec = yaml.safe_load((root / "space_search.yaml").read_text())
@@ -403,7 +484,7 @@ def write_page(args, root: Path, search_dir, grid_dir, nokd: pd.DataFrame, meta:
         + (" (PARTIAL: see the missing parts below)" if partial else ""),
         "",
         "Made by `python bench/mnist1d_study.py "
-        + " ".join(meta["argv"])
+        + " ".join(a if len(a) < 60 else "'...'" for a in meta["argv"])
         + "` (see its docstring). Every number below is read from the run folders it wrote.",
         "",
         "## Setting",
@@ -426,7 +507,7 @@ def write_page(args, root: Path, search_dir, grid_dir, nokd: pd.DataFrame, meta:
         f"- Machine: {meta['machine']}; shared with other jobs: load average {meta['load0']} "
         f"at the start, {load()} at the end; started {meta['started']}, this page written "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        f"- Engine: git {meta['git']}.",
+        f"- Engine: git {meta['git']}." + (f" {args.note}" if args.note else ""),
         "",
     ]
     lines += nokd_section(nokd, args.seeds)
@@ -440,16 +521,33 @@ def write_page(args, root: Path, search_dir, grid_dir, nokd: pd.DataFrame, meta:
         gl, _ = confirmed_section(grid_dir, "Confirmed methods (the grid run)")
         lines += gl
     lines += claims_section(search, grid, nokd)
+    at = lines.index("## Setting")
+    lines[at:at] = summary_lines(search, grid, nokd)
+    if args.default_run:
+        d = Path(args.default_run)
+        dl, _ = confirmed_section(
+            d if (d / "summary.json").is_file() else None,
+            "The README's first run (`mnist1d_cnn_mlp`, as shipped)",
+        )
+        lines += dl
+        if (d / "summary.json").is_file():
+            wall = json.loads((d / "summary.json").read_text())["compute"]["wall_seconds"]
+            lines += [f"Run wall time {wall:.0f} s. {args.default_run_note}", ""]
     return "\n".join(lines) + "\n"
 
 
 def git_rev() -> str:
+    """'<commit> on branch <branch>, based on main <merge-base>' of this checkout."""
+
+    def git(*a: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *a], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        return rev[:100]
+        head, branch = git("rev-parse", "--short", "HEAD"), git("branch", "--show-current")
+        base = git("rev-parse", "--short", git("merge-base", "HEAD", "main"))
+        return f"{head} on branch {branch or '?'}, based on main {base}"
     except Exception:
         return "?"
 
@@ -467,6 +565,9 @@ def main(argv=None) -> int:
     p.add_argument("--write-only", action="store_true", help="only (re)write the page")
     p.add_argument("--skip", nargs="*", default=[], choices=["search", "grid", "nokd"])
     p.add_argument("--only-nokd", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--default-run", help="a finished `run --space mnist1d_cnn_mlp` folder")
+    p.add_argument("--default-run-note", default="", help="how and where it was measured")
+    p.add_argument("--note", default="", help="a line on how the runs were made, for the page")
     args = p.parse_args(argv)
     argv_shown = [a for a in (argv if argv is not None else sys.argv[1:])]
 
