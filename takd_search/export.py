@@ -269,6 +269,11 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
     net.load_state_dict(result.state)
     module = NormalizedStudent(net, ds.mean, ds.std, signal=ds.is_signal).eval()
     family, depth = parse_model_name(name)
+    c = ds.input_shape[0]
+    # a square image's side; none for a signal (bringing a 1-D teacher is not supported)
+    side = (
+        ds.input_shape[1] if not ds.is_signal and ds.input_shape[1] == ds.input_shape[2] else None
+    )
     sidecar = {
         "format": "torchscript",
         "model": name,
@@ -283,7 +288,7 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
         # its input contract as a brought teacher (`--teacher student.pt`, space files'
         # teacher_input): [0, 1] pixels, mean 0 / std 1, since the module normalises itself.
         # read_teacher takes it from here when nothing is declared, so it round-trips
-        "teacher_input": {"mean": [0.0] * c, "std": [1.0] * c, "size": h if h == w else None},
+        "teacher_input": {"mean": [0.0] * c, "std": [1.0] * c, "size": side},
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint},
         "accuracy": {
             "test_acc": last.get("test_acc"),

@@ -22,6 +22,7 @@ SLOW = {
         "test_digits_search_with_4_trials_writes_the_run_folder",
         "test_cifar100_vgg_space_runs_on_a_tiny_real_format_archive",
     },
+    "test_mnist1d.py": {"test_run_mnist1d_plain_end_to_end"},
     "test_faults.py": {
         "test_sigkill_then_same_command_completes_without_retraining",
         "test_sigint_and_sigterm_stop_cleanly_and_resume",
