@@ -29,10 +29,10 @@ def _probe(name: str, ds, batch_size: int, device: str, steps: int = 3) -> tuple
 
     from takd_search.models import create_model_from_name
 
-    c = ds.input_shape[0]
+    shape = (1, ds.input_shape[0]) + (1,) * (len(ds.input_shape) - 1)  # images or signals
     n = min(batch_size, len(ds.x_train))
-    x = ds.x_train[:n].float().div(255.0)
-    x = (x - torch.tensor(ds.mean).view(1, c, 1, 1)) / torch.tensor(ds.std).view(1, c, 1, 1)
+    x = ds.x_train[:n].float().div(1.0 if ds.is_signal else 255.0)
+    x = (x - torch.tensor(ds.mean).view(shape)) / torch.tensor(ds.std).view(shape)
     y = ds.y_train[:n]
     x, y = x.to(device), y.to(device)
     net = create_model_from_name(name, ds.num_classes, ds.input_shape).to(device)

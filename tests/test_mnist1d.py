@@ -386,3 +386,13 @@ def test_shipped_mnist1d_spaces_are_valid_and_every_path_shrinks(name):
     assert paths.n_paths() == 8 if name == "mnist1d_plain" else paths.n_paths() == 7
     for c in cands:
         check_shrinking([teacher, c, student], 10, (1, 40))
+
+
+def test_dry_run_probes_1d_models_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TAKD_DATA", str(tmp_path / "data"))
+    res = tmp_path / "res"
+    assert main(["run", "--space", "mnist1d_cnn_mlp", "--dry-run", "--results", str(res)]) == 0
+    out = capsys.readouterr().out
+    assert "[1, 40], 10 classes" in out and "plain8 (116,122 params)" in out
+    assert "mlp1x32" in out and "ms/step" in out
+    assert not res.exists() or not any(res.iterdir())
