@@ -457,6 +457,11 @@ def check_teacher(source: TeacherSource, ds) -> int:
     parameter count (what the search orders models by)."""
     from takd_search.models import count_params
 
+    if getattr(ds, "is_signal", False):  # the adapter converts images (channels, size) only
+        raise TeacherError(
+            f"{ds.name} holds 1-D signals, and a brought teacher works on image data only: "
+            "use a teacher from the model zoo (e.g. plain10) for signals"
+        )
     module = build_teacher(source, ds.num_classes, ds.input_shape, ds.mean, ds.std)
     c = ds.input_shape[0]
     x = ds.x_test[:2].float() / 255.0

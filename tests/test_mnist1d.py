@@ -396,3 +396,14 @@ def test_dry_run_probes_1d_models_and_writes_nothing(tmp_path, capsys, monkeypat
     assert "[1, 40], 10 classes" in out and "plain8 (116,122 params)" in out
     assert "mlp1x32" in out and "ms/step" in out
     assert not res.exists() or not any(res.iterdir())
+
+
+def test_a_brought_teacher_on_signals_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TAKD_DATA", str(tmp_path / "data"))
+    teacher = tmp_path / "teacher.pt"
+    torch.jit.script(models.create_model("plain", 2, 10, (1, 8, 8))).save(str(teacher))
+    code = main(["run-path", "--dataset", "mnist1d:500", "--teacher", str(teacher), "--path",
+                 "teacher>plain2", "--epochs", "1", "--results", str(tmp_path / "r")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1-D signals" in err and "Traceback" not in err
