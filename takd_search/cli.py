@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="search TA paths for one search-space file")
     r.add_argument(
         "--space",
-        default="digits_vgg",
-        help="a shipped space name (takd-search spaces lists them) or a path to a .yaml file",
+        help="a shipped space name (takd-search spaces lists them) or a path to a .yaml file "
+        "(default: digits_vgg; with --resume: the run's own)",
     )
     r.add_argument(
         "--dry-run",
@@ -151,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cpus-per-trial", type=float, help="override resources.cpu")
     r.add_argument("--seeds", type=_seeds, help="override baselines.confirm_seeds, e.g. 1,2,3")
     r.add_argument("--address", help="join this Ray cluster (default: start Ray locally)")
-    r.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder")
+    r.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue this run folder with its saved settings (space, flags, store)",
+    )
     r.add_argument(
         "--new",
         action="store_true",
@@ -160,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     r.add_argument("--store", help="hop store folder shared across runs")
     r.add_argument("--no-store", action="store_true", help="reuse nothing (benchmarks)")
-    r.add_argument("--results", default="results", help="folder for run folders")
+    r.add_argument("--results", help="folder for run folders (default: results)")
 
     rp = sub.add_parser("run-path", help="train one path teacher -> TAs -> student")
     rp.add_argument(

@@ -649,6 +649,12 @@ def _load_npz(path: Path) -> Dataset:
         raise
     except Exception as e:  # not a zip, object arrays (pickles refused), truncated file
         raise DataError(f"npz file {path} cannot be read ({e}): save it with np.savez") from e
+    for key in ("x_train", "x_test"):  # text or records: no number to scale
+        if arrays[key].dtype.kind not in "biuf":
+            raise DataError(
+                f"npz file {path}: {key} is {arrays[key].dtype}, not numbers; store images "
+                "as uint8 0..255 or floats in [0, 1]"
+            )
     if _npz_is_signal(path, arrays["x_train"], arrays["x_test"], layout):
         x_train = _npz_signals(path, "x_train", arrays["x_train"])
         x_test = _npz_signals(path, "x_test", arrays["x_test"])
@@ -657,6 +663,7 @@ def _load_npz(path: Path) -> Dataset:
         x_test = _npz_images(path, "x_test", arrays["x_test"])
     y_train = _npz_labels(path, "y_train", arrays["y_train"])
     y_test = _npz_labels(path, "y_test", arrays["y_test"])
+    _check_label_range(path, y_train, y_test)
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if len(x) != len(y) or len(x) == 0:
             raise DataError(
@@ -666,6 +673,20 @@ def _load_npz(path: Path) -> Dataset:
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     names = tuple(str(i) for i in range(num_classes))
     return _make_dataset(f"npz:{path}", x_train, y_train, x_test, y_test, names, "none")
+
+
+def _check_label_range(path: Path, *ys: torch.Tensor) -> None:
+    """Classes are 0..max label; a maximum far above the number of distinct labels (ids
+    like 10^12, not class indices) would build that many outputs and class names."""
+    y = torch.cat([t for t in ys if t.numel()])
+    if not y.numel():
+        return
+    top, distinct = int(y.max()), int(torch.unique(y).numel())
+    if top + 1 > max(256, 4 * distinct):
+        raise DataError(
+            f"npz file {path}: labels go up to {top} but only {distinct} distinct labels "
+            "occur; number the classes 0..K-1 (e.g. np.unique(y, return_inverse=True)[1])"
+        )
 
 
 def _npz_images(path: Path, key: str, x: np.ndarray) -> torch.Tensor:

@@ -24,6 +24,7 @@ import platform
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,10 +48,10 @@ def say(msg: str = "") -> None:
 
 
 def run_search(
-    space_ref: str,
+    space_ref: str | None,
     *,
     overrides: dict | None = None,
-    results_dir: str | os.PathLike = "results",
+    results_dir: str | os.PathLike | None = None,
     store_root: str | os.PathLike | None = None,
     no_store: bool = False,
     address: str | None = None,
@@ -63,8 +64,35 @@ def run_search(
     """Run (or resume) a search; returns the run folder. Raises UserError on bad input
     (before anything is written) and tuner.Interrupted when stopped (state kept).
     dry_run: check everything, print the plan (`dryrun.plan`), write nothing, return None.
-    write_report: write report.md and its plots into the run folder at the end."""
-    space, space_file, text = load_space(space_ref, overrides)
+    write_report: write report.md and its plots into the run folder at the end.
+
+    space_ref / results_dir None: `digits_vgg` / `results`, or with `resume` the run's own.
+    A resumed run keeps its saved settings (resume.py); a flag contradicting them is refused.
+    """
+    from takd_search import resume as saved_run
+
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    prev = None
+    if resume:
+        resume = saved_run.resume_dir(resume)
+        prev = saved_run.saved(resume)
+        saved_run.check_flags(
+            resume,
+            prev,
+            space_ref=space_ref,
+            overrides=overrides,
+            results_dir=results_dir,
+            store_root=store_root,
+            no_store=no_store,
+            device=device,
+        )
+        space = Space.model_validate(prev["space"])
+        text, space_file = None, prev.get("space_file")
+        results_dir, device = prev["results"], prev.get("device")
+    else:
+        space_ref = space_ref or "digits_vgg"
+        space, space_path, text = load_space(space_ref, overrides)
+        space_file = str(space_path.resolve())
     from takd_search.data import load_dataset
 
     ds = load_dataset(space.data.dataset, space.data.data_dir, image_size=space.data.image_size)
@@ -92,35 +120,64 @@ def run_search(
     fixed["lr"] = reference_lr(space)  # searched per trial when given as choices/range
     train = recipe(space.data.dataset, **fixed)
     space_json = json.loads(space.model_dump_json())
-    results_dir = Path(results_dir).resolve()
+    results_dir = Path(results_dir or "results").resolve()
     if dry_run:
         from takd_search import dryrun
 
-        print(dryrun.plan_text(dryrun.plan(space, ds, sizes, train, results_dir, store_root,
+        store_arg = prev.get("store") if prev is not None else store_root
+        print(dryrun.plan_text(dryrun.plan(space, ds, sizes, train, results_dir, store_arg,
                                            no_store, address, device, resume)))  # fmt: skip
         return None
-    _check_writable(results_dir)
 
     from takd_search import tuner  # Ray is imported only once the input is known good
 
-    res = tuner.start_ray(address)
-    concurrency = tuner.check_resources(
-        space.resources.cpu, space.resources.gpu, space.resources.concurrency
-    )
-    store = (
-        None
-        if no_store
-        else str(
-            Path(store_root or os.environ.get("TAKD_STORE") or results_dir / ".store").resolve()
+    # every check that needs no Ray before Ray starts (seconds) and before anything is
+    # written: the device, and for a local run the CPUs and GPUs a trial asks for
+    tuner.check_device(device)
+    local = address in (None, "", "local")
+    if local:
+        tuner.check_resources(
+            space.resources.cpu,
+            space.resources.gpu,
+            space.resources.concurrency,
+            tuner.local_resources(),
         )
-    )
+    else:
+        tuner.probe_address(address)
+    _check_writable(results_dir)
+    if prev is not None:
+        store = prev.get("store")
+    else:
+        store = (
+            None
+            if no_store
+            else str(
+                Path(
+                    store_root or os.environ.get("TAKD_STORE") or results_dir / ".store"
+                ).resolve()
+            )
+        )
     # an unwritable store: one line now, before the run folder is written; after the checks
     # above, so a failed check leaves nothing behind, not even an empty store
     if store is not None:
         from takd_search.store import Store
 
         Store(store)
-    run_dir = _pick_run_dir(space, space_json, results_dir, resume, new)
+    run_dir = resume or _pick_run_dir(space, space_json, results_dir, new, store)
+    fresh = not (run_dir / "space.json").exists()
+    owner = saved_run.DriverLock(run_dir).acquire()  # the same command twice: one line
+    try:
+        res = tuner.start_ray(address, token_dir=run_dir)
+        concurrency = tuner.check_resources(
+            space.resources.cpu, space.resources.gpu, space.resources.concurrency
+        )
+    except BaseException:
+        owner.release()
+        if fresh:  # nothing of a run that never started stays behind
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     run = {
         "dataset": space.data.dataset,
         "data_dir": _abs(space.data.data_dir),
@@ -136,8 +193,14 @@ def run_search(
         "cpus": space.resources.cpu,
         "teacher": own.describe() if own else None,
         "attempts_dir": str((run_dir / "tune" / "attempts").resolve()),
+        "driver": uuid.uuid4().hex,  # this driver's id: a trial it restarts is a retry
     }
-    _write_start(run_dir, space_json, text, run, res)
+    if fresh:  # settings first: space.json is what makes the folder a run folder
+        write_json(
+            run_dir / saved_run.SETTINGS,
+            saved_run.settings(space_file, overrides, results_dir, store, device),
+        )
+        _write_start(run_dir, space_json, text, run, res)
     progress.attach_log(run_dir / "console.log")  # the console, copied into the run folder
     common = dict(
         run=run,
@@ -163,6 +226,7 @@ def run_search(
             say(f"[{name}] already complete ({len(done[name])} trials), kept")
             return done[name]
         rows = tuner.run_phase(tuner.Phase(name=name, dataset=ds, **common, **kw), tune_root)
+        _report_corrupt(run_dir, rows)
         write_json(run_dir / "phases" / f"{name}.json", rows)
         done[name] = rows
         _mirror_study(run_dir, done, study_spaces)
@@ -256,13 +320,20 @@ def run_search(
         _set_state(run_dir, "interrupted")
         say(
             f"\n{e}; finished trials are saved. Resume with the same command, or: "
-            f"takd-search run --space {space_ref} --resume {run_dir}"
+            f"{saved_run.command(run_dir, address)}"
         )
+        raise
+    except BaseException as e:  # never "running" once no driver runs it
+        try:
+            _set_state(run_dir, "stopped", f"{type(e).__name__}: {e}")
+        except OSError:
+            pass  # no state file to overwrite yet
         raise
     finally:
         logs = tuner.session_logs()
         if logs:
             _link(run_dir / "ray_logs", logs)
+        owner.release()
     print(answer(summary))
     if write_report:
         _write_report(run_dir)
@@ -311,38 +382,51 @@ def _abs(p):
 
 
 def _check_writable(results_dir: Path) -> None:
-    """One clear line now rather than a traceback after an hour of training."""
+    """One clear line now rather than a traceback after an hour of training. A results
+    folder this check had to create is removed again: a later failed check must leave
+    nothing behind."""
+    made = []
     try:
+        for d in (results_dir, *results_dir.parents):
+            if d.exists():
+                break
+            made.append(d)
         results_dir.mkdir(parents=True, exist_ok=True)
         probe = results_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"x" * 4096)
-        probe.unlink()
+        try:
+            probe.write_bytes(b"x" * 4096)
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as e:
         raise UserError(
             f"cannot write to the results folder {results_dir} ({e.strerror}): "
             "free space or pass --results DIR on a writable disk"
         ) from None
+    finally:
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
-def _pick_run_dir(space: Space, space_json: dict, results_dir: Path, resume, new) -> Path:
-    """--resume DIR; else the newest unfinished run of the same space (same settings);
+def _pick_run_dir(
+    space: Space, space_json: dict, results_dir: Path, new: bool, store: str | None
+) -> Path:
+    """The newest unfinished run of the same space (same effective settings and store);
     else a new `<results>/<space>-<timestamp>` folder."""
-    if resume:
-        d = Path(resume)
-        if not (d / "space.json").exists():
-            raise UserError(
-                f"--resume {d}: not a run folder (no space.json): pass a folder "
-                "made by takd-search run"
-            )
-        return d
+    from takd_search import resume as saved_run
+
     if not new:
         for d in sorted(results_dir.glob(f"{space.name}-*"), reverse=True):
             try:
                 state = json.loads((d / "state.json").read_text())["status"]
-                same = json.loads((d / "space.json").read_text()) == space_json
+                prev = saved_run.saved(d)
             except (OSError, ValueError, KeyError):
                 continue
-            if same and state != "complete":
+            if prev["space"] == space_json and prev.get("store") == store and state != "complete":
+                if saved_run.is_live(d):  # the same command twice: say so, attach to nothing
+                    saved_run.DriverLock(d).acquire().release()
                 say(f"resuming the unfinished run {d} (pass --new for a fresh one)")
                 return d
     d = results_dir / f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -395,8 +479,29 @@ def _versions(run: dict, res: dict) -> dict:
     }
 
 
-def _set_state(run_dir: Path, status: str) -> None:
-    write_json(run_dir / "state.json", {"status": status, "at": time.strftime("%FT%T%z")})
+STATE_BYTES = 512  # state.json's fixed size: rewritten in place when the disk is full
+
+
+def _set_state(run_dir: Path, status: str, why: str | None = None) -> None:
+    """state.json, padded to STATE_BYTES: written atomically; on a full disk (no room for
+    a temporary copy) overwritten in place, which needs no new block, so a stopped run
+    never keeps saying "running"."""
+    state = {"status": status, "at": time.strftime("%FT%T%z")}
+    if why:
+        state["why"] = why[:300]
+    text = json.dumps(state)
+    text += " " * max(0, STATE_BYTES - 1 - len(text)) + "\n"
+    path = run_dir / "state.json"
+    try:
+        write_atomic(path, text)
+    except OSError:
+        if len(text) > STATE_BYTES or not path.exists():
+            raise
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, text.encode(), 0)
+        finally:
+            os.close(fd)
 
 
 def _load_done(run_dir: Path) -> dict:
@@ -406,6 +511,27 @@ def _load_done(run_dir: Path) -> dict:
         if p.exists():
             out[name] = json.loads(p.read_text())
     return out
+
+
+def _report_corrupt(run_dir: Path, rows: list[dict]) -> None:
+    """Each corrupt store entry the trials met, once: on the console and in
+    `<run>/events.log` (the workers' own log lines stay in Ray's logs)."""
+    log = run_dir / "events.log"
+    try:
+        seen = {ln.split(" ", 1)[1] for ln in log.read_text().splitlines() if " " in ln}
+    except OSError:
+        seen = set()
+    new = []
+    for r in rows:
+        for msg in r["metrics"].get("corrupt") or []:
+            if msg not in seen:
+                seen.add(msg)
+                new.append(msg)
+    if new:
+        for msg in new:
+            say(msg)
+        with open(log, "a") as f:
+            f.writelines(f"{time.strftime('%FT%T%z')} {msg}\n" for msg in new)
 
 
 def _link(link: Path, target: str) -> None:

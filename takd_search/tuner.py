@@ -54,13 +54,26 @@ class Interrupted(Exception):
 
 
 # ---- Ray lifecycle ----------------------------------------------------------------------
+TOKEN_FILE = "ray_token"  # the local cluster's auth token, in the run folder, mode 600
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+_saved_auth: dict | None = None  # the process's own auth settings while a local Ray runs
+
+
 def start_ray(
-    address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    token_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Start local Ray (default) or join the cluster at `address`; returns its resources.
 
     `ray.init(address="local")`, not a bare `ray.init()`, which would attach to whatever
-    cluster a stale address file names and can hang.
+    cluster a stale address file names and can hang. A local Ray advertises 127.0.0.1,
+    so all of its own traffic stays on loopback; Ray 2.60 has no setting that binds
+    gcs_server, raylet and the workers to loopback (they listen on every interface), so
+    the local cluster requires a token: a fresh one per start, written to
+    `token_dir/ray_token` (mode 600; a private temporary folder when no run folder is
+    given). A client without it is refused (UNAUTHENTICATED) by every exposed port.
     """
     if not ray.is_initialized():
         pkg_root = str(Path(__file__).resolve().parent.parent)
@@ -81,18 +94,118 @@ def start_ray(
             runtime_env=env,
         )
         if address in (None, "", "local"):
-            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kw)
+            _local_token(token_dir)
+            # Ray turns a node address of 127.0.0.1 into the machine's network address
+            # (services.resolve_ip_for_localhost) unless clusters are switched off, its own
+            # switch for a one-machine Ray (as on macOS): off while this one starts, so
+            # the node, its agents and workers advertise and bind 127.0.0.1
+            from ray._private import ray_constants
+
+            multi = ray_constants.ENABLE_RAY_CLUSTER
+            ray_constants.ENABLE_RAY_CLUSTER = False
+            try:
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    num_gpus=num_gpus,
+                    _node_ip_address="127.0.0.1",
+                    **kw,
+                )
+            except BaseException:
+                _restore_auth()
+                raise
+            finally:
+                ray_constants.ENABLE_RAY_CLUSTER = multi
+            _watch_session()
         else:
+            if address.startswith(("http://", "https://")):
+                raise UserError(_HTTP_ADDRESS.format(address=address))
             _token_mode_if_token()
             try:
                 ray.init(address=address, **kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise UserError(
-                    f"cannot reach the Ray cluster at {address} ({first}): start it with "
-                    "`ray start --head` or pass the right --address"
-                ) from None
+                raise UserError(_unreachable(address, e)) from None
     return dict(ray.cluster_resources())
+
+
+_HTTP_ADDRESS = (
+    "--address {address} is a job server URL, but `run --address` joins a cluster's GCS: "
+    "pass HEAD:6379 (what `ray start --head` printed), or send the search as a job with "
+    "`takd-search submit --address {address}`"
+)
+
+
+def _unreachable(address: str, e: BaseException | str) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    if len(text) > 160:  # Ray's messages run on for lines; keep whole words
+        text = text[:160].rsplit(" ", 1)[0] + " ..."
+    return (
+        f"cannot reach the Ray cluster at {address} ({text}): start it with "
+        "`ray start --head` or pass the right --address"
+    )
+
+
+def probe_address(address: str, timeout_s: float = 5.0) -> None:
+    """A HOST:PORT that accepts no TCP connection within `timeout_s` is one line now;
+    ray.init would retry for minutes, printing C++ warnings every few seconds."""
+    import socket
+
+    if address in (None, "", "local", "auto") or address.startswith("ray://"):
+        return
+    if address.startswith(("http://", "https://")):
+        raise UserError(_HTTP_ADDRESS.format(address=address))
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(
+            f"--address {address} is not HOST:PORT: pass the head's GCS address, "
+            "e.g. 10.0.0.5:6379"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        why = f"no answer in {timeout_s:g} s" if isinstance(e, TimeoutError) else e.strerror
+        raise UserError(_unreachable(address, why or type(e).__name__)) from None
+
+
+def _local_token(token_dir) -> None:
+    """Token auth for the local cluster about to start: a fresh token in token_dir."""
+    global _saved_auth
+    import secrets
+    import tempfile
+
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    folder = Path(token_dir) if token_dir else Path(tempfile.mkdtemp(prefix="takd-ray-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / TOKEN_FILE
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))  # 256 bits, as Ray's own generator
+    if _saved_auth is None:
+        _saved_auth = {k: os.environ.get(k) for k in _AUTH_VARS}
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+    Config.initialize("")  # Ray caches the mode and the token: refresh both
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _restore_auth() -> None:
+    """Give the process back its own auth settings (a later --address join needs them)."""
+    global _saved_auth
+    if _saved_auth is None:
+        return
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    for k, v in _saved_auth.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _saved_auth = None
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _token_mode_if_token() -> None:
@@ -109,15 +222,81 @@ def _token_mode_if_token() -> None:
         Config.initialize("")  # Ray caches the mode at import; refresh it as Ray itself does
 
 
+_reaper = None  # the watcher that ends this local session's processes if the driver dies
+
+
+def _watch_session() -> None:
+    """A SIGKILLed driver cannot stop the Ray it started; a watcher does (reaper.py)."""
+    global _reaper
+    from takd_search import reaper
+
+    try:
+        _reaper = reaper.start(ray._private.worker._global_node.session_name)  # noqa: SLF001
+    except Exception:  # no watcher is no reason to fail a run
+        _reaper = None
+
+
 def stop_ray() -> None:
+    global _reaper
     if ray.is_initialized():
         ray.shutdown()
+    if _reaper is not None:  # EOF: it checks in a few seconds that nothing is left
+        _reaper.stdin.close()
+        _reaper = None
+    _restore_auth()
 
 
-def check_resources(cpu: float, gpu: float, concurrency: int | None) -> int:
+def check_device(device: str | None) -> None:
+    """--device names a device this machine has: one line now, not a failure per trial."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(
+            f"--device {device!r} is not a device: use cuda, cuda:N, mps or cpu "
+            "(or leave it out for the best available)"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"--device {device}: this machine has no CUDA GPU (torch {torch.__version__}): "
+            "pass --device cpu, or install the CUDA build of torch"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPUs: "
+            "pass an index below that"
+        )
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise UserError(f"--device {device}: MPS is not available here: pass --device cpu")
+    if dev.type not in ("cuda", "mps", "cpu"):
+        raise UserError(f"--device {device}: use cuda, mps or cpu")
+
+
+def local_resources() -> dict:
+    """The CPUs and GPUs a local Ray will see (what ray.init detects), without starting it."""
+    from ray._private.utils import get_num_cpus
+
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        gpus = 0
+    return {"CPU": float(get_num_cpus()), "GPU": float(gpus)}
+
+
+def check_resources(
+    cpu: float, gpu: float, concurrency: int | None, res: dict | None = None
+) -> int:
     """Fail with one line if one trial can never be placed; returns how many trials can
-    run at once (the file's concurrency, capped by what the cluster holds)."""
-    res = ray.cluster_resources()
+    run at once (the file's concurrency, capped by what the cluster holds). `res`: the
+    resources to check against (default: the running cluster's)."""
+    res = ray.cluster_resources() if res is None else res
     have_cpu, have_gpu = res.get("CPU", 0.0), res.get("GPU", 0.0)
     if cpu > have_cpu:
         raise UserError(
@@ -212,7 +391,7 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     before = ctx.store.stats.as_dict()
     best = [-1.0]
     reported = [0]
-    attempt = _attempt(run.get("attempts_dir"))
+    attempt = _attempt(run.get("attempts_dir"), run.get("driver"))
     # what this trial has spent so far, so that a trial stopped early (or failing) is
     # charged its compute: hops started training here (TA hops included) and their seconds
     spent = {"trained": 0, "reused": 0, "seconds": 0.0, "current": 0.0}
@@ -285,22 +464,28 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
             "wall_seconds": time.perf_counter() - t0,
             "hop_rows": rows,
             "attempt": attempt,
+            # corrupt store entries this trial met (discarded, retrained): the driver
+            # reports each once, on the console and in the run folder
+            "corrupt": after["corrupt"][len(before["corrupt"]) :],
             "finished": True,
         }
     )
 
 
-def _attempt(folder: str | None) -> int:
-    """1 for a trial's first run, 2 after Tune restarted it once, ... counted per trial
-    id in the run folder (Tune gives a restarted trial a fresh local folder)."""
+def _attempt(folder: str | None, driver: str | None = None) -> int:
+    """1 + how many times Tune retried this trial after a failure (a dead worker), counted
+    per trial id in the run folder (Tune gives a restarted trial a fresh local folder).
+    Each start appends its driver's id: a start under a driver that already started the
+    trial is a retry; the first start under a new driver (a resumed run) is not."""
     if not folder:
         return 1
     try:
         path = Path(folder) / tune.get_context().get_trial_id()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:  # one byte per start: appends never lose a count
-            f.write("x")
-        return path.stat().st_size
+        with open(path, "a") as f:  # one short line per start: appends never lose a count
+            f.write(f"{driver or '-'}\n")
+        starts = path.read_text().split()
+        return len(starts) - len(set(starts)) + 1
     except OSError:
         return 1
 
@@ -370,8 +555,9 @@ class Progress(tune.Callback):
         total: int | None,
         label: Callable | None = None,
         run_dir: str | None = None,
+        max_failures: int | None = None,
     ):
-        self.phase, self.total = phase, total
+        self.phase, self.total, self.max_failures = phase, total, max_failures
         self.label = label or (lambda cfg: cfg.get("path", "?"))
         self.done = self.failed = 0
         self.running: set = set()
@@ -465,6 +651,23 @@ class Progress(tune.Callback):
         status = "finished" if res.get("finished") else "stopped early"
         val = f"{100 * score:.2f}%" if score is not None else "-"
         self._line(f"{label}: {status}, val {val}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed trial Tune will retry (FailureConfig): our own line, not Ray's raw one."""
+        try:
+            why = _error_line(Path(trial.error_file).read_text()) if trial.error_file else ""
+        except OSError:
+            why = ""
+        died = not why or any(w in why for w in ("died", "ActorDied", "SYSTEM_ERROR", "exit"))
+        epoch = (trial.last_result or {}).get("epoch")
+        after = f" after epoch {epoch}" if epoch else ""
+        limit = getattr(self, "max_failures", None)  # a Progress restored from an old run
+        n = f"{getattr(trial, 'num_failures', 1)}/{limit}" if limit else "once more"
+        what = "worker died" if died else f"failed ({why})"
+        self._line(
+            f"trial {trial.trial_id} {self.label(trial.config)}: {what}{after}, retrying "
+            f"{n} from its last checkpoint"
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
@@ -562,45 +765,150 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
     """Run (or resume) one phase; returns one row per trial from Tune's ResultGrid.
 
     Raises Interrupted when the driver was stopped by SIGINT/SIGTERM: the experiment's
-    state is snapshotted and the same command resumes it.
+    state is snapshotted and the same command resumes it. Raises DiskFull (one line) when
+    a disk the run writes to filled up. A saved experiment Tune cannot read back (cut
+    short by a full disk or a kill mid-write) is moved aside and the phase starts again:
+    its finished hops come back from the store, so little is retrained.
     """
     exp = root / phase.name
     total = phase.n_trials if phase.space is not None else len(phase.configs or [])
-    progress = Progress(phase.name, total, label=_label, run_dir=str(root.parent))
+    progress = Progress(
+        phase.name,
+        total,
+        label=_label,
+        run_dir=str(root.parent),
+        max_failures=phase.max_failures,
+    )
     stop = _StopFlag()
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:  # trial failures are reported by Progress, one line each
         lg.setLevel(logging.CRITICAL)
-    with stop:
-        if tune.Tuner.can_restore(str(exp)):
-            tuner = tune.Tuner.restore(
-                str(exp), trainable=_trainable(phase), resume_errored=True, restart_errored=False
-            )
-            # the restored experiment brings back its own (pickled) Progress callback
-        else:
-            tuner = _tuner(phase, root, progress)
-        try:
-            grid = tuner.fit()
-        finally:
-            for lg, level in zip(quiet, levels):
-                lg.setLevel(level)
-    rows = [_row(r) for r in grid]
-    if stop.caught or _unfinished(exp, total if phase.time_budget_s is None else None):
-        raise Interrupted(f"the {phase.name} phase was interrupted ({stop.caught or 'Ctrl-C'})")
+    try:
+        with stop:
+            try:
+                rows = _fit(phase, root, exp, progress)
+            except (KeyboardInterrupt, UserError):
+                raise
+            except Exception as e:
+                if _disk_full(e) or _low_disk(phase, root):
+                    raise _disk_is_full(phase, root, exp) from None
+                if not stop.caught and exp.exists() and _restored[0]:
+                    _set_aside(exp, e)
+                    if _main_thread():  # the first fit left Tune's handler: ours again
+                        signal.signal(signal.SIGINT, stop._on_int)
+                    rows = _fit(phase, root, exp, progress)
+                else:
+                    raise
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+    if stop.caught:
+        raise Interrupted(f"the {phase.name} phase was interrupted ({stop.caught})")
+    errors = [r["error"] for r in rows if r["error"]]
+    if any(_disk_full(e) for e in errors) or (errors and _low_disk(phase, root)):
+        raise _disk_is_full(phase, root, exp)
     return rows
 
 
-def _unfinished(exp: Path, expected: int | None) -> bool:
-    """Did fit() return with trials left to run? Tune's ResultGrid calls an interrupted
-    trial TERMINATED, but its saved experiment state still says RUNNING/PENDING."""
-    try:
-        trials = tune.ExperimentAnalysis(str(exp)).trials
-    except Exception:
-        return False
-    if expected is not None and len(trials) < expected:
-        return True
-    return any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+_restored = [False]  # did the last _fit restore a saved experiment?
+
+
+def _fit(phase: Phase, root: Path, exp: Path, progress: Progress) -> list[dict]:
+    _restored[0] = tune.Tuner.can_restore(str(exp))
+    if _restored[0]:
+        tuner = tune.Tuner.restore(
+            str(exp), trainable=_trainable(phase), resume_errored=True, restart_errored=False
+        )
+        # the restored experiment brings back its own (pickled) Progress callback
+    else:
+        tuner = _tuner(phase, root, progress)
+    grid = tuner.fit()
+    return [_row(r) for r in grid]
+
+
+def _set_aside(exp: Path, e: BaseException) -> None:
+    import sys
+
+    dest = exp.with_name(f"{exp.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(
+        f"[{exp.name}] its saved state cannot be read back ({type(e).__name__}: "
+        f"{str(e)[:120]}); moved to {dest.name}, the phase starts again (finished hops "
+        "are reused from the store)",
+        file=sys.stderr,
+        flush=True,
+    )
+    os.replace(exp, dest)
+
+
+class DiskFull(UserError):
+    """A disk the run writes to is full: one line; after freeing space the same command
+    resumes (what was written whole is kept, nothing half-written is read back)."""
+
+
+_FULL = ("No space left on device", "Disk quota exceeded", "File too large", "[Errno 28]")
+
+
+def _disk_full(err) -> bool:
+    """Is this error (an exception, its causes, or a trial's error line) a full disk?"""
+    import errno
+
+    seen = 0
+    while isinstance(err, BaseException) and seen < 10:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return True
+        if any(t in str(err) for t in _FULL):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return isinstance(err, str) and any(t in err for t in _FULL)
+
+
+def _disk_is_full(phase: Phase, root: Path, exp: Path) -> DiskFull:
+    """The error to raise, after setting the phase's Tune state aside: Tune wrote it while
+    the disk was full, so parts of it may be cut short, and Tune would read them back
+    (trials without a config). The phase then runs again; every hop that was saved whole
+    comes back from the store. A rename needs no free blocks."""
+    msg = _full_message(phase, root)
+    if exp.exists():
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            os.replace(exp, exp.with_name(f"{exp.name}.disk-full-{stamp}"))
+        except OSError:
+            pass
+    return DiskFull(msg)
+
+
+def _places(phase: Phase, root: Path) -> list[Path]:
+    return [Path(p) for p in (root, phase.run.get("store")) if p]
+
+
+def _low_disk(phase: Phase, root: Path) -> bool:
+    import shutil
+
+    for p in _places(phase, root):
+        try:
+            if shutil.disk_usage(p).free < 1 << 20:  # under 1 MB: nothing fits any more
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _full_message(phase: Phase, root: Path) -> str:
+    import shutil
+
+    free = []
+    for i, p in enumerate(_places(phase, root)):
+        try:
+            free.append((shutil.disk_usage(p).free, i, p))
+        except OSError:
+            pass
+    least, _, where = min(free) if free else (0, 0, root)
+    return (
+        f"the disk holding {where} is full ({least / 1e6:.1f} MB free) during the "
+        f"{phase.name} phase: free space there (e.g. `takd-search store gc`), or move "
+        "--results/--store to a bigger disk, then run the same command again (it resumes)"
+    )
 
 
 def _label(cfg: dict) -> str:
@@ -651,21 +959,30 @@ def _error_line(err) -> str:
 
 
 class _StopFlag:
-    """Makes SIGTERM graceful while a phase runs, and remembers that it came.
+    """Makes SIGTERM graceful while a phase runs, and remembers that a stop came.
 
-    Tune handles SIGINT itself (it snapshots, then fit() returns). SIGTERM would hit the
-    handler `ray.init` installed (a plain exit, no snapshot), so while fit() runs it is
-    turned into SIGINT. Installed after ray.init, or ray.init would replace it.
+    Tune handles SIGINT itself (it snapshots, then fit() returns) with a handler that, on
+    the first SIGINT, puts back the handler it found. So ours goes in first: finding it
+    back after fit() means a SIGINT (Ctrl-C) came; a run that simply ended leaves Tune's
+    in place. That, not the trials' saved states, tells an interruption from a phase whose
+    searcher had nothing more to propose. SIGTERM would hit the handler `ray.init`
+    installed (a plain exit, no snapshot), so while fit() runs it is turned into SIGINT.
+    Installed after ray.init, or ray.init would replace it.
     """
 
     def __init__(self):
         self.caught: str | None = None
-        self._old = None
+        self._old = self._old_int = None
 
     def __enter__(self):
         if _main_thread():
             self._old = signal.signal(signal.SIGTERM, self._on_term)
+            self._old_int = signal.signal(signal.SIGINT, self._on_int)
         return self
+
+    def _on_int(self, signum, frame):  # a second Ctrl-C (Tune's handler took the first)
+        self.caught = self.caught or "Ctrl-C"
+        raise KeyboardInterrupt
 
     def _on_term(self, signum, frame):
         self.caught = "SIGTERM"
@@ -673,7 +990,10 @@ class _StopFlag:
 
     def __exit__(self, *exc):
         if self._old is not None:
+            if signal.getsignal(signal.SIGINT) == self._on_int:  # Tune saw a SIGINT
+                self.caught = self.caught or "Ctrl-C"
             signal.signal(signal.SIGTERM, self._old)
+            signal.signal(signal.SIGINT, self._old_int)
         return False
 
 
