@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from takd_search import results
-from takd_search.baselines import paired_summary
+from takd_search.baselines import holm, paired_summary, paired_test
 
 HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
 HYPER_LABEL = {
@@ -97,9 +97,14 @@ def _method_key(m: str) -> tuple:
 
 def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
     """One row per confirmed method: path, seeds, val/test mean and std, and the paired
-    test-accuracy difference (mean, std, p) against BLKD and against NoKD.
+    test-accuracy difference against BLKD and against NoKD: mean, std, t-based 95 % CI
+    (`ci_lo_vs_*`, `ci_hi_vs_*`), the paired t-test p, and p Holm-adjusted over the
+    method's two comparisons (`p_holm_vs_*`; NaN when undefined: < 2 seeds or zero
+    variance, `p_note_vs_*` says which).
 
-    Only rows with status `completed` count. Columns are fractions, like the CSVs.
+    Only rows with status `completed` of the *report* seeds count (`seed_set` not
+    `select`: the selection seeds chose the winner and are not reported). Columns are
+    fractions, like the CSVs.
     """
     cols = [
         "method",
@@ -116,8 +121,18 @@ def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
         "diff_vs_nokd",
         "diff_std_vs_nokd",
         "p_vs_nokd",
+        "ci_lo_vs_blkd",
+        "ci_hi_vs_blkd",
+        "p_holm_vs_blkd",
+        "ci_lo_vs_nokd",
+        "ci_hi_vs_nokd",
+        "p_holm_vs_nokd",
+        "p_note_vs_blkd",
+        "p_note_vs_nokd",
     ]
     ok = confirmation[confirmation["status"] == "completed"]
+    if "seed_set" in ok:
+        ok = ok[ok["seed_set"].fillna("report") != "select"]
     recs = [
         {
             "method": r["method"],
@@ -134,6 +149,8 @@ def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
     for m in sorted(set(ok["method"].dropna()), key=_method_key):
         first = ok[ok["method"] == m].iloc[0]
         t, n, v = vs_blkd.get(m, {}), vs_nokd.get(m, {}), val.get(m, {})
+        adj = holm({"blkd": t.get("p_vs_blkd"), "nokd": n.get("p_vs_nokd")})
+        ci_b, ci_n = t.get("diff_ci_vs_blkd") or [None] * 2, n.get("diff_ci_vs_nokd") or [None] * 2
         rows.append(
             {
                 "method": m,
@@ -150,10 +167,22 @@ def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
                 "diff_vs_nokd": n.get("diff_vs_nokd") if m != "nokd" else None,
                 "diff_std_vs_nokd": n.get("diff_std_vs_nokd") if m != "nokd" else None,
                 "p_vs_nokd": n.get("p_vs_nokd"),
+                "ci_lo_vs_blkd": ci_b[0],
+                "ci_hi_vs_blkd": ci_b[1],
+                "p_holm_vs_blkd": adj["blkd"],
+                "ci_lo_vs_nokd": ci_n[0],
+                "ci_hi_vs_nokd": ci_n[1],
+                "p_holm_vs_nokd": adj["nokd"],
+                "p_note_vs_blkd": t.get("p_note_vs_blkd") if m != "blkd" else None,
+                "p_note_vs_nokd": n.get("p_note_vs_nokd") if m != "nokd" else None,
             }
         )
     df = pd.DataFrame(rows, columns=cols)
-    return df.astype({c: "float64" for c in cols[4:]} | {"seeds": "Int64"})
+    return df.astype(
+        {c: "float64" for c in cols[4:-2]}
+        | {"seeds": "Int64"}
+        | dict.fromkeys(cols[-2:], "object")
+    )
 
 
 def device_kind(run: Run) -> tuple[str, float]:
@@ -327,6 +356,8 @@ def student_curves(run: Run, phase: str) -> pd.DataFrame:
         if r.get("status") != "completed" or not hops or not hops[-1].get("curve"):
             continue
         cfg, last = r.get("config") or {}, hops[-1]
+        if cfg.get("seed_set") == "select":  # chose the winner: not among reported seeds
+            continue
         for e in last["curve"]:
             if e.get("epoch") is None or e.get("val_acc") is None:
                 continue
@@ -360,9 +391,15 @@ def epochs_to_reach(mean: pd.DataFrame, method: str, target: float) -> int | Non
     return int(m["epoch"].min()) if len(m) else None
 
 
-def speed_sentence(mean: pd.DataFrame, winner: str | None) -> str:
+def speed_sentence(mean: pd.DataFrame, winner: str | None, curves=None) -> str:
     """One sentence: epochs the winner's and NoKD's mean curves need to reach NoKD's best
-    mean validation accuracy (rounded down to 0.01 %, the figure the sentence states)."""
+    mean validation accuracy (rounded down to 0.01 %, the figure the sentence states),
+    and whether the per-seed difference supports "KD learns faster".
+
+    curves: the per-seed frame of `student_curves` (report seeds). The claim is made only
+    when the paired per-seed difference in epochs (NoKD's minus the winner's; a seed that
+    never reaches the target counts as one epoch past its last) has a 95 % interval above
+    zero; otherwise the sentence says the curves do not separate."""
     m = mean
     have = set(m["method"])
     if winner not in have or "nokd" not in have:
@@ -380,21 +417,56 @@ def speed_sentence(mean: pd.DataFrame, winner: str | None) -> str:
         f"Epochs to reach NoKD's best mean validation accuracy ({100 * target:.2f} %), "
         f"from the mean curves over seeds: NoKD needs **{e_nokd}**, the winner `{winner}` "
     )
+    test = _epochs_test(curves, winner, target) if curves is not None else None
+    if test is None or test["n"] < 2:
+        evidence = " Too few paired seeds to say whether this is more than seed noise."
+    elif test["ci"] is None:
+        evidence = (
+            f" Every seed gave the same gap ({test['mean']:+.0f} epochs): the test is "
+            f"{test['note']}, so this is no evidence either way."
+        )
+    else:
+        lo, hi = test["ci"]
+        evidence = (
+            f" Per seed, NoKD needs {test['mean']:+.2g} epochs more (95 % CI {lo:+.2g} to "
+            f"{hi:+.2g}, {test['n']} seeds)"
+            + (
+                ": KD makes the student learn faster here."
+                if lo > 0
+                else ": KD is slower to get there here."
+                if hi < 0
+                else ", an interval that includes zero: no evidence that KD changes how "
+                "fast the student learns."
+            )
+        )
     if e_win is None:
         best = float(m.loc[m["method"] == winner, "mean"].max())
-        return head + (
-            f"**never reaches it** in its {last} epochs (best mean {pct(best)}): here KD "
-            "does not make the student learn faster."
+        return (
+            head + f"**never reaches it** in its {last} epochs (best mean {pct(best)})." + evidence
         )
     diff = e_nokd - e_win
-    verdict = (
-        f"{diff} epoch{'s' if diff != 1 else ''} fewer: KD makes the student learn faster"
+    gap = (
+        f"{diff} epoch{'s' if diff != 1 else ''} fewer"
         if diff > 0
-        else "the same number: no faster than training alone"
+        else "the same number"
         if diff == 0
-        else f"{-diff} epoch{'s' if diff != -1 else ''} more: KD is slower to get there"
+        else f"{-diff} epoch{'s' if diff != -1 else ''} more"
     )
-    return head + f"**{e_win}** ({verdict})."
+    return head + f"**{e_win}** ({gap})." + evidence
+
+
+def _epochs_test(curves: pd.DataFrame, winner: str, target: float) -> dict | None:
+    """Paired per-seed test of (NoKD's - the winner's) epochs to reach `target`."""
+    firsts = {}
+    for (method, seed), c in curves[curves["method"].isin([winner, "nokd"])].groupby(
+        ["method", "seed"]
+    ):
+        hit = c[c["val_acc"] >= target - 1e-12]["epoch"]
+        firsts.setdefault(seed, {})[method] = (
+            int(hit.min()) if len(hit) else int(c["epoch"].max()) + 1
+        )
+    diffs = [v["nokd"] - v[winner] for v in firsts.values() if len(v) == 2]
+    return paired_test(diffs) if diffs else None
 
 
 # ---- formatting ---------------------------------------------------------------------------
@@ -420,6 +492,36 @@ def pp(diff, std=None, p=None) -> str:
     return s
 
 
+def pp_ci(r: dict, ref: str) -> str:
+    """A paired difference against `ref` with its 95 % CI and Holm-adjusted p, or why
+    there is no test: '+2.00 pp [-0.48, +4.48] (Holm p=0.24)'."""
+    d = r.get(f"diff_vs_{ref}")
+    if d is None or pd.isna(d):
+        return "-"
+    s = f"{100 * float(d):+.2f} pp"
+    lo, hi = r.get(f"ci_lo_vs_{ref}"), r.get(f"ci_hi_vs_{ref}")
+    if lo is not None and not pd.isna(lo):
+        s += f" [{100 * float(lo):+.2f}, {100 * float(hi):+.2f}]"
+    p = r.get(f"p_holm_vs_{ref}")
+    if p is not None and not pd.isna(p):
+        s += f" (Holm p={float(p):.2g})"
+    elif r.get(f"p_note_vs_{ref}"):
+        s += f" (p {r[f'p_note_vs_{ref}']})"
+    return s
+
+
+def tuning_of(summary: dict) -> dict[str, tuple]:
+    """Confirmation method -> (tuning_trials, tuning_seconds) from summary.json (runs
+    from before equal budgets have none: an empty dict)."""
+    out = {}
+    named = {k: summary.get(k) for k in ("heuristic", "blkd", "nokd")}
+    named |= summary.get("top") or {}
+    for k, d in named.items():
+        if d and d.get("tuning_trials") is not None:
+            out[k] = (d["tuning_trials"], d.get("tuning_seconds"))
+    return out
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of `df` as it is (cells str()-ed, '-' for NA)."""
 
@@ -436,10 +538,16 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def key_table(stats: pd.DataFrame, winner: str | None) -> pd.DataFrame:
-    """The confirmed methods as the report prints them (strings, percentages)."""
+def key_table(
+    stats: pd.DataFrame, winner: str | None, tuning: dict[str, tuple] | None = None
+) -> pd.DataFrame:
+    """The confirmed methods as the report prints them (strings, percentages): the paired
+    differences with their 95 % CI and Holm-adjusted p, and (`tuning`, see `tuning_of`)
+    how many completed tuning trials, and training seconds, each configuration came from."""
     rows = []
+    tuning = tuning or {}
     for r in stats.to_dict("records"):
+        n, secs = tuning.get(r["method"], (None, None))
         rows.append(
             {
                 "method": r["method"] + (" (winner)" if r["method"] == winner else ""),
@@ -447,11 +555,14 @@ def key_table(stats: pd.DataFrame, winner: str | None) -> pd.DataFrame:
                 "seeds": r["seeds"],
                 "val %": pct(r["val_mean"]).removesuffix(" %"),
                 "test % (mean ± std)": pct(r["test_mean"], r["test_std"]).removesuffix(" %"),
-                "vs BLKD": pp(r["diff_vs_blkd"], r["diff_std_vs_blkd"], r["p_vs_blkd"]),
-                "vs NoKD": pp(r["diff_vs_nokd"], r["diff_std_vs_nokd"], r["p_vs_nokd"]),
+                "vs BLKD [95% CI]": pp_ci(r, "blkd"),
+                "vs NoKD [95% CI]": pp_ci(r, "nokd"),
+                "tuning trials": "-" if n is None else str(n),
+                "tuning s": "-" if secs is None else f"{float(secs):.3g}",
             }
         )
-    cols = ["method", "path", "seeds", "val %", "test % (mean ± std)", "vs BLKD", "vs NoKD"]
+    cols = ["method", "path", "seeds", "val %", "test % (mean ± std)", "vs BLKD [95% CI]",
+            "vs NoKD [95% CI]", "tuning trials", "tuning s"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -464,12 +575,27 @@ def console_table(df: pd.DataFrame) -> str:
     return table(rows, [(c, c) for c in df.columns])
 
 
-def _significance(p) -> str:
-    if p is None or pd.isna(p):
-        return "too few paired seeds for a test"
-    if p < 0.05:
-        return f"significant at the 5 % level (p = {p:.2g})"
-    return f"not significant (p = {p:.2g}); more seeds would be needed to separate them"
+def _verdict(r: dict, ref: str, name: str) -> str:
+    """What the paired difference against `ref` supports, in words: a claim only when
+    the 95 % interval excludes zero (and the Holm-adjusted p is below 0.05)."""
+    n = r.get("seeds")
+    lo, hi = r.get(f"ci_lo_vs_{ref}"), r.get(f"ci_hi_vs_{ref}")
+    p, note = r.get(f"p_holm_vs_{ref}"), r.get(f"p_note_vs_{ref}")
+    if lo is None or pd.isna(lo):
+        if note == "undefined (zero variance)":
+            return (
+                f"every seed gave the same difference, so the test is undefined (zero "
+                f"variance); {n} seeds cannot say whether it would hold on others"
+            )
+        return "too few paired seeds for an interval or a test: one seed's difference"
+    if lo > 0 and p is not None and p < 0.05:
+        return f"the path beats {name} on these {n} seeds (interval above zero, Holm p = {p:.2g})"
+    if hi < 0 and p is not None and p < 0.05:
+        return f"{name} beats the path on these {n} seeds (interval below zero, Holm p = {p:.2g})"
+    return (
+        f"the interval includes zero (Holm p = {p:.2g}): on these {n} seeds the path is not "
+        f"distinguishable from {name}; more seeds would be needed to separate them"
+    )
 
 
 def _hops_text(hops: list[dict] | None) -> str:
@@ -485,36 +611,80 @@ def _hops_text(hops: list[dict] | None) -> str:
     return "; ".join(f"hop {i}: {one(h)}" for i, h in enumerate(hops, 1))
 
 
+def _paired_vs(confirmation: pd.DataFrame, a: str, b: str) -> dict | None:
+    """Paired test of a's minus b's test accuracy over the report seeds both completed."""
+    c = confirmation[confirmation["status"] == "completed"]
+    if "seed_set" in c:
+        c = c[c["seed_set"].fillna("report") != "select"]
+    by = c[c["method"].isin([a, b])].pivot_table(index="seed", columns="method", values="test_acc")
+    if a not in by or b not in by:
+        return None
+    d = (by[a] - by[b]).dropna()
+    return paired_test(d.tolist()) if len(d) else None
+
+
+def _ci_text(t: dict, unit: float = 100.0, what: str = "pp") -> str:
+    """'-1.00 pp [95 % CI -3.5, +1.5]' or the difference and why there is no interval."""
+    out = f"{unit * t['mean']:+.2f} {what}"
+    if t.get("ci"):
+        out += f" [95 % CI {unit * t['ci'][0]:+.2f}, {unit * t['ci'][1]:+.2f}]"
+    elif t.get("note"):
+        out += f" ({t['note']})"
+    return out
+
+
 def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
-    """The answer in words: best path, gains with uncertainty, heuristic, compute."""
+    """The answer in words: best path, gains with uncertainty, heuristic, compute. Each
+    sentence carries its interval, and a claim is made only where the interval supports
+    it (otherwise the sentence says the numbers do not separate)."""
     s = run.summary
     by = {r["method"]: r for r in stats.to_dict("records")}
+    tuning = tuning_of(s)
     win = s.get("winner")
+    sel = s.get("selection") or {}
     out = []
     b = by.get(win)
     blkd, nokd = by.get("blkd"), by.get("nokd")
     if b is None:
         out.append("- **No path was confirmed**: the confirmation phase has no completed rows.")
     else:
-        out.append(
-            f"- **Best path: `{b['path']}`** ({b['guidance']} guidance, confirmation label "
-            f"`{win}`; {_hops_text((s.get('best') or {}).get('hops'))}): test accuracy "
-            f"**{pct(b['test_mean'], b['test_std'])}** (mean ± std over {b['seeds']} seeds). "
-            f"It was chosen by its mean validation accuracy, {pct(b['val_mean'])}; the test "
-            "set did not take part in the choice."
+        how = sel.get("on") or "its mean validation accuracy over the same confirmation seeds"
+        line = (
+            f"- **Selected path: `{b['path']}`** ({b['guidance']} guidance, confirmation label "
+            f"`{win}`; {_hops_text((s.get('best') or {}).get('hops'))}"
+            + (f"; tuned on {tuning[win][0]} completed trials" if win in tuning else "")
+            + f"): test accuracy **{pct(b['test_mean'], b['test_std'])}** (mean ± std over "
+            f"{b['seeds']} report seeds). It was chosen by {how}"
+            + (
+                "; the test set and the report seeds did not take part in the choice."
+                if sel.get("select_seeds") or sel.get("on")
+                else "; the test set did not take part in the choice, but the same seeds "
+                "chose and report it (a run from before selection seeds), which flatters it."
+            )
         )
+        tied = sel.get("tied") or []
+        if tied:
+            res = sel.get("resolution")
+            others = ", ".join(f"`{t}`" for t in tied if t != win)
+            line += (
+                f" Its selection score is tied with {others}"
+                f" within one validation image ({100 * res:.2f} pp): the choice between them "
+                "is the stated tie rule (shorter path, then search rank), not evidence."
+            )
+        out.append(line)
         for ref, name, what in ((blkd, "BLKD", "teacher -> student directly, T/alpha tuned"),
                                 (nokd, "NoKD", "the student trained alone")):  # fmt: skip
             if ref is None:
                 out.append(f"- {name} was not confirmed, so no gain over it can be given.")
                 continue
             key = name.lower()
+            n_ref = tuning.get(key, (None,))[0]
             out.append(
-                f"- Gain over {name} (`{ref['path']}`, {what}: "
-                f"{pct(ref['test_mean'], ref['test_std'])}): "
-                f"**{pp(b[f'diff_vs_{key}'], b[f'diff_std_vs_{key}'])}** "
-                f"(paired by seed, mean ± std of the differences); "
-                f"{_significance(b[f'p_vs_{key}'])}."
+                f"- Difference from {name} (`{ref['path']}`, {what}"
+                + (f" on {n_ref} completed trials" if key == "blkd" and n_ref is not None else "")
+                + f": {pct(ref['test_mean'], ref['test_std'])}): {pp_ci(b, key)} "
+                f"(paired by seed; 95 % t interval; p Holm-adjusted over the two comparisons): "
+                f"{_verdict(b, key, name)}."
             )
     ta = s.get("heuristic_ta")
     h = by.get("heuristic")
@@ -522,65 +692,97 @@ def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
     if ta:
         teacher, student = s.get("teacher"), s.get("student")
         mean = (nv[teacher] + nv[student]) / 2 if teacher in nv and student in nv else None
-        found = (
-            "**found the best path**"
-            if s.get("heuristic_found_best")
-            else "**did not find the best path**"
-        )
+        hpath = (s.get("heuristic") or {}).get("path")
         line = (
             f"- The TAKD heuristic (the TA whose NoKD validation accuracy is nearest the "
-            f"teacher/student mean{', ' + pct(mean) if mean is not None else ''}) picked "
-            f"`{ta}` ({pct(nv.get(ta))}), giving the path "
-            f"`{(s.get('heuristic') or {}).get('path')}`; the heuristic {found}"
+            f"teacher/student mean{', ' + pct(mean) if mean is not None else ''}; ties at the "
+            f"validation set's resolution go to the smaller TA) picked `{ta}` "
+            f"({pct(nv.get(ta))}), giving the path `{hpath}`"
         )
-        if h is not None:
+        n_h, n_w = tuning.get("heuristic", (None,))[0], tuning.get(win, (None,))[0]
+        if n_h is not None:
+            line += f", tuned on {n_h} completed trials"
+        if s.get("heuristic_found_best"):
+            line += "; it is the selected path"
+            if h is not None:
+                line += f" ({pct(h['test_mean'], h['test_std'])} on test)"
+        elif h is not None and b is not None:
+            t = _paired_vs(run.confirmation, "heuristic", win)
             line += f": {pct(h['test_mean'], h['test_std'])} on test"
-            if b is not None and h["method"] != win:
-                d = h["test_mean"] - b["test_mean"]
-                line += f" ({100 * d:+.2f} pp against the best path)"
+            under = n_h is not None and n_w is not None and n_h < n_w
+            if t is None:
+                line += ", with no paired seeds against the selected path"
+            elif t.get("ci") and t["ci"][1] < 0 and not under:
+                line += (
+                    f", {_ci_text(t)} against the selected path: the heuristic's path is "
+                    "worse on these seeds"
+                )
+            elif t.get("ci") and t["ci"][0] > 0:
+                line += (
+                    f", {_ci_text(t)} against the selected path: better on test, though "
+                    "validation chose the other"
+                )
+            else:
+                line += (
+                    f", {_ci_text(t)} against the selected path"
+                    + (
+                        f" (its hyper-parameters had fewer tuning trials, {n_h} against {n_w})"
+                        if under
+                        else ""
+                    )
+                    + ": this run does not show that the heuristic missed the best path"
+                )
+        else:
+            line += "; it was not confirmed"
         out.append(line + ".")
     else:
         out.append("- The space has no candidate TAs, so the heuristic had nothing to pick.")
+    out.append(_compute_line(run))
+    return out
+
+
+def _compute_line(run: Run) -> str:
+    """The compute sentence, with the grid counterfactual computed per distinct hop."""
+    s = run.summary
     c = s.get("compute", {}) or {}
     kind, per = device_kind(run)
     secs = float(run.trials["train_seconds"].astype("float64").fillna(0).sum()) * per
     unit, div = time_unit(secs)
     n_search = int(c.get("search_trials", 0))
-    grid = c.get("grid_trials")
     line = (
         f"- Compute: {n_search} search trials ({c.get('search_completed', 0)} completed, "
-        f"{c.get('search_pruned', 0)} pruned, {c.get('search_failed', 0)} failed) and "
-        f"{c.get('blkd_trials', 0)} BLKD trials; {c.get('hops_trained', 0)} hops trained, "
+        f"{c.get('search_pruned', 0)} pruned, {c.get('search_failed', 0)} failed), "
+        f"{c.get('blkd_trials', 0)} BLKD trials and {c.get('tune_trials', 0)} top-up trials "
+        "(equal tuning budgets); "
+        f"{c.get('hops_trained', 0)} hops trained, "
         f"{c.get('hops_reused', 0)} reused from the hop store (free); "
-        f"{secs / div:.3g} {kind}-{unit} of training in these trials"
-        f" (whole run including NoKD and confirmation: {c.get('wall_seconds', 0):.0f} s wall)."
+        f"{secs / div:.3g} {kind}-{unit} of training in these trials, pruned and failed "
+        f"ones included (whole run including NoKD and confirmation: "
+        f"{c.get('wall_seconds', 0):.0f} s wall)."
     )
-    if grid:
-        search_secs = (
-            float(
-                run.trials.loc[run.trials["phase"] == "search", "train_seconds"]
-                .astype("float64")
-                .fillna(0)
-                .sum()
-            )
-            * per
-        )
-        per_trial = search_secs / n_search if n_search else float("nan")
-        gu, gdiv = time_unit(per_trial * grid) if n_search else ("hours", 3600.0)
+    hops, cost = c.get("grid_hops"), c.get("hop_seconds") or {}
+    if hops and cost:
+        fallback = sum(cost.values()) / len(cost)
+        grid_secs = per * sum(n * cost.get(m, fallback) for m, n in hops.items())
+        gu, gdiv = time_unit(grid_secs)
+        missing = sorted(set(hops) - set(cost))
         line += (
-            f" An exhaustive grid of the same space is {grid} trials (continuous ranges "
-            f"counted as 5 points, {c.get('paths', '?')} paths): the search ran "
-            f"{100 * n_search / grid:.1f} % of that"
+            f" An exhaustive grid of the same space ({c.get('paths', '?')} paths, a continuous "
+            f"range counted as 5 points) would train {sum(hops.values())} distinct hops, every "
+            "path prefix shared through the hop store as here; at this run's mean training "
+            f"time of one hop of each model that is about {grid_secs / gdiv:.3g} {kind}-{gu}"
+            + (f" (no measured hop of {', '.join(missing)}: the overall mean)" if missing else "")
+            + f", against {secs / div:.3g} {kind}-{unit} here. It assumes every grid hop costs "
+            "what a hop of its model cost in this run (full epochs, no early stopping) and "
+            "counts KD hops and the teacher only (NoKD and confirmation come on top of both)."
         )
-        if n_search and per_trial == per_trial:
-            line += (
-                f", and at this run's mean cost per search trial ({per_trial:.3g} {kind}-"
-                f"seconds, reuse included) the grid would take about "
-                f"{per_trial * grid / gdiv:.3g} {kind}-{gu}"
-            )
-        line += "."
-    out.append(line)
-    return out
+    elif c.get("grid_trials"):
+        line += (
+            f" An exhaustive grid of the same space is {c['grid_trials']} trials (continuous "
+            f"ranges counted as 5 points); this run recorded no per-hop costs, so no grid "
+            "time is estimated."
+        )
+    return line
 
 
 # ---- plots --------------------------------------------------------------------------------
@@ -1056,7 +1258,9 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
             "Student validation accuracy after each epoch: left, each confirmed method's mean "
             "over seeds (± std band, thin lines one seed each; the winner bold); right, the "
             "search's students against the student trained alone. "
-            + speed_sentence(mean_curves(confirm_curves), run.summary.get("winner")),
+            + speed_sentence(
+                mean_curves(confirm_curves), run.summary.get("winner"), confirm_curves
+            ),
             "",
             f"![learning curves]({os.path.relpath(plots['curves'], out)})",
         ]
@@ -1067,7 +1271,7 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
             "confirmation)."
         ]
     s = run.summary
-    keys = key_table(stats, s.get("winner"))
+    keys = key_table(stats, s.get("winner"), tuning_of(s))
     rel = {k: os.path.relpath(p, out) for k, p in plots.items()}
     md = [
         f"# {s.get('space')}: {s.get('teacher')} -> {s.get('student')} on {s.get('dataset')}",
@@ -1090,9 +1294,14 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
         "",
         "Each configuration retrained with fresh seeds "
         + teacher_note(run.confirmation)
-        + "; test accuracy mean ± std over seeds, "
-        "differences paired by seed (percentage points, p from a paired t-test). The winner "
-        "is the searched configuration with the best mean *validation* accuracy.",
+        + "; test accuracy mean ± std over the report seeds, differences paired by seed "
+        "(percentage points, a t-based 95 % confidence interval, p from a paired t-test "
+        "Holm-adjusted over the two comparisons vs BLKD and vs NoKD; undefined when every "
+        "seed gives the same difference). The winner is the searched configuration with the "
+        "best mean *validation* accuracy on the selection seeds, which are not reported. "
+        "`tuning trials`: completed trials the configuration was chosen from (every compared "
+        "method gets at least as many as the most-tried candidate path); `tuning s`: their "
+        "training seconds, pruned and failed trials included.",
         "",
         markdown_table(keys),
         "",

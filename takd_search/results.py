@@ -34,6 +34,7 @@ MAX_HOPS = 4  # per-hop columns T_1..T_4 etc.; longer paths keep all hops in `ho
 
 TRIALS = {
     "trial_id": "string",
+    "trial_number": "Int64",
     "phase": "string",
     "status": "string",
     "error": "string",
@@ -76,6 +77,7 @@ CONFIRMATION = {
     "path": "string",
     "guidance": "string",
     "seed": "Int64",
+    "seed_set": "string",
     "teacher_seed": "Int64",
     "lr": "float64",
     "status": "string",

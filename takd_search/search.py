@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ from takd_search.results import hop_columns, write_atomic, write_csv, write_json
 from takd_search.space import PathSpace, reference_lr, snapshot_epochs
 from takd_search.spec import Space, load_space
 
-PHASES = ("nokd", "search", "blkd", "confirm")
+PHASES = ("nokd", "search", "blkd", "tune", "confirm")
 
 
 class RunFailed(Exception):
@@ -247,7 +248,18 @@ def run_search(
         )
         write_csv(run_dir, "baselines", _baseline_rows(nokd, teacher, student, sizes))
         _warn_teacher(nokd, teacher, student, own)
-        path_space = PathSpace(space, sizes)
+        nokd_val = {
+            r["config"]["path"]: r["metrics"].get("val_acc")
+            for r in nokd
+            if r["status"] == "completed"
+        }
+        n_val = len(ds.split(space.data.val_fraction, space.data.split_seed)[1])
+        ta = (
+            baselines.heuristic_ta(nokd_val, teacher, student, candidates, sizes, n_val)
+            if all(m in nokd_val for m in everyone)
+            else None
+        )
+        path_space = PathSpace(space, sizes, classes=classes)
         study_spaces["search"] = path_space
         search = phase(
             "search",
@@ -259,41 +271,42 @@ def run_search(
             asha=space.search.scheduler == "asha",
             grace_epochs=space.search.grace_epochs,
         )
-        write_csv(run_dir, "trials", _trial_rows(search, "search", space.search.seed))
-        blkd_space = PathSpace(space, sizes, direct_only=True)
-        study_spaces["blkd"] = blkd_space
-        n_blkd = space.baselines.blkd_trials or max(
-            2, math.ceil((space.search.n_trials or len(search) or 1) / path_space.n_paths())
-        )
-        blkd = phase(
-            "blkd",
-            space=blkd_space,
-            sampler=space.search.sampler,
-            n_trials=n_blkd,
-            grid=blkd_space.grid() if space.search.sampler == "grid" else None,
-            asha=space.search.scheduler == "asha",
-            grace_epochs=space.search.grace_epochs,
-        )
-        trials = _trial_rows(search, "search", space.search.seed) + _trial_rows(
-            blkd, "blkd", space.search.seed
-        )
+        trials = _trial_rows(search, "search", seed)
         write_csv(run_dir, "trials", trials)
-        nokd_val = {
-            r["config"]["path"]: r["metrics"].get("val_acc")
-            for r in nokd
-            if r["status"] == "completed"
-        }
-        ta = (
-            baselines.heuristic_ta(nokd_val, teacher, student, candidates)
-            if all(m in nokd_val for m in everyone)
-            else None
-        )
+        # equal budgets: every compared method's path gets as many completed tuning trials
+        # as the most-tried confirmed candidate path (top-up phases train every trial in
+        # full, no early stopping, so their completed count is exact)
+        budget = _budget(trials, space, teacher, student, ta)
+        direct = f"{teacher}>{student}"
+        n_blkd = max(space.baselines.blkd_trials or 0, budget["need"].get(direct, 0))
+        topup_sampler = "tpe" if space.search.sampler == "grid" else space.search.sampler
+        if n_blkd:
+            blkd_space = PathSpace(space, sizes, direct_only=True, classes=classes)
+            study_spaces["blkd"] = blkd_space
+            blkd = phase("blkd", space=blkd_space, sampler=topup_sampler, n_trials=n_blkd)
+        else:
+            blkd = _skip_phase(run_dir, done, "blkd")
+        trials = trials + _trial_rows(blkd, "blkd", seed)
+        schedule = [p for p, k in budget["need"].items() if p != direct for _ in range(k)]
+        if schedule:
+            tune_space = PathSpace(space, sizes, classes=classes, schedule=schedule)
+            study_spaces["tune"] = tune_space
+            extra = phase("tune", space=tune_space, sampler=topup_sampler, n_trials=len(schedule))
+        else:
+            extra = _skip_phase(run_dir, done, "tune")
+        trials = trials + _trial_rows(extra, "tune", seed)
+        write_csv(run_dir, "trials", trials)
         methods = _methods(trials, space, teacher, student, ta)
         write_csv(run_dir, "baselines", _baseline_rows(nokd, teacher, student, sizes, methods, ta))
+        select_seeds = space.baselines.select_seeds
+        if select_seeds is None:
+            select_seeds = baselines.default_select_seeds(space.baselines.confirm_seeds, seed)
         plan = baselines.confirmation_plan(
             {k: {x: v[x] for x in ("path", "guidance", "hops", "lr")} for k, v in methods.items()},
             space.baselines.confirm_seeds,
             teacher_seed=None if space.baselines.reseed_teacher else seed,
+            select_seeds=select_seeds,
+            candidates=_candidates(methods),
         )
         confirm = phase("confirm", configs=plan)
         crow = _confirm_rows(confirm)
@@ -310,6 +323,10 @@ def run_search(
             teacher,
             student,
             time.perf_counter() - t0,
+            select_seeds=select_seeds,
+            n_val=n_val,
+            budget=budget,
+            hop_seconds=_hop_seconds([nokd, search, blkd, extra, confirm]),
         )
         write_json(run_dir / "summary.json", summary)
         _set_state(run_dir, "complete")
@@ -544,14 +561,36 @@ def _link(link: Path, target: str) -> None:
 
 
 # ---- rows -------------------------------------------------------------------------------
+def _trial_number(r: dict) -> int | None:
+    """The trial's place in the searcher's proposal order (0-based; for an Optuna phase
+    Optuna's trial number): the counter Tune puts at the start of `experiment_tag`
+    (1-based), read from the last result or, for a trial that never reported, its folder
+    name `<trainable>_<trial id>_<tag>...`. Ray's trial ids are random: never an order."""
+    tag = (r.get("metrics") or {}).get("experiment_tag")
+    if not tag and r.get("path_dir") and r.get("trial_id"):
+        name = Path(r["path_dir"]).name
+        tag = name.split(f"{r['trial_id']}_", 1)[1] if f"{r['trial_id']}_" in name else None
+    m = re.match(r"(\d+)", str(tag or ""))
+    return int(m.group(1)) - 1 if m else None
+
+
 def _trial_rows(rows: list[dict], phase: str, seed: int | None = None) -> list[dict]:
+    """trials.csv rows of one phase, in proposal order (`trial_number`)."""
     out = []
-    for r in rows:
+    order = sorted(
+        rows,
+        key=lambda r: (
+            _trial_number(r) if _trial_number(r) is not None else math.inf,
+            str(r["trial_id"]),
+        ),
+    )
+    for r in order:
         cfg, m = r["config"], r["metrics"]
         names = str(cfg.get("path", "")).split(">")
         out.append(
             {
                 "trial_id": r["trial_id"],
+                "trial_number": _trial_number(r),
                 "phase": phase,
                 "status": r["status"],
                 "error": r["error"],
@@ -635,45 +674,102 @@ def _baseline_rows(nokd, teacher, student, sizes, methods=None, ta=None) -> list
     return out
 
 
-def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
-    """What the confirmation retrains: top-k searched configs, BLKD, heuristic, NoKD."""
-    out = {}
+TUNING_PHASES = ("search", "blkd", "tune")
+
+
+def _pool(trials: list[dict], path: str) -> list[dict]:
+    """Every tuning trial (search, BLKD search, top-up) of one path: what a method on that
+    path has its configuration chosen from."""
+    return [t for t in trials if t["phase"] in TUNING_PHASES and t["path"] == path]
+
+
+def _budget(trials, space, teacher, student, ta) -> dict:
+    """The equal tuning budget: `target` = the most completed search trials any confirmed
+    candidate path had (the top-k paths and the heuristic's), and `need` = path -> top-up
+    trials that bring BLKD's path and every candidate path up to it (the search's own
+    direct-path trials count towards BLKD)."""
     search = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] == "search"]
-    for i, t in enumerate(baselines.top_configs(search, space.baselines.confirm_top_k), 1):
-        out[f"top{i}"] = {
-            "path": t["path"],
-            "guidance": t["guidance"],
-            "hops": t["hops"],
-            "lr": _lr(t),
-            "val_acc": t["val_acc"],
-            "trial_id": t["trial_id"],
-        }
-    blkd = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] == "blkd"]
-    best_blkd = baselines.top_configs(blkd, 1)
+    paths = [t["path"] for t in baselines.top_configs(search, space.baselines.confirm_top_k)]
+    if ta:
+        paths.append(f"{teacher}>{ta}>{student}")
+    direct = f"{teacher}>{student}"
+    done = {
+        p: sum(1 for t in search if t["path"] == p and t["status"] == "completed")
+        for p in dict.fromkeys([*paths, direct])
+    }
+    target = max([1, *(done[p] for p in paths)])
+    return {
+        "target": target,
+        "search_completed": done,
+        "need": {p: target - n for p, n in done.items() if n < target},
+    }
+
+
+def _skip_phase(run_dir: Path, done: dict, name: str) -> list[dict]:
+    """A top-up phase with nothing to do: recorded as finished with no trials."""
+    if name not in done:
+        write_json(run_dir / "phases" / f"{name}.json", [])
+        done[name] = []
+    return done[name]
+
+
+def _candidates(methods: dict) -> list[str]:
+    """The methods the winner is chosen from, in rank order: top1..topk, the heuristic."""
+    return [k for k in methods if k.startswith("top")] + (
+        ["heuristic"] if "heuristic" in methods else []
+    )
+
+
+def _hop_seconds(phases: list[list[dict]]) -> dict[str, float]:
+    """Mean training seconds of one trained hop, per model (child), over every hop this
+    run trained: the unit cost the report's grid counterfactual charges a hop."""
+    secs: dict[str, list[float]] = {}
+    for rows in phases:
+        for r in rows or []:
+            for h in (r.get("metrics") or {}).get("hop_rows") or []:
+                if h.get("status") == "trained" and h.get("seconds") is not None:
+                    secs.setdefault(h["model"], []).append(float(h["seconds"]))
+    return {m: sum(v) / len(v) for m, v in secs.items()}
+
+
+def _method(t: dict, pool: list[dict], **extra) -> dict:
+    return {
+        "path": t["path"],
+        "guidance": t["guidance"],
+        "hops": t["hops"],
+        "lr": _lr(t),
+        "val_acc": t["val_acc"],
+        "trial_id": t["trial_id"],
+        "trial_number": t.get("trial_number"),
+        "phase": t["phase"],
+        "tuning_trials": sum(1 for x in pool if x["status"] == "completed"),
+        "tuning_seconds": round(sum(float(x["train_seconds"] or 0) for x in pool), 3),
+        **extra,
+    }
+
+
+def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
+    """What the confirmation retrains: top-k configs, BLKD, heuristic, NoKD.
+
+    Each method's configuration is the best (top-k: the k best) of its path's tuning
+    trials, over the search, the BLKD search and the top-up phase; `tuning_trials` and
+    `tuning_seconds` count what it was chosen from. Ties: see baselines.rank_key."""
+    out = {}
+    tuning = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] in TUNING_PHASES]
+    direct = f"{teacher}>{student}"
+    ranked = [t for t in tuning if t["phase"] != "blkd" or t["path"] != direct]
+    for i, t in enumerate(baselines.top_configs(ranked, space.baselines.confirm_top_k), 1):
+        out[f"top{i}"] = _method(t, _pool(tuning, t["path"]))
+    best_blkd = baselines.top_configs(_pool(tuning, direct), 1)
     if best_blkd:
-        b = best_blkd[0]
-        out["blkd"] = {
-            "path": b["path"],
-            "guidance": "chain",
-            "hops": b["hops"],
-            "lr": _lr(b),
-            "val_acc": b["val_acc"],
-            "trial_id": b["trial_id"],
-        }
+        out["blkd"] = dict(_method(best_blkd[0], _pool(tuning, direct)), guidance="chain")
     if ta:
         path = f"{teacher}>{ta}>{student}"
-        same = baselines.top_configs([t for t in search if t["path"] == path], 1)
+        same = baselines.top_configs(_pool(tuning, path), 1)
         if same:
-            h = same[0]
-            out["heuristic"] = {
-                "path": path,
-                "guidance": h["guidance"],
-                "hops": h["hops"],
-                "lr": _lr(h),
-                "val_acc": h["val_acc"],
-                "trial_id": h["trial_id"],
-                "note": "its best searched configuration",
-            }
+            out["heuristic"] = _method(
+                same[0], _pool(tuning, path), note="the best of its own tuning trials"
+            )
         elif "top1" in out:
             hop = out["top1"]["hops"][0]
             out["heuristic"] = {
@@ -682,9 +778,19 @@ def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
                 "hops": [hop, hop],
                 "lr": out["top1"]["lr"],
                 "val_acc": None,
-                "note": "not visited by the search: top1's first-hop values",
+                "tuning_trials": 0,
+                "tuning_seconds": 0.0,
+                "note": "no completed tuning trial: top1's first-hop values (untuned)",
             }
-    out["nokd"] = {"path": student, "guidance": "chain", "hops": [], "lr": None, "val_acc": None}
+    out["nokd"] = {
+        "path": student,
+        "guidance": "chain",
+        "hops": [],
+        "lr": None,
+        "val_acc": None,
+        "tuning_trials": 0,
+        "tuning_seconds": 0.0,
+    }
     return out
 
 
@@ -701,6 +807,7 @@ def _confirm_rows(rows: list[dict]) -> list[dict]:
             "guidance": r["config"].get("guidance"),
             "lr": r["config"].get("lr"),
             "seed": r["config"].get("seed"),
+            "seed_set": r["config"].get("seed_set", "report"),
             "teacher_seed": r["config"].get("teacher_seed"),
             "status": r["status"],
             "val_acc": r["metrics"].get("val_acc"),
@@ -712,15 +819,58 @@ def _confirm_rows(rows: list[dict]) -> list[dict]:
     ]
 
 
+SELECTION_RULE = (
+    "the candidate (top-k, heuristic) with the best mean validation accuracy over the "
+    "selection seeds, which are disjoint from the report seeds; exact ties go to the "
+    "shorter path, then to the search's rank (validation accuracy, then proposal order)"
+)
+
+
 def _summary(
-    space, run_dir, methods, crow, trials, nokd_val, ta, path_space, teacher, student, wall
+    space,
+    run_dir,
+    methods,
+    crow,
+    trials,
+    nokd_val,
+    ta,
+    path_space,
+    teacher,
+    student,
+    wall,
+    *,
+    select_seeds=(),
+    n_val=None,
+    budget=None,
+    hop_seconds=None,
 ) -> dict:
     ok = [r for r in crow if r["status"] == "completed"]
-    test = baselines.paired_summary(ok, "blkd")
-    vs_nokd = baselines.paired_summary(ok, "nokd")
-    val = baselines.paired_summary(ok, "blkd", metric="val_acc")
-    searched = [k for k in methods if k.startswith("top")]
-    win = baselines.winner(val, searched + (["heuristic"] if "heuristic" in methods else []))
+    report = [r for r in ok if r.get("seed_set", "report") != "select"]
+    chosen = [r for r in ok if r.get("seed_set") == "select"]
+    test = baselines.paired_summary(report, "blkd")
+    vs_nokd = baselines.paired_summary(report, "nokd")
+    val = baselines.paired_summary(report, "blkd", metric="val_acc")
+    cands = _candidates(methods)
+    if select_seeds:
+        scores = {
+            k: v["mean"]
+            for k, v in baselines.paired_summary(chosen, "blkd", metric="val_acc").items()
+        }
+        on = f"mean validation accuracy over selection seeds {list(select_seeds)}"
+    else:  # no selection seeds: the search's own validation ranking (the search seed)
+        scores = {k: methods[k]["val_acc"] for k in cands if methods[k].get("val_acc") is not None}
+        on = f"validation accuracy in its tuning trials (search seed {space.search.seed})"
+    win = baselines.winner(
+        {k: {"mean": v} for k, v in scores.items()},
+        cands,
+        paths={k: methods[k]["path"] for k in methods},
+    )
+    resolution = 1.0 / n_val if n_val else None
+    tied = (
+        [k for k in cands if k in scores and scores[win] - scores[k] < resolution - 1e-12]
+        if win and resolution
+        else []
+    )
 
     def method(k):
         if k not in methods:
@@ -729,26 +879,54 @@ def _summary(
             "path": methods[k]["path"],
             "guidance": methods[k]["guidance"],
             "hops": methods[k]["hops"],
+            "tuning_trials": methods[k].get("tuning_trials"),
+            "tuning_seconds": methods[k].get("tuning_seconds"),
+            "select_val": scores.get(k),
         }
+        if methods[k].get("note"):
+            d["note"] = methods[k]["note"]
         if k in test:
-            t = test[k]
+            t, n = test[k], vs_nokd.get(k, {})
+            adj = baselines.holm(
+                {
+                    "blkd": t.get("p_vs_blkd") if k != "blkd" else None,
+                    "nokd": n.get("p_vs_nokd") if k != "nokd" else None,
+                }
+            )
             d.update(
                 test_mean=t["mean"],
                 test_std=t["std"],
                 seeds=t["n"],
                 val_mean=val.get(k, {}).get("mean"),
-                diff_vs_blkd=t.get("diff_vs_blkd"),
-                diff_std_vs_blkd=t.get("diff_std_vs_blkd"),
-                p_vs_blkd=t.get("p_vs_blkd"),
-                diff_vs_nokd=vs_nokd[k].get("diff_vs_nokd"),
-                diff_std_vs_nokd=vs_nokd[k].get("diff_std_vs_nokd"),
-                p_vs_nokd=vs_nokd[k].get("p_vs_nokd"),
             )
+            for ref, src in (("blkd", t), ("nokd", n)):
+                if k == ref:
+                    continue
+                d.update(
+                    {
+                        f"diff_vs_{ref}": src.get(f"diff_vs_{ref}"),
+                        f"diff_std_vs_{ref}": src.get(f"diff_std_vs_{ref}"),
+                        f"diff_ci_vs_{ref}": src.get(f"diff_ci_vs_{ref}"),
+                        f"p_vs_{ref}": src.get(f"p_vs_{ref}"),
+                        f"p_holm_vs_{ref}": adj[ref],
+                        f"p_note_vs_{ref}": src.get(f"p_note_vs_{ref}"),
+                    }
+                )
         return d
+
+    heur_vs_best = None
+    if win and "heuristic" in methods and win != "heuristic":
+        by = {}
+        for r in report:
+            if r["method"] in (win, "heuristic") and r.get("test_acc") is not None:
+                by.setdefault(r["seed"], {})[r["method"]] = float(r["test_acc"])
+        diffs = [v["heuristic"] - v[win] for v in by.values() if len(v) == 2]
+        heur_vs_best = baselines.paired_test(diffs) if diffs else None
 
     n = lambda phase, status=None: sum(  # noqa: E731
         1 for t in trials if t["phase"] == phase and (status is None or t["status"] == status)
     )
+    grid_hops = path_space.grid_hops()
     return {
         "space": space.name,
         "dataset": space.data.dataset,
@@ -762,20 +940,36 @@ def _summary(
         "heuristic_found_best": bool(
             win and "heuristic" in methods and methods[win]["path"] == methods["heuristic"]["path"]
         ),
+        "heuristic_vs_best": heur_vs_best,
         "blkd": method("blkd"),
         "nokd": method("nokd"),
-        "top": {k: method(k) for k in searched},
+        "top": {k: method(k) for k in methods if k.startswith("top")},
         "nokd_val": nokd_val,
+        "selection": {
+            "rule": SELECTION_RULE,
+            "on": on,
+            "select_seeds": list(select_seeds),
+            "report_seeds": list(space.baselines.confirm_seeds),
+            "scores": scores,
+            "n_val": n_val,
+            "resolution": resolution,
+            "tied": tied if len(tied) > 1 else [],
+        },
+        "budget": budget,
         "compute": {
             "search_trials": n("search"),
             "search_completed": n("search", "completed"),
             "search_pruned": n("search", "pruned"),
             "search_failed": n("search", "failed"),
             "blkd_trials": n("blkd"),
+            "tune_trials": n("tune"),
             "hops_trained": sum(int(t["hops_trained"] or 0) for t in trials),
             "hops_reused": sum(int(t["hops_reused"] or 0) for t in trials),
             "train_seconds": sum(float(t["train_seconds"] or 0) for t in trials),
             "grid_trials": path_space.grid_size(),
+            "grid_hops": grid_hops,
+            "grid_hops_total": sum(grid_hops.values()),
+            "hop_seconds": hop_seconds or {},
             "paths": path_space.n_paths(),
             "wall_seconds": round(wall, 1),
         },
@@ -788,45 +982,70 @@ def _pm(d: dict | None, key="test") -> str:
     return f"{100 * d[f'{key}_mean']:.2f} +- {100 * d[f'{key}_std']:.2f} %"
 
 
+def _diff_text(d: dict, ref: str) -> str:
+    """' BLKD +1.20 pp [95% CI -0.3, +2.7], Holm p=0.2' (or why there is no test)."""
+    v = d.get(f"diff_vs_{ref}")
+    if v is None:
+        return ""
+    name = dict(blkd="BLKD", nokd="NoKD")[ref]
+    ci, p = d.get(f"diff_ci_vs_{ref}"), d.get(f"p_holm_vs_{ref}")
+    out = f" {name} {100 * v:+.2f} pp"
+    if ci:
+        out += f" [95% CI {100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
+    if p is not None:
+        out += f" (Holm p={p:.2g})"
+    elif d.get(f"p_note_vs_{ref}"):
+        out += f" (p {d[f'p_note_vs_{ref}']})"
+    return out
+
+
 def answer(s: dict) -> str:
-    """The closing lines: best path, its accuracy, the heuristic's, BLKD's, NoKD's."""
+    """The closing lines: best path, its accuracy, the heuristic's, BLKD's, NoKD's, each
+    with the number of tuning trials its configuration was chosen from."""
     best = s.get("best")
     lines = [
         "",
         f"== {s['space']}: {s['teacher']} -> {s['student']} on {s['dataset']} "
-        f"(test accuracy over {best['seeds'] if best else 0} seeds) ==",
+        f"(test accuracy over {best['seeds'] if best and best.get('seeds') else 0} "
+        "report seeds) ==",
     ]
 
-    def diff(d, ref):
-        v, sd = d.get(f"diff_vs_{ref}"), d.get(f"diff_std_vs_{ref}")
-        if v is None:
-            return ""
-        p = d.get(f"p_vs_{ref}")
-        return (
-            f" {dict(blkd='BLKD', nokd='NoKD')[ref]} {100 * v:+.2f}"
-            + (f" +- {100 * sd:.2f}" if sd else "")
-            + (f" (p={p:.2g})" if p is not None else "")
-        )
+    def tuned(d):
+        return f"  [{d.get('tuning_trials', '?')} tuning trials]" if d else ""
 
     if best:
         lines.append(
             f"best path  {best['path']:<40} {_pm(best)}  vs"
-            f"{diff(best, 'blkd')};{diff(best, 'nokd')}"
+            f"{_diff_text(best, 'blkd')};{_diff_text(best, 'nokd')}{tuned(best)}"
         )
+        tied = (s.get("selection") or {}).get("tied") or []
+        if tied:
+            lines.append(
+                f"           tied within one validation image with {', '.join(tied)}; "
+                "chosen by the stated tie rule (shorter path, then search rank)"
+            )
     h = s.get("heuristic")
     if h:
-        found = "found the best path" if s["heuristic_found_best"] else "not the best path"
-        lines.append(f"heuristic  {h['path']:<40} {_pm(h)}  ({found})")
+        hv = s.get("heuristic_vs_best")
+        if s["heuristic_found_best"]:
+            found = "the same path as the best"
+        elif hv and hv.get("ci") and (hv["ci"][1] < 0):
+            found = f"worse than the best: {100 * hv['mean']:+.2f} pp, CI excludes 0"
+        else:
+            found = "another path; not separated from the best on these seeds"
+        lines.append(f"heuristic  {h['path']:<40} {_pm(h)}  ({found}){tuned(h)}")
     if s.get("blkd"):
-        lines.append(f"BLKD       {s['blkd']['path']:<40} {_pm(s['blkd'])}")
+        lines.append(f"BLKD       {s['blkd']['path']:<40} {_pm(s['blkd'])}{tuned(s['blkd'])}")
     if s.get("nokd"):
         lines.append(f"NoKD       {s['nokd']['path']:<40} {_pm(s['nokd'])}")
     c = s["compute"]
     lines.append(
-        f"compute    {c['search_trials']} search + {c['blkd_trials']} BLKD trials "
+        f"compute    {c['search_trials']} search + {c['blkd_trials']} BLKD + "
+        f"{c.get('tune_trials', 0)} top-up trials "
         f"({c['search_pruned']} pruned, {c['search_failed']} failed), "
         f"{c['hops_trained']} hops trained, {c['hops_reused']} reused; an exhaustive "
-        f"grid would be {c['grid_trials']} trials; {c['wall_seconds']:.0f} s wall"
+        f"grid would train {c.get('grid_hops_total', '?')} distinct hops; "
+        f"{c['wall_seconds']:.0f} s wall"
     )
     lines.append(f"results    {s['run_dir']}")
     return "\n".join(lines)

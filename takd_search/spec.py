@@ -160,6 +160,9 @@ class Train(Strict):
 class Distill(Strict):
     T: Param = Range(low=1.0, high=20.0, log=True)
     alpha: Param = Range(low=0.05, high=0.95)
+    # TAKD's lambda (its code's weight with a mean-reduced KL), searched instead of alpha
+    # and converted per data set: alpha = lambda / (C (1 - lambda) + lambda), C classes
+    lambda_takd: Param | None = None
     kd_epochs: Param = 1.0
     parent_epoch: Param = 1.0
     per_hop: bool = False
@@ -185,6 +188,10 @@ class Resources(Strict):
 class Baselines(Strict):
     confirm_top_k: Int = 3
     confirm_seeds: list[Int] = Field(default_factory=lambda: [1, 2, 3])
+    # seeds that choose the winner (mean validation accuracy); disjoint from confirm_seeds,
+    # whose test accuracy is reported. None: two fresh seeds (baselines.default_select_seeds);
+    # []: the winner is the best confirmed candidate on the search's own validation ranking
+    select_seeds: list[Int] | None = None
     # False: confirmation distils every seed from the search's teacher (trained once; the
     # spread is the distillation's). True: the teacher is retrained per seed as well.
     reseed_teacher: bool = False
@@ -494,6 +501,17 @@ def check(space: Space) -> list[str]:
             out.append(f"distill.{name}: choices repeat a value: list each once")
         if p.kind == "choices" and not p.values():
             out.append(f"distill.{name}: no choices given")
+    if d.lambda_takd is not None:
+        if "alpha" in d.model_fields_set:
+            out.append(
+                "distill.lambda_takd: give alpha or lambda_takd, not both (lambda_takd is "
+                "converted to alpha per data set)"
+            )
+        p = ParamSpace(d.lambda_takd)
+        if any(not 0 <= v <= 1 for v in p.values()):
+            out.append("distill.lambda_takd: TAKD's lambda must be within [0, 1]")
+        elif p.kind == "range" and p.value.low > p.value.high:
+            out.append(f"distill.lambda_takd: low {p.value.low} is above high {p.value.high}")
     if ParamSpace(d.parent_epoch).kind == "range":
         out.append(
             "distill.parent_epoch: give a number or a list of choices, not a range "
@@ -534,6 +552,22 @@ def check(space: Space) -> list[str]:
         out.append(f"baselines.confirm_top_k: {b.confirm_top_k} must be >= 0")
     if not b.confirm_seeds:
         out.append("baselines.confirm_seeds: give at least one seed")
+    for key in ("confirm_seeds", "select_seeds"):
+        seeds = getattr(b, key) or []
+        dup = sorted({x for x in seeds if seeds.count(x) > 1})
+        if dup:
+            out.append(f"baselines.{key}: seed {dup[0]} is listed twice: list each seed once")
+        if se.seed in seeds:
+            out.append(
+                f"baselines.{key}: {se.seed} is the search's seed (search.seed): use fresh "
+                "seeds, or the search's own runs would be counted again"
+            )
+    both = sorted(set(b.confirm_seeds) & set(b.select_seeds or []))
+    if both:
+        out.append(
+            f"baselines.select_seeds: {both[0]} is also a confirm seed: the seeds that pick "
+            "the winner must differ from the seeds whose test accuracy is reported"
+        )
     if b.blkd_trials is not None and b.blkd_trials < 1:
         out.append(f"baselines.blkd_trials: {b.blkd_trials} must be at least 1")
     return out
