@@ -1,3 +1,5 @@
+import re
+
 import optuna
 import pytest
 
@@ -141,3 +143,171 @@ def test_reseed_teacher_is_off_by_default_and_must_be_a_boolean(tmp_path):
     assert on.baselines.reseed_teacher is True
     with pytest.raises(SpecError, match="baselines.reseed_teacher"):
         _space(tmp_path, BASE + "baselines: {reseed_teacher: sometimes}\n")
+
+
+# ---- TAKD's lambda ------------------------------------------------------------------------
+def _takd_loss(s, t, y, T, lam):
+    """TAKD's train.py: (1 - l) CE + l T^2 nn.KLDivLoss()(log_softmax(s/T), softmax(t/T))
+    (KLDivLoss's default reduction: the mean over every element, N x C)."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    kl = nn.KLDivLoss()(F.log_softmax(s / T, dim=1), F.softmax(t / T, dim=1))
+    return (1 - lam) * F.cross_entropy(s, y) + lam * T * T * kl
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+@pytest.mark.parametrize("lam", [0.05, 0.5, 0.9, 0.95])
+def test_lambda_conversion_matches_takds_mean_reduced_loss(classes, lam):
+    """Our loss at alpha_from_lambda(l, C) is TAKD's at l times one constant, whatever the
+    batch: the same minimiser and the same gradient direction."""
+    import torch
+
+    from takd_search.distill import kd_loss, soft_targets
+    from takd_search.space import alpha_from_lambda, lambda_from_alpha
+
+    a = alpha_from_lambda(lam, classes)
+    assert lambda_from_alpha(a, classes) == pytest.approx(lam)
+    g = torch.Generator().manual_seed(0)
+    ratios, grads = [], []
+    for _ in range(4):
+        s = torch.randn(16, classes, generator=g, requires_grad=True)
+        t = 3 * torch.randn(16, classes, generator=g)
+        y = torch.randint(0, classes, (16,), generator=g)
+        ours = kd_loss(s, soft_targets([t], 4.0), y, 4.0, a)
+        theirs = _takd_loss(s, t, y, 4.0, lam)
+        ratios.append(float(theirs / ours))
+        (g_ours,) = torch.autograd.grad(ours, s)
+        (g_theirs,) = torch.autograd.grad(theirs, s)
+        grads.append(float((g_theirs - ratios[-1] * g_ours).abs().max()))
+    assert ratios == pytest.approx([(1 - lam) / (1 - a)] * 4, rel=1e-5)
+    assert max(grads) < 1e-6
+    # the 1/C rule the docs used to state is wrong for any lambda not near 0
+    if lam >= 0.5:
+        assert abs(a - lam / classes) > 0.3 * a
+
+
+def test_facts_values_of_the_conversion():
+    from takd_search.space import alpha_from_lambda
+
+    assert alpha_from_lambda(0.5, 100) == pytest.approx(0.0099, abs=1e-4)
+    assert alpha_from_lambda(0.9, 100) == pytest.approx(0.083, abs=1e-3)
+    assert alpha_from_lambda(0.95, 100) == pytest.approx(0.16, abs=1e-2)
+    assert alpha_from_lambda(1.0, 100) == 1.0
+
+
+def test_a_lambda_range_is_searched_and_converted_per_class_count(tmp_path):
+    space = _space(
+        tmp_path,
+        BASE.replace("alpha: {low: 0.1, high: 0.9}", "lambda_takd: {low: 0.05, high: 1.0}"),
+    )
+    with pytest.raises(ValueError, match="number of classes"):
+        PathSpace(space, _sizes(space))
+    ps = PathSpace(space, _sizes(space), classes=100)
+    params = {"ta_plain8": False, "ta_plain6": False, "ta_plain4": True, "T": 4.0}
+    cfg = ps(optuna.trial.FixedTrial({**params, "lambda_takd": 0.9}))
+    assert [h["alpha"] for h in cfg["hops"]] == pytest.approx([0.9 / (100 * 0.1 + 0.9)] * 2)
+    assert cfg["hops"][0]["lambda_takd"] == 0.9
+    # a real study samples lambda in TAKD's range, and alpha follows
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        h = ps(trial)["hops"][0]
+        assert 0.05 <= h["lambda_takd"] <= 1.0
+        assert h["alpha"] == pytest.approx(
+            h["lambda_takd"] / (100 * (1 - h["lambda_takd"]) + h["lambda_takd"])
+        )
+        study.tell(trial, 0.5)
+
+
+def test_shipped_cifar_spaces_cover_takds_lambda_range():
+    from takd_search.space import alpha_from_lambda
+
+    for name in ("cifar10_vgg", "cifar100_vgg", "cifar10_resnet", "cifar100_resnet"):
+        space = load_space(name)[0]
+        lam = space.distill.lambda_takd
+        assert (lam.low, lam.high) == (0.05, 1.0), name
+    assert alpha_from_lambda(0.05, 100) < 0.001  # far below the old alpha range's 0.1
+
+
+@pytest.mark.parametrize(
+    "distill, msg",
+    [
+        ("{alpha: 0.5, lambda_takd: 0.5}", "give alpha or lambda_takd, not both"),
+        ("{lambda_takd: {low: 0.5, high: 1.5}}", "within [0, 1]"),
+    ],
+)
+def test_lambda_problems_are_one_line_each(tmp_path, distill, msg):
+    from takd_search.spec import SpecError
+
+    p = tmp_path / "s.yaml"
+    p.write_text(f"models: {{family: plain, teacher: 10, student: 2}}\ndistill: {distill}\n")
+    with pytest.raises(SpecError, match=re.escape(msg)) as e:
+        load_space(str(p))
+    assert len(str(e.value).splitlines()) == 1
+
+
+# ---- top-up schedule and the grid's distinct hops ------------------------------------------
+def test_schedule_space_trains_the_scheduled_path_per_trial_number(tmp_path):
+    space = _space(tmp_path, BASE)
+    sched = ["plain10>plain6>plain2", "plain10>plain6>plain2", "plain10>plain4>plain2"]
+    ps = PathSpace(space, _sizes(space), schedule=sched)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    got = []
+    for _ in range(3):
+        trial = study.ask()
+        cfg = ps(trial)
+        got.append(cfg["path"])
+        # each path's values are its own parameters: modelled on its own trials only
+        assert set(trial.params) <= {"p0_T", "p0_alpha", "p1_T", "p1_alpha"}
+        study.tell(trial, 0.5)
+    assert got == sched
+
+
+def test_grid_hops_count_distinct_hops_with_shared_prefixes(tmp_path):
+    # teacher 10, TAs 6 and 4 (max 2), student 2; T 2 choices x alpha range (5 points) = 10
+    space = _space(
+        tmp_path,
+        """
+models: {family: plain, teacher: 10, student: 2, candidates: [6, 4], max_tas: 2}
+distill: {T: [2.0, 4.0], alpha: {low: 0.1, high: 0.9}}
+""",
+    )
+    ps = PathSpace(space, _sizes(space))
+    # paths 10>2, 10>6>2, 10>4>2, 10>6>4>2; prefixes 10>6 and 10>6>4 are shared
+    hops = ps.grid_hops()
+    assert hops == {"plain10": 1, "plain6": 10, "plain4": 20, "plain2": 40}
+    assert ps.grid_size() == 40  # trials: 4 paths x 10 settings
+    per_hop = _space(
+        tmp_path,
+        """
+models: {family: plain, teacher: 10, student: 2, candidates: [6, 4], max_tas: 2}
+distill: {T: [2.0, 4.0], alpha: {low: 0.1, high: 0.9}, per_hop: true}
+""",
+    )
+    # per hop: a prefix of k hops has 10^k settings
+    assert PathSpace(per_hop, _sizes(per_hop)).grid_hops() == {
+        "plain10": 1,
+        "plain6": 10,
+        "plain4": 10 + 100,
+        "plain2": 10 + 100 + 100 + 1000,
+    }
+
+
+@pytest.mark.parametrize(
+    "baselines, msg",
+    [
+        ("{confirm_seeds: [1, 2, 1]}", "baselines.confirm_seeds: seed 1 is listed twice"),
+        ("{confirm_seeds: [0, 1]}", "baselines.confirm_seeds: 0 is the search's seed"),
+        ("{select_seeds: [4, 0]}", "baselines.select_seeds: 0 is the search's seed"),
+        ("{confirm_seeds: [1, 2], select_seeds: [2, 5]}", "2 is also a confirm seed"),
+    ],
+)
+def test_confirmation_seeds_are_unique_fresh_and_disjoint(tmp_path, baselines, msg):
+    from takd_search.spec import SpecError
+
+    p = tmp_path / "s.yaml"
+    p.write_text(f"models: {{family: plain, teacher: 10, student: 2}}\nbaselines: {baselines}\n")
+    with pytest.raises(SpecError, match=re.escape(msg)) as e:
+        load_space(str(p))
+    assert len(str(e.value).splitlines()) == 1
