@@ -588,10 +588,14 @@ def _verdict(r: dict, ref: str, name: str) -> str:
                 f"variance); {n} seeds cannot say whether it would hold on others"
             )
         return "too few paired seeds for an interval or a test: one seed's difference"
-    if lo > 0 and p is not None and p < 0.05:
-        return f"the path beats {name} on these {n} seeds (interval above zero, Holm p = {p:.2g})"
-    if hi < 0 and p is not None and p < 0.05:
-        return f"{name} beats the path on these {n} seeds (interval below zero, Holm p = {p:.2g})"
+    if (lo > 0 or hi < 0) and p is not None and p < 0.05:
+        side = f"the path beats {name}" if lo > 0 else f"{name} beats the path"
+        return f"{side} on these {n} seeds (interval excludes zero, Holm p = {p:.2g})"
+    if lo > 0 or hi < 0:
+        return (
+            f"the interval excludes zero, but corrected for the two comparisons (Holm p = "
+            f"{p:.2g}) it is not significant at 5 %: suggestive on these {n} seeds, not shown"
+        )
     return (
         f"the interval includes zero (Holm p = {p:.2g}): on these {n} seeds the path is not "
         f"distinguishable from {name}; more seeds would be needed to separate them"

@@ -76,6 +76,9 @@ def make_run(
                 "n_tas": len(path.split(">")) - 2,
                 "guidance": "chain",
                 "val_acc": None if status == "failed" else 0.9 + 0.08 * alpha,
+                # every trial is charged what it trained, pruned and failed ones up to the
+                # epoch they stopped at (cumulative per-epoch reports)
+                "epochs_trained": 5 if status == "pruned" else 2 if status == "failed" else 20,
                 "hops_trained": 2,
                 "hops_reused": 1,
                 "train_seconds": 10.0 + i,
@@ -118,10 +121,20 @@ def make_run(
         ],  # fmt: skip
     )
     conf = [
-        {"method": m, "path": p, "guidance": "chain", "seed": s, "status": "completed",
-         "val_acc": val[k], "test_acc": test[k], "hops": json.dumps(_hops(p, 2.0, 0.5))}
+        {"method": m, "path": p, "guidance": "chain", "seed": s, "seed_set": "report",
+         "status": "completed", "val_acc": val[k], "test_acc": test[k],
+         "hops": json.dumps(_hops(p, 2.0, 0.5))}
         for m, (p, val, test) in confirm.items()
         for k, s in enumerate((1, 2, 3))
+    ]  # fmt: skip
+    # the selection seeds (4, 5) of the candidates: they chose the winner, never reported
+    select = {m: 0.99 if m == winner else 0.90 for m in confirm if m in ("top1", "heuristic")}
+    conf += [
+        {"method": m, "path": confirm[m][0], "guidance": "chain", "seed": s,
+         "seed_set": "select", "status": "completed", "val_acc": v, "test_acc": 0.5,
+         "hops": json.dumps(_hops(confirm[m][0], 2.0, 0.5))}
+        for m, v in select.items()
+        for s in (4, 5)
     ]  # fmt: skip
     results.write_csv(d, "confirmation", conf)
     space = {
@@ -140,6 +153,13 @@ def make_run(
     results.write_json(d / "space.json", space)
     results.write_json(d / "versions.json", {"run": {"dataset": "digits", "store": None}})
     hpath = f"plain10>{heuristic_ta}>plain2"
+    tuned = {"top1": (4, 40.0), "heuristic": (4, 44.0), "blkd": (6, 6.0), "nokd": (0, 0.0)}
+
+    def method(m, path):
+        n, secs = tuned[m]
+        return {"path": path, "guidance": "chain", "hops": _hops(path, 2.0, 0.5),
+                "tuning_trials": n, "tuning_seconds": secs}  # fmt: skip
+
     summary = {
         "space": space["name"],
         "dataset": "digits",
@@ -147,16 +167,23 @@ def make_run(
         "teacher": "plain10",
         "student": "plain2",
         "winner": winner,
-        "best": {"path": confirm[winner][0], "guidance": "chain",
-                 "hops": _hops(confirm[winner][0], 2.0, 0.5)},
+        "best": method(winner, confirm[winner][0]),
         "heuristic_ta": heuristic_ta,
-        "heuristic": {"path": hpath, "guidance": "chain", "hops": _hops(hpath, 2.0, 0.5)},
+        "heuristic": method("heuristic", hpath),
+        "blkd": method("blkd", "plain10>plain2"),
+        "nokd": method("nokd", "plain2"),
+        "top": {"top1": method("top1", confirm["top1"][0])},
+        "selection": {"on": "mean validation accuracy over selection seeds [4, 5]",
+                      "select_seeds": [4, 5], "report_seeds": [1, 2, 3], "scores": select,
+                      "n_val": 144, "resolution": 1 / 144, "tied": []},
         "heuristic_found_best": confirm[winner][0] == hpath,
         "nokd_val": NOKD,
         "compute": {"search_trials": n_search, "search_completed": n_search - 2,
                     "search_pruned": 1, "search_failed": 1, "blkd_trials": 2,
                     "hops_trained": 2 * n_search + 2, "hops_reused": n_search + 2,
                     "train_seconds": 1.0, "grid_trials": 200, "paths": 8,
+                    "grid_hops": {"plain10": 1, "plain8": 25, "plain4": 75, "plain2": 200},
+                    "hop_seconds": {"plain10": 30.0, "plain8": 8.0, "plain2": 1.0},
                     "wall_seconds": 99.0},
     }  # fmt: skip
     results.write_json(d / "summary.json", summary)
@@ -217,16 +244,31 @@ def test_report_writes_markdown_and_plots(tmp_path, capsys):
     d = make_run(tmp_path)
     assert main(["report", str(d)]) == 0
     printed = capsys.readouterr().out
-    assert "top1 (winner)" in printed and "+2.00 ± 1.00 pp" in printed
+    # top1 - blkd = .02, .01, .03: sd .01, t(.975, 2) = 4.3027 -> CI .02 +- .0248; paired p
+    # .0742, vs NoKD .0351: Holm -> .0742 and .0702
+    assert "top1 (winner)" in printed and "+2.00 pp [-0.48, +4.48] (Holm p=0.074)" in printed
     md = (d / "report.md").read_text()
-    assert "**Best path: `plain10>plain8>plain4>plain2`**" in md
-    assert "**96.00 ± 1.00 %** (mean ± std over 3 seeds)" in md
-    assert "Gain over BLKD (`plain10>plain2`" in md and "**+2.00 ± 1.00 pp**" in md
-    assert "Gain over NoKD" in md and "**+3.00 ± 1.00 pp**" in md
-    assert "picked `plain6`" in md and "**did not find the best path**" in md
-    assert "(-1.00 pp against the best path)" in md  # heuristic 95.00 vs best 96.00
-    assert "An exhaustive grid of the same space is 200 trials" in md
-    assert "the search ran 6.0 % of that" in md
+    assert "**Selected path: `plain10>plain8>plain4>plain2`**" in md
+    assert "tuned on 4 completed trials" in md
+    assert "**96.00 ± 1.00 %** (mean ± std over 3 report seeds)" in md
+    assert "chosen by mean validation accuracy over selection seeds [4, 5]" in md
+    assert "Difference from BLKD (`plain10>plain2`" in md and "on 6 completed trials" in md
+    assert "+2.00 pp [-0.48, +4.48] (Holm p=0.074)" in md
+    assert "the interval includes zero (Holm p = 0.074)" in md
+    # vs NoKD: .03, .04, .02 -> CI [+0.52, +5.48] excludes 0, Holm p .0702: not claimed
+    assert "+3.00 pp [+0.52, +5.48] (Holm p=0.07)" in md
+    assert "suggestive on these 3 seeds, not shown" in md
+    assert "beats" not in md.split("## Confirmed paths")[0]
+    # the tuning budget beside each method in the key table
+    assert "| tuning trials | tuning s |" in md and "| 6 | 6 |" in md
+    # heuristic - top1 = -.01 on every seed: zero variance, no claim that it missed
+    assert "picked `plain6`" in md and "did not find" not in md
+    assert "-1.00 pp (undefined (zero variance)) against the selected path" in md
+    assert "this run does not show that the heuristic missed the best path" in md
+    # the grid: 301 distinct hops at this run's per-model hop cost (plain4: the mean)
+    assert "would train 301 distinct hops" in md
+    assert "about 23.4 CPU-minutes (no measured hop of plain4: the overall mean)" in md
+    assert "against 3.2 CPU-minutes here" in md
     assert "| alpha |" in md  # importances table
     for key, name in PLOTS.items():
         if key == "curves":  # make_run writes no phases/*.json: a note, no plot
@@ -447,7 +489,12 @@ def test_learning_curves_plot_and_epochs_to_reach(tmp_path):
     md = out["report"].read_text()
     assert "![learning curves](learning_curves.png)" in md
     assert "NoKD's best mean validation accuracy (91.00 %)" in md
-    assert "NoKD needs **5**, the winner `top1` **3** (2 epochs fewer" in md
+    assert "NoKD needs **5**, the winner `top1` **3** (2 epochs fewer)." in md
+    # per seed: NoKD 6 (never: one past its 5 epochs) and 5, top1 3 and 4 -> gaps 3, 1;
+    # t(.975, 1) = 12.71: the interval includes zero, so no "learns faster" claim
+    assert "Per seed, NoKD needs +2 epochs more (95 % CI -11 to +15, 2 seeds)" in md
+    assert "no evidence that KD changes how fast the student learns" in md
+    assert "KD makes the student learn faster" not in md
     # a winner that never gets there, and curves only in the confirmation (one panel)
     slow = dict(CURVES, top1=[[0.5, 0.6, 0.7, 0.8, 0.85], [0.5, 0.6, 0.7, 0.8, 0.87]])
     write_curves(d, slow)
@@ -484,3 +531,35 @@ def test_teacher_note_says_whether_confirmation_kept_the_teacher():
     assert "search's teacher, seed 0" in teacher_note(kept)
     reseeded = frame("confirmation", [{"method": "top1", "seed": 1, "teacher_seed": None}])
     assert "teacher included" in teacher_note(reseeded)
+
+
+def test_learns_faster_is_said_only_when_every_seed_supports_it():
+    from takd_search.report import speed_sentence
+
+    def frame(per_method):
+        return pd.DataFrame(
+            [
+                {"trial": f"{m}{s}", "method": m, "seed": s, "epoch": e, "val_acc": v}
+                for m, seeds in per_method.items()
+                for s, vals in enumerate(seeds, 1)
+                for e, v in enumerate(vals, 1)
+            ]
+        )
+
+    # NoKD reaches its best mean (0.90) at epoch 5 on every seed, top1 at epoch 2, 2, 3
+    fast = frame(
+        {
+            "nokd": [[0.5, 0.6, 0.7, 0.8, 0.9]] * 3,
+            "top1": [
+                [0.8, 0.9, 0.9, 0.9, 0.9],
+                [0.8, 0.91, 0.9, 0.9, 0.9],
+                [0.8, 0.85, 0.9, 0.9, 0.9],
+            ],
+        }
+    )
+    text = speed_sentence(mean_curves(fast), "top1", fast)
+    assert "KD makes the student learn faster here." in text  # gaps 3, 3, 2: CI > 0
+    # the same mean gap on one seed only: no claim
+    one = fast[fast["seed"] == 1]
+    text = speed_sentence(mean_curves(one), "top1", one)
+    assert "Too few paired seeds" in text and "learn faster" not in text
