@@ -53,7 +53,8 @@ def test_hop_rows_report_status_and_seconds_saved(digits_data, store):
     assert [r["status"] for r in rows] == ["reused", "reused"]
     assert rows[1]["parent"] == "plain6" and rows[1]["T"] == 2.0 and rows[1]["alpha"] == 0.3
     assert rows[0]["seconds_saved"] == rows[0]["seconds"] > 0
-    assert 0 <= rows[1]["val_acc"] <= 1
+    # digits, 10 classes (chance 0.1); a 2-epoch plain2 distilled from plain6 learns
+    assert rows[0]["val_acc"] > 0.7 and rows[1]["val_acc"] > 0.6  # measured 0.92, 0.90
 
 
 def test_teacher_seed_keeps_the_teacher_and_reseeds_the_rest(digits_data, store):

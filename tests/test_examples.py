@@ -187,20 +187,28 @@ def test_alpha_by_seed_table_on_letters(letters_npz, tmp_path):
 
     store = Store(tmp_path / "store")
     ctx = Context(DeviceData(ds, "cpu"), TrainConfig(epochs=2, batch_size=32), store)
-    rows, alone_keys = [], {}
+    rows, alone_keys, teachers = [], {}, {}
     for seed in seeds:
         alone_keys[seed] = run_chain(ctx, [student], seed=seed)[0].spec.key
         for a in alphas:
             hop = HopParams(T=space.distill.T, alpha=a)
             t, s = run_chain(ctx, [teacher, student], hop, seed=seed)
             rows.append({"method": f"alpha={a:g}", "seed": seed, "test_acc": s.result.test_acc})
+            teachers[seed] = t.result.test_acc
             if a == 0:  # no soft loss: the very hop of the student alone, reused
                 assert s.spec.key == alone_keys[seed] and s.reused
     table = baselines.paired_summary(rows, "alpha=0")
     assert set(table) == {"alpha=0", "alpha=0.5", "alpha=1"}
     for stats in table.values():
-        assert stats["n"] == 4 and 0.1 < stats["mean"] <= 1 and 0 <= stats["std"] < 0.3
+        assert stats["n"] == 4 and 0 <= stats["std"] < 0.3
+    # 10 letters, chance 0.1. Measured: the student alone 0.54-0.64; 2-epoch teachers
+    # 0.25-0.48; distilled by soft targets only (alpha 1) from such a teacher, 0.10-0.15
+    assert table["alpha=0"]["mean"] > 0.35 and min(teachers.values()) > 0.18
     assert table["alpha=0"]["diff_vs_alpha=0"] == 0.0
-    assert table["alpha=1"]["p_vs_alpha=0"] is not None  # 4 pairs: a paired t-test
+    one = table["alpha=1"]
+    assert one["p_vs_alpha=0"] is not None  # 4 pairs: a paired t-test
+    # soft targets only, from a teacher far worse than the student alone: clearly worse
+    # (-0.45 +- 0.05 measured), so the whole 95 % interval is below zero
+    assert one["diff_ci_vs_alpha=0"][1] < -0.15
     # 4 teachers + 4 students alone + 4 x 2 distilled students, nothing trained twice
     assert store.stats.trained == 16
