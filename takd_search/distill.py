@@ -2,7 +2,8 @@
 
 Pure torch. The loss is Hinton's: (1 - alpha) * CE(y, s) + alpha * T^2 * KL(p_t^T || p_s^T)
 with `batchmean` KL, so alpha is the weight of the soft term per example. (TAKD's code used
-mean-reduced KL, which divides by the class count: its alpha is 1/C of ours.) The T^2
+mean-reduced KL, which divides the soft term by the class count C: its lambda is our alpha
+where alpha / (1 - alpha) = lambda / (C (1 - lambda)); see space.alpha_from_lambda.) The T^2
 factor keeps the soft term's gradient magnitude roughly constant as T changes.
 
 Parents never run here: the caller hands in, per epoch, the parents' logits for every
