@@ -109,7 +109,11 @@ def pick(run_dir: str | os.PathLike, path: str | None = None) -> dict:
         )
 
     def confirmed(method):
-        rows = [r for r in confirm if r["config"].get("method") == method]
+        rows = [  # the report seeds: selection seeds chose the winner and are not reported
+            r
+            for r in confirm
+            if r["config"].get("method") == method and r["config"].get("seed_set") != "select"
+        ]
         if not rows:
             return None
         tests = [float(r["metrics"]["test_acc"]) for r in rows]

@@ -1195,7 +1195,8 @@ def _nokd_table(run: Run) -> pd.DataFrame:
 def _top_trials(run: Run, k: int = 10) -> pd.DataFrame:
     t = run.trials
     t = t[(t["phase"] == "search") & t["val_acc"].notna()].copy()
-    t = t.sort_values("val_acc", ascending=False, kind="stable").head(k)
+    by = ["val_acc", "trial_number"] if "trial_number" in t else ["val_acc"]
+    t = t.sort_values(by, ascending=[False, True][: len(by)], kind="stable").head(k)
     return pd.DataFrame(
         {
             "trial": t["trial_id"],
@@ -1208,6 +1209,25 @@ def _top_trials(run: Run, k: int = 10) -> pd.DataFrame:
                 f"{a}/{b}" for a, b in zip(t["hops_trained"].fillna(0), t["hops_reused"].fillna(0))
             ],
         }
+    )
+
+
+def search_ties(run: Run) -> str:
+    """' N trials are tied ...' when several completed search trials share the best
+    validation accuracy within one validation image (1/n_val), else ''. Runs that did
+    not record n_val say nothing."""
+    res = (run.summary.get("selection") or {}).get("resolution")
+    t = run.trials
+    v = t.loc[(t["phase"] == "search") & (t["status"] == "completed"), "val_acc"].dropna()
+    if not res or v.empty:
+        return ""
+    n = int((v > float(v.max()) - res + 1e-12).sum())
+    if n < 2:
+        return ""
+    return (
+        f" {n} completed trials are tied at the best validation accuracy, {pct(v.max())}, "
+        f"within one validation image ({100 * res:.2f} pp): their order is proposal order, "
+        "not evidence, which is why several are confirmed with fresh seeds."
     )
 
 
@@ -1327,7 +1347,8 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
         "",
         f"![search progress]({rel['progress']})",
         "",
-        "Best searched trials (validation accuracy; the test set is not used in the search):",
+        "Best searched trials (validation accuracy; the test set is not used in the search)."
+        + search_ties(run),
         "",
         markdown_table(_top_trials(run)),
         "",

@@ -5,11 +5,18 @@ The procedure, in order (each phase is a Tune experiment; see `tuner`):
 1. validate the space, load the data, check the models and the cluster's resources,
    all before anything is written;
 2. NoKD: every model of the space trained alone (feeds the heuristic and the report);
+   the heuristic's TA is the one whose NoKD validation accuracy is nearest the
+   teacher/student mean (ties: the smaller TA);
 3. search: Optuna proposes paths and hyper-parameters, Tune runs them as chains;
-4. BLKD: teacher -> student with T/alpha searched on a path's share of the budget;
-5. heuristic: the TA whose NoKD validation accuracy is nearest the teacher/student mean;
-6. confirmation: top-k configurations, BLKD, the heuristic path and NoKD retrained with
-   fresh seeds; the winner is the best mean validation accuracy, reported on test.
+4. equal budgets: BLKD (blkd phase) and the heuristic's path and any less-tried top-k
+   path (tune phase) are topped up to as many completed tuning trials as the most-tried
+   confirmed candidate path; the search's direct-path trials count towards BLKD;
+5. confirmation: the candidates (top-k, heuristic) retrained with the selection seeds,
+   which name the winner by mean validation accuracy; every method (BLKD and NoKD too)
+   retrained with the report seeds, whose test accuracy is reported.
+
+Every choice is deterministic: ties go to proposal order (Optuna's trial number), then
+the stated preferences (baselines.py), never to Ray's random trial ids.
 
 Each finished phase is saved in the run folder, and CSVs are rewritten after each one,
 so an interrupted run keeps everything finished and the same command resumes it.
@@ -279,11 +286,16 @@ def run_search(
         budget = _budget(trials, space, teacher, student, ta)
         direct = f"{teacher}>{student}"
         n_blkd = max(space.baselines.blkd_trials or 0, budget["need"].get(direct, 0))
-        topup_sampler = "tpe" if space.search.sampler == "grid" else space.search.sampler
         if n_blkd:
             blkd_space = PathSpace(space, sizes, direct_only=True, classes=classes)
             study_spaces["blkd"] = blkd_space
-            blkd = phase("blkd", space=blkd_space, sampler=topup_sampler, n_trials=n_blkd)
+            blkd = phase(
+                "blkd",
+                space=blkd_space,
+                sampler=space.search.sampler,
+                n_trials=n_blkd,
+                grid=blkd_space.grid() if space.search.sampler == "grid" else None,
+            )
         else:
             blkd = _skip_phase(run_dir, done, "blkd")
         trials = trials + _trial_rows(blkd, "blkd", seed)
@@ -291,7 +303,10 @@ def run_search(
         if schedule:
             tune_space = PathSpace(space, sizes, classes=classes, schedule=schedule)
             study_spaces["tune"] = tune_space
-            extra = phase("tune", space=tune_space, sampler=topup_sampler, n_trials=len(schedule))
+            # a grid search gives every path the same grid, so this is rarely needed there;
+            # the per-path parameter names do not form one grid: TPE then
+            sampler = "tpe" if space.search.sampler == "grid" else space.search.sampler
+            extra = phase("tune", space=tune_space, sampler=sampler, n_trials=len(schedule))
         else:
             extra = _skip_phase(run_dir, done, "tune")
         trials = trials + _trial_rows(extra, "tune", seed)
@@ -653,7 +668,8 @@ def _baseline_rows(nokd, teacher, student, sizes, methods=None, ta=None) -> list
                 "val_acc": b["val_acc"],
                 "T": b["hops"][0]["T"],
                 "alpha": b["hops"][0]["alpha"],
-                "note": "best of the BLKD search (test set: see confirmation.csv)",
+                "note": f"best of its {b.get('tuning_trials')} completed tuning trials "
+                "(test set: see confirmation.csv)",
             }
         )
     if methods and "heuristic" in methods:

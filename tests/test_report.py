@@ -269,6 +269,7 @@ def test_report_writes_markdown_and_plots(tmp_path, capsys):
     assert "would train 301 distinct hops" in md
     assert "about 23.4 CPU-minutes (no measured hop of plain4: the overall mean)" in md
     assert "against 3.2 CPU-minutes here" in md
+    assert "tied at the best validation accuracy" not in md  # alpha spreads them
     assert "| alpha |" in md  # importances table
     for key, name in PLOTS.items():
         if key == "curves":  # make_run writes no phases/*.json: a note, no plot
@@ -563,3 +564,13 @@ def test_learns_faster_is_said_only_when_every_seed_supports_it():
     one = fast[fast["seed"] == 1]
     text = speed_sentence(mean_curves(one), "top1", one)
     assert "Too few paired seeds" in text and "learn faster" not in text
+
+
+def test_report_says_when_the_top_search_trials_are_tied(tmp_path):
+    d = make_run(tmp_path)
+    t = results.load(d)["trials"]
+    best = t["val_acc"].max()
+    t.loc[[0, 1], "val_acc"] = best - 0.5 / 144  # within one of 144 validation images
+    results.write_csv(d, "trials", t)
+    md = report(d)["report"].read_text()
+    assert "3 completed trials are tied at the best validation accuracy" in md
