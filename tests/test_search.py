@@ -285,3 +285,27 @@ def test_the_path_built_to_win_on_the_selection_seeds_wins(tmp_path):
         "plain8", "plain2", 1.0, select_seeds=[3, 4], n_val=100,
     )  # fmt: skip
     assert s["winner"] == "heuristic" and s["selection"]["tied"] == ["top1", "heuristic"]
+
+
+def test_trial_number_is_tunes_proposal_counter_not_the_random_id():
+    from takd_search.search import _trial_number, _trial_rows
+
+    def row(tid, tag=None, folder=None):
+        return {
+            "trial_id": tid,
+            "status": "failed" if tag is None else "completed",
+            "error": None,
+            "config": {"path": "a>b", "hops": []},
+            "metrics": {"experiment_tag": tag} if tag else {},
+            "retries": 0,
+            "path_dir": folder,
+        }
+
+    rows = [
+        row("0aa11bb2", "3_T=2.0,alpha=0.5"),
+        row("ffee0011", "1_T=4.0,alpha=0.3"),
+        # a trial that failed before reporting: the counter from its folder name
+        row("12ab34cd", None, "/x/search/run_trial_12ab34cd_2_T=8.0_2026-12-01_10-00-00"),
+    ]
+    assert [_trial_number(r) for r in rows] == [2, 0, 1]
+    assert [r["trial_number"] for r in _trial_rows(rows, "search")] == [0, 1, 2]
