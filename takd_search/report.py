@@ -615,6 +615,10 @@ def _hops_text(hops: list[dict] | None) -> str:
     return "; ".join(f"hop {i}: {one(h)}" for i, h in enumerate(hops, 1))
 
 
+def _trials(n: int) -> str:
+    return f"{n} completed trial{'' if n == 1 else 's'}"
+
+
 def _paired_vs(confirmation: pd.DataFrame, a: str, b: str) -> dict | None:
     """Paired test of a's minus b's test accuracy over the report seeds both completed."""
     c = confirmation[confirmation["status"] == "completed"]
@@ -656,7 +660,7 @@ def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
         line = (
             f"- **Selected path: `{b['path']}`** ({b['guidance']} guidance, confirmation label "
             f"`{win}`; {_hops_text((s.get('best') or {}).get('hops'))}"
-            + (f"; tuned on {tuning[win][0]} completed trials" if win in tuning else "")
+            + (f"; tuned on {_trials(tuning[win][0])}" if win in tuning else "")
             + f"): test accuracy **{pct(b['test_mean'], b['test_std'])}** (mean ± std over "
             f"{b['seeds']} report seeds). It was chosen by {how}"
             + (
@@ -685,7 +689,7 @@ def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
             n_ref = tuning.get(key, (None,))[0]
             out.append(
                 f"- Difference from {name} (`{ref['path']}`, {what}"
-                + (f" on {n_ref} completed trials" if key == "blkd" and n_ref is not None else "")
+                + (f" on {_trials(n_ref)}" if key == "blkd" and n_ref is not None else "")
                 + f": {pct(ref['test_mean'], ref['test_std'])}): {pp_ci(b, key)} "
                 f"(paired by seed; 95 % t interval; p Holm-adjusted over the two comparisons): "
                 f"{_verdict(b, key, name)}."
@@ -705,7 +709,7 @@ def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
         )
         n_h, n_w = tuning.get("heuristic", (None,))[0], tuning.get(win, (None,))[0]
         if n_h is not None:
-            line += f", tuned on {n_h} completed trials"
+            line += f", tuned on {_trials(n_h)}"
         if s.get("heuristic_found_best"):
             line += "; it is the selected path"
             if h is not None:
