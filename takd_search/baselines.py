@@ -69,13 +69,24 @@ def config_id(path: str, guidance: str, hops: Sequence[dict], lr=None) -> str:
     return f"{path}|{guidance}|{lr}|" + ";".join(parts)
 
 
+PHASE_ORDER = {"search": 0, "blkd": 1, "tune": 2}  # the order a run proposes its trials in
+
+
 def rank_key(t: dict) -> tuple:
     """Sort key of a completed trial, best first: validation accuracy (rounded to 1e-9 so
-    equal counts of correct images compare equal), then proposal order (`trial_number`),
-    then the shorter path, then the trial id (a last resort for rows without a number)."""
+    equal counts of correct images compare equal), then proposal order (the phase, then
+    `trial_number` within it: the search's trials before the top-ups'), then the shorter
+    path, then the trial id (a last resort for rows without a number)."""
     n = t.get("trial_number")
     n = int(n) if _finite(n) else math.inf
-    return (-round(float(t["val_acc"]), 9), n, str(t["path"]).count(">"), str(t["trial_id"]))
+    phase = PHASE_ORDER.get(t.get("phase"), len(PHASE_ORDER))
+    return (
+        -round(float(t["val_acc"]), 9),
+        phase,
+        n,
+        str(t["path"]).count(">"),
+        str(t["trial_id"]),
+    )
 
 
 def top_configs(trials: Iterable[dict], k: int) -> list[dict]:

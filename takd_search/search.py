@@ -1037,7 +1037,8 @@ def answer(s: dict) -> str:
         tied = (s.get("selection") or {}).get("tied") or []
         if tied:
             lines.append(
-                f"           tied within one validation image with {', '.join(tied)}; "
+                f"           tied within one validation image with "
+                f"{', '.join(t for t in tied if t != s['winner'])}; "
                 "chosen by the stated tie rule (shorter path, then search rank)"
             )
     h = s.get("heuristic")

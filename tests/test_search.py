@@ -239,6 +239,7 @@ def test_the_path_built_to_win_on_the_selection_seeds_wins(tmp_path):
         _row(2, D, 0.90),
         _row(0, B, 0.93),
         _row(4, B, 0.94, phase="tune"),
+        _row(0, A, 0.95, phase="tune", T=5.0),  # tied too, but a top-up: after the search's
         _row(5, D, 0.91, phase="blkd", T=8.0),
     ]
     methods = _methods(trials, space, "plain8", "plain2", "plain4")
@@ -246,7 +247,7 @@ def test_the_path_built_to_win_on_the_selection_seeds_wins(tmp_path):
     assert methods["heuristic"]["trial_number"] == 4  # the best of its own tuning trials
     assert methods["heuristic"]["tuning_trials"] == 2
     assert methods["blkd"]["trial_number"] == 5 and methods["blkd"]["tuning_trials"] == 2
-    assert methods["top1"]["tuning_trials"] == 2
+    assert methods["top1"]["tuning_trials"] == 3  # two search trials and one top-up
 
     def conf(method, path, seed, seed_set, val, test):
         return {"method": method, "path": path, "seed": seed, "seed_set": seed_set,
