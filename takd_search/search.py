@@ -286,9 +286,9 @@ def run_search(
         budget = _budget(trials, space, teacher, student, ta)
         direct = f"{teacher}>{student}"
         n_blkd = max(space.baselines.blkd_trials or 0, budget["need"].get(direct, 0))
+        blkd_space = PathSpace(space, sizes, direct_only=True, classes=classes)
+        study_spaces["blkd"] = blkd_space  # mirrored into study.db even with no trials
         if n_blkd:
-            blkd_space = PathSpace(space, sizes, direct_only=True, classes=classes)
-            study_spaces["blkd"] = blkd_space
             blkd = phase(
                 "blkd",
                 space=blkd_space,
