@@ -88,21 +88,36 @@ def plan(
     n_search = space.search.n_trials
     if space.search.sampler == "grid" and n_search is None:
         n_search = path_space.grid_size()
-    n_blkd = space.baselines.blkd_trials or max(2, math.ceil((n_search or 1) / n_paths))
     k, seeds = space.baselines.confirm_top_k, list(space.baselines.confirm_seeds)
-    # per seed: top-k paths, BLKD and the heuristic path distilled, plus NoKD alone
-    n_confirm = (k + 2 + 1) * len(seeds)
+    select = space.baselines.select_seeds
+    if select is None:
+        from takd_search.baselines import default_select_seeds
+
+        select = default_select_seeds(seeds, space.search.seed)
+    select = list(select)
+    # equal budgets (search.py): BLKD and every confirmed candidate path are topped up to
+    # the most-tried candidate's completed trials, B <= n_search. Bounds: BLKD needs at
+    # most B trials beyond the search's direct ones; the k + 1 candidate paths (top-k and
+    # the heuristic's) at most k * B, since one of them already has B.
+    n_search_max = n_search or 0
+    n_blkd = max(space.baselines.blkd_trials or 0, n_search_max)
+    n_tune = k * n_search_max
+    # selection seeds: the k + 1 candidates; report seeds: top-k, BLKD, heuristic, NoKD
+    n_confirm = (k + 1) * len(select) + (k + 2 + 1) * len(seeds)
     reseed = bool(space.baselines.reseed_teacher)
     brought = teacher == "teacher"
+    distilled_runs = (k + 1) * len(select) + (k + 2) * len(seeds)
     # hops each phase may train: the teacher comes from NoKD (or the user's file)
     hops = {
         "nokd": len(everyone) - (1 if brought else 0),
-        "search": (n_search or 0) * (longest - 1),
+        "search": n_search_max * (longest - 1),
         "blkd": n_blkd,
-        # per seed: k + 2 distilled paths (TAs and student) and NoKD's student; with
-        # reseed_teacher each distilled path's teacher too
-        "confirm": len(seeds)
-        * ((k + 2) * (longest - 1) + 1 + ((k + 2) if reseed and not brought else 0)),
+        "tune": n_tune * (longest - 1),
+        # each distilled run trains its TAs and student, NoKD its student; with
+        # reseed_teacher each distilled run's teacher too
+        "confirm": distilled_runs * (longest - 1)
+        + len(seeds)
+        + (distilled_runs if reseed and not brought else 0),
     }
 
     dev = str(pick_device(device))
@@ -128,6 +143,7 @@ def plan(
     )
     search_s = (n_search or 0) * hop_mean * (longest - 1)
     blkd_s = n_blkd * kd_hop(student)
+    tune_s = n_tune * hop_mean * (longest - 1)
     confirm_s = hops["confirm"] * hop_mean
     if address:
         concurrency, where_ray = None, f"the Ray cluster at {address}"
@@ -140,7 +156,7 @@ def plan(
         by_gpu = int(gpus // space.resources.gpu) if space.resources.gpu else by_cpu
         concurrency = max(1, min(by_cpu, by_gpu, space.resources.concurrency or by_cpu))
         where_ray = f"a local Ray on this machine ({cpus} CPUs, {gpus} GPUs)"
-    total = nokd_s + search_s + blkd_s + confirm_s
+    total = nokd_s + search_s + blkd_s + tune_s + confirm_s
     store = (
         None
         if no_store
@@ -176,10 +192,12 @@ def plan(
                 "hops_at_most": hops["search"],
             },
             {"phase": "blkd", "trials": n_blkd, "hops_at_most": hops["blkd"]},
+            {"phase": "tune", "trials": n_tune, "hops_at_most": hops["tune"]},
             {
                 "phase": "confirm",
                 "trials": n_confirm,
                 "seeds": seeds,
+                "select_seeds": select,
                 "hops_at_most": hops["confirm"],
             },
         ],
@@ -219,8 +237,14 @@ def plan_text(p: dict) -> str:
                 "time_budget_s"
             ) else ""  # fmt: skip
             extra = f" ({ph['sampler']} sampler, {ph['scheduler']} scheduler{budget})"
+        if ph["phase"] in ("blkd", "tune"):
+            what = "BLKD" if ph["phase"] == "blkd" else "the heuristic's and top-k paths"
+            extra = f" at most (tops {what} up to the winner's tuning trials)"
         if ph["phase"] == "confirm":
-            extra = f" (top-k, BLKD, heuristic, NoKD x seeds {ph['seeds']})"
+            extra = (
+                f" (top-k and heuristic x selection seeds {ph['select_seeds']}; top-k, BLKD, "
+                f"heuristic, NoKD x report seeds {ph['seeds']})"
+            )
         out.append(
             f"  {ph['phase']:8s} {trials} trials{extra}, at most {ph['hops_at_most']} new hops"
         )

@@ -3,7 +3,8 @@
     optuna.load_study(study_name="search", storage="sqlite:///RUN/study.db")
     optuna-dashboard sqlite:///RUN/study.db
 
-One study per phase of the run that has finished (`nokd`, `search`, `blkd`, `confirm`),
+One study per phase of the run that has finished (`nokd`, `search`, `blkd`, `tune`,
+`confirm`; a top-up phase with nothing to do has none),
 direction maximize, value = the student's validation accuracy (a fraction). Searched
 phases carry the Optuna parameters exactly as the searcher proposed them (`ta_plain6`,
 `T_plain4`, ...: replayed through the run's define-by-run space from each trial's config),
@@ -25,7 +26,7 @@ import os
 from pathlib import Path
 
 FILE = "study.db"
-PHASES = ("nokd", "search", "blkd", "confirm")
+PHASES = ("nokd", "search", "blkd", "tune", "confirm")
 
 
 def _params(config: dict, space) -> tuple[dict, dict]:
@@ -121,8 +122,8 @@ def mirror(run_dir: str | os.PathLike, done: dict[str, list[dict]], spaces: dict
     try:
         for name in PHASES:
             rows = done.get(name)
-            if rows is None:
-                continue
+            if rows is None or (not rows and name not in spaces):
+                continue  # not run yet, or a top-up phase that had nothing to do
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
             study.set_user_attr("run_dir", str(run_dir.resolve()))
             study.set_user_attr("phase", name)

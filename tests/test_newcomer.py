@@ -244,8 +244,12 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert not res.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
     assert "nothing is trained or written" in out
     assert "nokd     3 trials" in out and "search   3 trials" in out
-    # confirmation: (top-1 + BLKD + heuristic + NoKD) x 2 seeds
-    assert "confirm  8 trials" in out and "blkd     2 trials" in out
+    # confirmation: (top-1 + heuristic) x 2 selection seeds (3, 4: neither a report
+    # seed nor the search's) + (top-1 + BLKD + heuristic + NoKD) x 2 report seeds
+    assert "confirm  12 trials" in out and "select" in out and "[3, 4]" in out
+    # equal budgets: BLKD topped up to at most the search's 3 trials, the other
+    # candidate path (k = 1) to at most 3 more
+    assert "blkd     3 trials at most" in out and "tune     3 trials at most" in out
     assert "2 distinct paths" in out and "ms/step" in out
     assert f"results  {res.resolve()}/tiny-<timestamp>" in out
     assert f"store    {res.resolve()}/.store" in out
