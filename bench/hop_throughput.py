@@ -60,7 +60,7 @@ from _common import load, machine  # noqa: E402
 from takd_search import models  # noqa: E402
 from takd_search.augment import DeviceData
 from takd_search.data import Dataset
-from takd_search.distill import TrainConfig, train_hop, train_logits
+from takd_search.distill import HopDidNotLearn, TrainConfig, train_hop, train_logits
 
 PAIRS = {
     "plain": ("plain", 10, "plain", 2),  # CIFAR-10 book, plain10 -> plain2
@@ -167,7 +167,10 @@ def compiled(make_child, mode: str | None):
 def engine_epoch(make_child, data: DeviceData, batch: int, teacher) -> int:
     """One ``train_hop`` epoch with `teacher` (epoch -> logits); returns images trained on."""
     cfg = TrainConfig(epochs=1, batch_size=batch, lr=0.1, weight_decay=1e-4, nesterov=False)
-    train_hop(make_child, data, cfg, seed=SEED, teachers=[teacher], T=T, alpha=ALPHA)
+    try:
+        train_hop(make_child, data, cfg, seed=SEED, teachers=[teacher], T=T, alpha=ALPHA)
+    except HopDidNotLearn:  # random labels cannot be learned; the epoch ran all the same
+        pass
     if data.device.type == "cuda":
         torch.cuda.synchronize()
     return data.n_train * cfg.epochs

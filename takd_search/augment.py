@@ -102,7 +102,8 @@ class DeviceData:
     (1-D signals as float32: 20,000 MNIST-1D signals are 3 MB).
 
     The validation split is carved from the training set (stratified, seeded) and is what
-    every selection uses; the test split is only ever evaluated for reporting.
+    every selection uses; the test split is only ever evaluated for reporting. Inputs are
+    normalised with `mean`/`std` (per channel, [0, 1] pixel units) of the training part.
     """
 
     def __init__(
@@ -133,11 +134,13 @@ class DeviceData:
         self.x_val, self.y_val = put(ds.x_train[val_idx]), put(ds.y_train[val_idx])
         self.x_test, self.y_test = put(ds.x_test), put(ds.y_test)
         shape = (1, ds.input_shape[0]) + (1,) * (len(ds.input_shape) - 1)  # [1, C, 1(, 1)]
+        # statistics of the training part only: validation and test images stay unseen
+        self.mean, self.std = ds.train_stats(val_fraction, split_seed)
         # fold /255 into the normalisation so one fused multiply-add turns uint8 into input;
         # float signals are normalised in their own units
         unit = 1.0 if ds.is_signal else 255.0
-        std = torch.tensor(ds.std, dtype=torch.float32).view(shape) * unit
-        mean = torch.tensor(ds.mean, dtype=torch.float32).view(shape) * unit
+        std = torch.tensor(self.std, dtype=torch.float32).view(shape) * unit
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(shape) * unit
         self._scale = (1.0 / std).to(self.device)
         self._shift = (-mean / std).to(self.device)
 

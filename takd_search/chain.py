@@ -18,7 +18,16 @@ import torch
 
 from takd_search import models
 from takd_search.augment import DeviceData
-from takd_search.distill import HopResult, TrainConfig, load_model, train_hop, train_logits
+from takd_search.distill import (
+    HopResult,
+    TrainConfig,
+    TrainingDiverged,
+    accuracy,
+    load_model,
+    precision,
+    train_hop,
+    train_logits,
+)
 from takd_search.errors import UserError
 from takd_search.store import HopSpec, Store
 
@@ -56,6 +65,9 @@ class Context:
     on_event: Callable[[str, dict], None] | None = None
     # models a user brought (issue: bring your own teacher): name -> (spec, result, module)
     external: dict = field(default_factory=dict)
+    # measure each hop on the test split: only where a test number is reported (run-path,
+    # NoKD/BLKD baselines, confirmation); search trials select on validation alone
+    evaluate_test: bool = True
 
     def emit(self, kind: str, **info) -> None:
         if self.on_event is not None:
@@ -69,6 +81,7 @@ class Context:
             model=model,
             train=replace(self.train, augment=self.data.augment),
             seed=seed,
+            precision=precision(self.data.device),
             **kw,
         )
 
@@ -243,7 +256,8 @@ def train_one(
         )
     else:
         spec = ctx.spec(name, seed)
-    canon = spec.canonical()
+    # an entry lacking a needed snapshot is never replaced: its fork is trained instead
+    canon = ctx.store.resolve(spec.canonical(), need_snapshots)
     info = {"model": name, "key": canon.key, **(label or {})}
 
     def train() -> HopResult:
@@ -269,9 +283,16 @@ def train_one(
             # a retried trial continues the hop from its last checkpoint
             resume=ctx.store.resume_state(canon.key),
             on_checkpoint=lambda state: ctx.store.checkpoint(canon.key, state),
+            evaluate_test=ctx.evaluate_test,
+            name=name,
         )
 
     result, reused = ctx.store.get_or_train(canon, train, need_snapshots=need_snapshots)
+    if ctx.evaluate_test and result.test_acc is None:
+        # trained by a search hop, which never looks at the test set: measured now, from
+        # the stored weights (the entry itself is never rewritten)
+        module = load_model(ctx.make(name), result.state, ctx.data.device)
+        result = replace(result, test_acc=accuracy(module, ctx.data, "test"))
     trained = Trained(name, canon, result, reused)
     ctx.emit(
         "hop_end",
@@ -313,8 +334,8 @@ def run_chain(
         child_pe = hops[i].parent_epoch if i < len(hops) else None
         parents = [] if i == 0 else (done[:] if guidance == "dense" else [done[-1]])
         own_seed = teacher_seed if i == 0 and len(path) > 1 and teacher_seed is not None else seed
-        done.append(
-            train_one(
+        try:
+            trained = train_one(
                 ctx,
                 name,
                 own_seed,
@@ -323,7 +344,11 @@ def run_chain(
                 need_snapshots=(child_pe,) if child_pe else (),
                 label={"hop": i + 1, "hops": len(path), "parent": done[-1].name if i else None},
             )
-        )
+        except TrainingDiverged as e:
+            # what the caller needs for a table with the failed hop: the hops before it
+            e.chain, e.model, e.hop = list(done), name, i + 1
+            raise
+        done.append(trained)
     return done
 
 

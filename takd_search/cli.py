@@ -98,6 +98,15 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="epochs per hop")
     g.add_argument("--batch-size", type=int, help="images per step")
     g.add_argument("--lr", type=float, help="peak learning rate (SGD)")
+    g.add_argument(
+        "--warmup-epochs", type=int, help="epochs of linear lr warm-up (default 1; 0: none)"
+    )
+    g.add_argument(
+        "--recipe",
+        choices=["default", "takd"],
+        help="default: the data set's (`takd-search datasets` lists them); takd: TAKD's "
+        "published settings, constant lr, selection on validation (docs/engine.md)",
+    )
     g.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     g.add_argument(
         "--data-dir", help="folder holding data set archives (default: $TAKD_DATA or ./data)"
@@ -346,7 +355,17 @@ def cmd_run_path(a) -> int:
         raise UserError(f"--lr {a.lr} must be > 0")
     from takd_search.space import resolve_hops
 
-    train = recipe(a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr)
+    if a.warmup_epochs is not None and a.warmup_epochs < 0:
+        raise UserError(f"--warmup-epochs {a.warmup_epochs} must be >= 0")
+    train = recipe(
+        a.dataset,
+        a.recipe,
+        family=a.family,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        warmup_epochs=a.warmup_epochs,
+    )
     # fractions -> the whole epochs the chain takes, exactly as for a space file's hops
     (whole,) = resolve_hops(
         [{"T": a.T, "alpha": a.alpha, "kd_epochs": a.kd_epochs or 1.0,
@@ -360,7 +379,7 @@ def cmd_run_path(a) -> int:
         parent_epoch=whole["parent_epoch"],
     )
     teacher = _teacher_flags(a)
-    run_path(
+    out = run_path(
         a.dataset,
         a.path,
         family=a.family,
@@ -378,7 +397,9 @@ def cmd_run_path(a) -> int:
         teacher=teacher,
         image_size=a.image_size,
     )
-    return 0
+    for line in out["failed"]:  # a hop that diverged or did not learn: the run failed
+        print(f"takd-search: failed: {line}", file=sys.stderr)
+    return 1 if out["failed"] else 0
 
 
 def _teacher_flags(a):
@@ -485,6 +506,13 @@ def cmd_datasets(a) -> int:
             ],
         )
     )
+    from takd_search.experiment import RECIPES, TAKD_RECIPE, describe_recipe
+
+    print("\ntraining recipe per data set (--recipe default; flags and train.* override):")
+    for name, cfg in RECIPES.items():
+        label = name + (":PATH" if name in ("npz", "folder") else "")
+        print(f"  {label:12s} {describe_recipe(cfg)}")
+    print(f"  {'--recipe takd':12s} {describe_recipe(TAKD_RECIPE)} (resnet: lr 0.1)")
     return 0
 
 

@@ -67,12 +67,14 @@ class Dataset:
     """One data set in memory, images as uint8 [N, C, H, W] (or 1-D signals as float32
     [N, C, L]) and labels as int64 [N].
 
-    mean/std are per-channel statistics of x_train/255 for images, of x_train itself for
-    signals (population std, clamped to >= 1e-3), so a model input is (x/255 - mean)/std
-    (images) or (x - mean)/std (signals). augment names the default augmentation ("none",
-    "crop_flip" or "resized_crop_flip"; signals take "none"). fingerprint is a sha256 hex of
-    the inputs and labels (shapes included, name excluded): the same data under two names
-    has one fingerprint.
+    mean/std are per-channel statistics of all of x_train/255 for images, of x_train itself
+    for signals (population std, clamped to >= 1e-3), for describing the data; training
+    normalises with `train_stats`, the same statistics over the training part of the
+    validation split only: a model input is (x/255 - mean)/std (images) or (x - mean)/std
+    (signals). augment names the default augmentation ("none", "crop_flip" or
+    "resized_crop_flip"; signals take "none"). fingerprint is a sha256 hex of the inputs
+    and labels (shapes included, name excluded): the same data under two names has one
+    fingerprint.
     """
 
     name: str
@@ -98,6 +100,18 @@ class Dataset:
         cache = self.__dict__.setdefault("_splits", {})  # frozen: not through setattr
         if key not in cache:
             cache[key] = split_train_val(self.y_train, fraction, seed)
+        return cache[key]
+
+    def train_stats(
+        self, fraction: float = 0.1, seed: int = 0
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel (mean, std) of x/255 over the *training part* of `split(fraction,
+        seed)`: what a model trained on that split is normalised with. The validation
+        images stay unseen by every statistic, as the test images are. Cached like splits."""
+        key = (float(fraction), int(seed))
+        cache = self.__dict__.setdefault("_stats", {})  # beside `_splits`, the same way
+        if key not in cache:
+            cache[key] = _channel_stats(self.x_train[self.split(fraction, seed)[0]])
         return cache[key]
 
     @property

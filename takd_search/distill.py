@@ -34,11 +34,27 @@ class TrainingDiverged(RuntimeError):
     never stored."""
 
 
+class HopDidNotLearn(TrainingDiverged):
+    """The hop ended near chance: its best validation accuracy is within a small margin
+    of chance, or its cross-entropy never fell clearly below ln C. Like divergence it is
+    a failed hop (never stored, remembered as failed), not a result: a dead hop that a
+    search or a confirmation averaged in would bias every number built on it."""
+
+
 # A healthy loss stays within a few times log(classes) (T^2 * KL adds at most a few
 # hundred at T = 20). Above this the run has blown up even if BatchNorm later drags it
 # back to chance accuracy, which is what lr = 50 does on digits (loss ~1e17, finite).
 DIVERGED_LOSS = 1e6
 CHECK_EVERY = 16  # steps between divergence checks on an accelerator (each one syncs)
+# "Did not learn": the best validation accuracy is not clearly above chance, i.e. within
+# LEARNED_SIGMAS binomial standard errors of guessing (or LEARNED_MIN_MARGIN, whichever is
+# larger; 144 digits val images: 17.5% for 10 classes), or its validation cross-entropy
+# stayed within a factor LEARNED_LOSS_FRACTION of ln C all along (outputs near uniform).
+# A network that learns anything beats both after one epoch on every data set measured
+# (docs/engine.md).
+LEARNED_SIGMAS = 3.0
+LEARNED_MIN_MARGIN = 0.02
+LEARNED_LOSS_FRACTION = 0.95
 
 
 @dataclass(frozen=True)
@@ -46,9 +62,13 @@ class TrainConfig:
     """How one hop trains. Every field is part of the hop's lineage (its store key).
 
     epochs: passes over the training split. batch_size: images per step. lr: peak
-    learning rate of SGD. schedule: 'cosine' (to 0 over all steps) or 'step' (x0.1 at 50%
-    and 75% of epochs). warmup_epochs: linear ramp from 0 at the start. augment: view
-    schedule name, or None for the data set's default.
+    learning rate of SGD. schedule: 'cosine' (to 0 over the steps after warm-up), 'step'
+    (x0.1 at 50% and 75% of epochs) or 'constant' (TAKD's code for plain CNNs).
+    warmup_epochs: linear ramp of the lr from lr/steps to lr over this many epochs (one by
+    default: peak lr from step 0 leaves some seeds of plain4 at chance on 28x28 digits,
+    docs/engine.md). weight_decay_all: decay BatchNorm and bias parameters too (TAKD's
+    code); by default only weights of rank >= 2 decay. augment: view schedule name, or
+    None for the data set's default.
     """
 
     epochs: int = 30
@@ -59,7 +79,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     optimizer: str = "sgd"
     schedule: str = "cosine"
-    warmup_epochs: int = 0
+    warmup_epochs: int = 1
+    weight_decay_all: bool = False
     augment: str | None = None
 
     def as_dict(self) -> dict:
@@ -72,13 +93,15 @@ class HopResult:
 
     `state` holds the weights of the selected epoch (best validation accuracy, earliest on
     ties); `snapshots` maps a 1-based epoch to the weights at the end of that epoch.
-    `test_acc` is evaluated once, on the selected weights, for reporting only.
+    `test_acc` is evaluated once, on the selected weights, for reporting only, and only
+    for hops whose test number is reported (None otherwise: `chain.train_one` measures it
+    from the stored weights when a later run reports it).
     """
 
     val_acc: float
     val_acc_last: float
     best_epoch: int
-    test_acc: float
+    test_acc: float | None
     epochs: int
     params: int
     seconds: float
@@ -110,6 +133,12 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def precision(device: torch.device | str) -> str:
+    """The arithmetic a hop trains in on `device`: 'bf16' (autocast) on CUDA, else 'fp32'.
+    Part of the hop's lineage: the two give different networks from one recipe."""
+    return "bf16" if torch.device(device).type == "cuda" else "fp32"
+
+
 def soft_targets(teacher_logits: Sequence[torch.Tensor], T: float) -> torch.Tensor:
     """Average of the teachers' tempered softmax (one teacher: just its softmax at T)."""
     probs = [F.softmax(t.float() / T, dim=1) for t in teacher_logits]
@@ -128,12 +157,17 @@ def kd_loss(
     `targets` are the teachers' soft targets at temperature T (see `soft_targets`).
     With alpha == 0 or no targets this is plain cross-entropy.
     """
+    return _kd_terms(student_logits, targets, labels, T, alpha)[0]
+
+
+def _kd_terms(student_logits, targets, labels, T: float, alpha: float):
+    """(kd_loss, its cross-entropy term): the second is what `learning_problem` reads."""
     ce = F.cross_entropy(student_logits.float(), labels)
     if targets is None or alpha == 0:
-        return ce
+        return ce, ce
     log_p = F.log_softmax(student_logits.float() / T, dim=1)
     kl = F.kl_div(log_p, targets, reduction="batchmean")
-    return (1.0 - alpha) * ce + alpha * (T * T) * kl
+    return (1.0 - alpha) * ce + alpha * (T * T) * kl, ce
 
 
 @torch.no_grad()
@@ -181,6 +215,16 @@ def accuracy(model: torch.nn.Module, data: DeviceData, split: str) -> float:
     return (predict(model, data, x).argmax(1) == y).float().mean().item()
 
 
+def evaluate(model: torch.nn.Module, data: DeviceData, split: str) -> tuple[float, float]:
+    """(top-1 accuracy as a fraction, mean cross-entropy in nats) on a split."""
+    x, y = data.split(split)
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    logits = predict(model, data, x)
+    acc = (logits.argmax(1) == y).float().mean().item()
+    return acc, F.cross_entropy(logits, y).item()
+
+
 def _lr_factor(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
     warm = cfg.warmup_epochs * steps_per_epoch
     if step < warm:
@@ -190,7 +234,48 @@ def _lr_factor(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) ->
     if cfg.schedule == "step":
         epoch = step // steps_per_epoch
         return 0.1 ** ((epoch >= cfg.epochs * 0.5) + (epoch >= cfg.epochs * 0.75))
-    raise ValueError(f"unknown schedule {cfg.schedule!r}: use cosine or step")
+    if cfg.schedule == "constant":
+        return 1.0
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: use cosine, step or constant")
+
+
+def learning_problem(
+    name: str, curve: Sequence[dict], val_labels: torch.Tensor, num_classes: int
+) -> str | None:
+    """Why a finished hop counts as not learned (one line naming the fix), or None.
+
+    chance: the share of the most frequent class in the validation split (1/C when the
+    split is balanced; a network that always answers one class scores at most this).
+    The cross-entropy is the validation images' (un-augmented), not the training views':
+    under pad-4 crops of 8x8 digits a distilled plain2's training cross-entropy stays above
+    ln C (2.53) while its validation accuracy climbs to 53% (docs/engine.md).
+    """
+    n = len(val_labels)
+    ln_c = math.log(num_classes)
+    best_val = max((r["val_acc"] for r in curve), default=float("nan"))
+    best_ce = min((r.get("val_ce", float("nan")) for r in curve), default=float("nan"))
+    fix = "add warm-up (train.warmup_epochs) or lower train.lr"
+    if n and best_val == best_val:
+        counts = torch.bincount(val_labels.cpu(), minlength=num_classes).float()
+        chance = float(counts.max() / n)
+        margin = max(LEARNED_MIN_MARGIN, LEARNED_SIGMAS * math.sqrt(chance * (1 - chance) / n))
+        # past halfway from chance to 100% is learned however few the validation images
+        if best_val <= min(chance + margin, (1 + chance) / 2):
+            return (
+                f"{name} did not learn (val {100 * best_val:.1f}%, chance "
+                f"{100 * chance:.1f}%): {fix}"
+            )
+    # stuck at ln C = outputs near uniform, the dead hop's signature; a cross-entropy far
+    # above ln C is confidence (e.g. a student of a wrongly fed teacher), judged by accuracy
+    if (
+        best_ce == best_ce
+        and LEARNED_LOSS_FRACTION * ln_c <= best_ce <= ln_c / LEARNED_LOSS_FRACTION
+    ):
+        return (
+            f"{name} did not learn (cross-entropy never below {best_ce:.3f}, "
+            f"ln C = {ln_c:.3f}): {fix}"
+        )
+    return None
 
 
 def _check(worst: float, epoch: int, step: int, lr: float) -> None:
@@ -236,6 +321,8 @@ def train_hop(
     on_epoch: Callable[[dict], None] | None = None,
     resume: dict | None = None,
     on_checkpoint: Callable[[Callable[[], dict]], None] | None = None,
+    evaluate_test: bool = True,
+    name: str = "the network",
 ) -> HopResult:
     """Train one network; distil from `teachers` (if any) during the first `kd_epochs`.
 
@@ -249,7 +336,10 @@ def train_hop(
     state (cheap to call, costly to run: the caller decides when to save); `resume`
     continues from such a state. Views depend only on (seed, epoch), so a resumed hop
     trains exactly as an uninterrupted one would.
-    Raises TrainingDiverged as soon as the loss is not finite.
+    evaluate_test: measure the selected weights on the test split (False: test_acc is
+    None; a search hop never looks at the test set). name: the model, for messages.
+    Raises TrainingDiverged as soon as the loss is not finite, and HopDidNotLearn (a
+    TrainingDiverged) at the end when the hop stayed near chance (`learning_problem`).
     """
     torch.manual_seed(seed)
     device = data.device
@@ -259,10 +349,14 @@ def train_hop(
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if cfg.optimizer != "sgd":
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use sgd")
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # no weight decay on BN/bias
+    # no weight decay on BN/bias (decaying BN scales fights BN; measured: docs/engine.md)
+    exempt = not cfg.weight_decay_all
+    decay = [p for p in model.parameters() if p.ndim > 1 or not exempt]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1 and exempt]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    groups += [{"params": no_decay}] if no_decay else []
     opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay}],
+        groups,
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -298,6 +392,7 @@ def train_hop(
         distil = bool(teachers) and alpha > 0 and epoch <= kd_epochs
         targets_all = soft_targets([t(epoch) for t in teachers], T) if distil else None
         loss_sum = torch.zeros((), device=device)
+        ce_sum = torch.zeros((), device=device)
         worst = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         check_every = 1 if device.type == "cpu" else CHECK_EVERY
@@ -313,11 +408,12 @@ def train_hop(
             with autocast(device):
                 logits = model(x)
             targets = targets_all[idx.to(device)] if targets_all is not None else None
-            loss = kd_loss(logits, targets, y, T, alpha if distil else 0.0)
+            loss, ce = _kd_terms(logits, targets, y, T, alpha if distil else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.detach() * len(idx)
+            ce_sum += ce.detach() * len(idx)
             # nan_to_num: NaN compares False, so count it as +inf for the check
             worst = torch.maximum(worst, torch.nan_to_num(loss.detach(), nan=math.inf))
             correct += (logits.detach().argmax(1) == y).sum()
@@ -325,12 +421,15 @@ def train_hop(
             if step % check_every == 0 or i + cfg.batch_size >= n:
                 _check(worst.item(), epoch, step, cfg.lr)
         train_loss = loss_sum.item() / n
-        val = accuracy(model, data, "val")
+        val, val_ce = evaluate(model, data, "val")
         row = {
             "epoch": epoch,
             "train_loss": round(train_loss, 6),
+            # the hard-label part alone: comparable with ln C whether or not the hop distils
+            "train_ce": round(ce_sum.item() / n, 6),
             "train_acc": round(correct.item() / n, 6),
             "val_acc": round(val, 6),
+            "val_ce": round(val_ce, 6),
             "lr": lr,
             "kd": distil,
             "seconds": round(before + time.perf_counter() - start, 3),
@@ -360,10 +459,13 @@ def train_hop(
         if on_epoch is not None:
             on_epoch(row)
 
+    problem = learning_problem(name, curve, data.y_val, data.num_classes)
+    if problem:
+        raise HopDidNotLearn(problem)
     last_val = curve[-1]["val_acc"]
     final_state = _cpu_state(model)
     model.load_state_dict(best_state)
-    test = accuracy(model, data, "test")
+    test = accuracy(model, data, "test") if evaluate_test else None
     return HopResult(
         val_acc=best_val,
         val_acc_last=last_val,

@@ -271,7 +271,10 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
     name = last["model"]
     net = create_model_from_name(name, ds.num_classes, ds.input_shape)
     net.load_state_dict(result.state)
-    module = NormalizedStudent(net, ds.mean, ds.std, signal=ds.is_signal).eval()
+    # the statistics the student was trained with: those of its split's training part
+    lineage = meta.get("lineage", {})
+    mean, std = ds.train_stats(lineage.get("val_fraction", 0.1), lineage.get("split_seed", 0))
+    module = NormalizedStudent(net, mean, std, signal=ds.is_signal).eval()
     family, depth = parse_model_name(name)
     c = ds.input_shape[0]
     # a square image's side; none for a signal (bringing a 1-D teacher is not supported)
@@ -288,7 +291,7 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
         "class_names": list(ds.class_names),
         "input_shape": list(ds.input_shape),
         "input": SIGNAL_NOTE if ds.is_signal else INPUT_NOTE,
-        "normalisation": {"mean": list(ds.mean), "std": list(ds.std), "inside_module": True},
+        "normalisation": {"mean": list(mean), "std": list(std), "inside_module": True},
         # its input contract as a brought teacher (`--teacher student.pt`, space files'
         # teacher_input): [0, 1] pixels, mean 0 / std 1, since the module normalises itself.
         # read_teacher takes it from here when nothing is declared, so it round-trips

@@ -126,7 +126,7 @@ def run_search(
     check_shrinking([teacher, student], classes, shape)
     fixed = {k: v for k, v in space.train.model_dump().items() if v is not None}
     fixed["lr"] = reference_lr(space)  # searched per trial when given as choices/range
-    train = recipe(space.data.dataset, **fixed)
+    train = recipe(space.data.dataset, family=space.models.family, **fixed)
     space_json = json.loads(space.model_dump_json())
     results_dir = Path(results_dir or "results").resolve()
     if dry_run:

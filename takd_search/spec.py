@@ -146,6 +146,12 @@ class Models(Strict):
 
 
 class Train(Strict):
+    """Every hop's recipe. Unset keys take the recipe's value: `recipe: default` (None)
+    is the data set's (`takd-search datasets` prints it), `recipe: takd` is TAKD's
+    published code's settings (constant lr, decay on every parameter; docs/engine.md).
+    warmup_epochs: epochs of linear lr warm-up (default 1; 0 turns it off)."""
+
+    recipe: Literal["default", "takd"] | None = None
     epochs: Int | None = None
     batch_size: Int | None = None
     optimizer: Literal["sgd"] = "sgd"
@@ -153,7 +159,8 @@ class Train(Strict):
     momentum: Num | None = None
     nesterov: bool | None = None
     weight_decay: Num | None = None
-    schedule: Literal["cosine", "step"] | None = None
+    weight_decay_all: bool | None = None  # decay BatchNorm/bias too (TAKD's code)
+    schedule: Literal["cosine", "step", "constant"] | None = None
     warmup_epochs: Int | None = None
 
 
@@ -474,6 +481,8 @@ def check(space: Space) -> list[str]:
                 break
     if tr.weight_decay is not None and tr.weight_decay < 0:
         out.append(f"train.weight_decay: {tr.weight_decay} must be >= 0")
+    if tr.warmup_epochs is not None and tr.warmup_epochs < 0:
+        out.append(f"train.warmup_epochs: {tr.warmup_epochs} must be >= 0 (epochs of lr warm-up)")
     d = space.distill
     for name, lo, hi, lo_open, what in [
         ("T", 0, math.inf, True, "a temperature must be > 0"),

@@ -22,6 +22,7 @@ whose holder is checked by pid on the same host and by heartbeat elsewhere (`_Lo
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import io
@@ -43,7 +44,14 @@ import torch
 from takd_search.distill import HopResult, TrainConfig, TrainingDiverged
 from takd_search.errors import UserError
 
-SCHEMA = 1  # bump when a change makes old entries wrong; it is part of every key
+SCHEMA = 1  # bump when the entry layout changes; it is part of every key
+# The training computation's version, part of every key: bump it whenever a change to the
+# engine (distill, augment, the models' init, normalisation) changes what a hop computes,
+# so no entry trained by older code is ever served as this code's result. The golden
+# fingerprint test (tests/test_store.py) fails when that happens without a bump.
+# 1: up to the fused SGD step. 2: fused SGD, one epoch of linear warm-up by default,
+# normalisation statistics from the training part of the split, weight_decay_all.
+RECIPE_VERSION = 2
 log = logging.getLogger("takd_search.store")
 
 
@@ -56,7 +64,12 @@ class HopSpec:
     hops' keys (several for dense guidance). T, alpha, kd_epochs, parent_epoch: the
     distillation settings (None for a hop trained from scratch; parent_epoch None = the
     parents' selected weights). teacher: content hash of a user's teacher file, if the
-    hop *is* that teacher.
+    hop *is* that teacher. precision: the arithmetic the hop trains in ('fp32' on a CPU,
+    'bf16' autocast on CUDA; `distill.precision`): the same lineage in two precisions is
+    two networks. fork: snapshot epochs this entry was trained again to keep, because the
+    entry under the same lineage without `fork` lacked them (entries are never replaced:
+    re-training is bit-identical only on one device and torch build, so the fork is
+    another network and gets its own key; see `Store.get_or_train`).
     """
 
     data: str
@@ -71,6 +84,8 @@ class HopSpec:
     kd_epochs: int | None = None
     parent_epoch: int | None = None
     teacher: str | None = None
+    precision: str = "fp32"
+    fork: tuple[int, ...] = ()
 
     def canonical(self) -> HopSpec:
         """The same hop written one way: settings that cannot matter are dropped, so
@@ -89,6 +104,8 @@ class HopSpec:
                 self.train,
                 self.seed,
                 teacher=self.teacher,
+                precision=self.precision,
+                fork=tuple(sorted(self.fork)),
             )
         return HopSpec(
             self.data,
@@ -103,6 +120,8 @@ class HopSpec:
             kd_epochs,
             self.parent_epoch,
             self.teacher,
+            self.precision,
+            tuple(sorted(self.fork)),
         )
 
     @property
@@ -113,6 +132,11 @@ class HopSpec:
         d = asdict(self.canonical())
         d["parents"] = list(d["parents"])
         d["schema"] = SCHEMA
+        d["recipe_version"] = RECIPE_VERSION
+        if not d["fork"]:  # the common case keeps the shorter lineage
+            del d["fork"]
+        else:
+            d["fork"] = list(d["fork"])
         return d
 
     @property
@@ -139,6 +163,10 @@ class StoreStats:
 
 class CorruptEntry(Exception):
     pass
+
+
+class EntryExists(Exception):
+    """A save under a key that already has an entry: entries are never overwritten."""
 
 
 def _sha256(path: Path) -> str:
@@ -262,7 +290,6 @@ class Store:
 
     def save(self, spec: HopSpec, result: HopResult) -> None:
         key = spec.key
-        self._memory[key] = result
         tmp = self.root / "tmp" / f"{key}.{uuid.uuid4().hex}"
         tmp.mkdir(parents=True)
         try:
@@ -281,20 +308,21 @@ class Store:
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
             entry = self._entry(key)
-            if entry.exists():  # replaced (e.g. retrained to keep more snapshots)
-                old = self.root / "tmp" / f"old.{key}.{uuid.uuid4().hex}"
-                os.replace(entry, old)
-                shutil.rmtree(old, ignore_errors=True)
+            if entry.exists():
+                # never replaced: children and banks keyed on it must keep meaning the
+                # network they were made from (a corrupt entry was moved aside already)
+                raise EntryExists(f"hop {key[:12]} is already stored; it is never replaced")
             try:
-                os.replace(tmp, entry)
+                os.replace(tmp, entry)  # onto a non-empty folder this fails: no overwrite
             except OSError as e:
                 # another process put a whole entry there since the check above (the same
-                # lineage: the same network): keep the winner's, drop ours
+                # lineage): keep the winner's, drop ours
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
                 log.info("store: hop %s was saved by another process meanwhile", key[:12])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        self._memory[key] = result
         (self.root / "partial" / f"{key}.pt").unlink(missing_ok=True)
 
     def get_or_train(
@@ -306,9 +334,12 @@ class Store:
     ) -> tuple[HopResult, bool]:
         """(result, reused). Trains at most once across processes sharing the store.
 
-        A stored entry that lacks a snapshot in `need_snapshots` is trained again (the
-        same lineage gives the same network) and replaced with one that keeps it.
+        Entries are never overwritten. A stored entry that lacks a snapshot in
+        `need_snapshots` stays as it is (its children and banks keep meaning it); the hop
+        is trained again under a forked lineage (`HopSpec.fork`, see `resolve`): the
+        caller keys children on `resolve(spec, need_snapshots)`, not on `spec`.
         """
+        spec = self.resolve(spec, need_snapshots)
         key = spec.key
         ok = lambda r: r is not None and all(e in r.snapshots for e in need_snapshots)  # noqa: E731
         result = self.load(key)
@@ -321,6 +352,8 @@ class Store:
             result = self.load(key)  # another process may have finished it meanwhile
             if ok(result):
                 return self._reused(key, result)
+            if result is not None:  # a fork lacking epochs: never overwritten, so refused
+                raise EntryExists(f"hop {key[:12]} is stored without epochs {need_snapshots}")
             failed = self.failure(key)
             if failed:
                 raise TrainingDiverged(f"{failed} (recorded in {self.root}/failed/{key}.json)")
@@ -329,6 +362,17 @@ class Store:
             except TrainingDiverged as e:
                 self.mark_failed(key, str(e))
                 raise
+
+    def resolve(self, spec: HopSpec, need_snapshots: tuple[int, ...] = ()) -> HopSpec:
+        """The spec whose entry serves `spec` with `need_snapshots`: `spec` itself, unless
+        its stored entry lacks one of those snapshots; then the fork that keeps them."""
+        need = tuple(sorted(set(need_snapshots)))
+        if not need or spec.fork or not self.reuse:
+            return spec
+        stored = self.load(spec.key)
+        if stored is None or all(e in stored.snapshots for e in need):
+            return spec
+        return dataclasses.replace(spec, fork=need)
 
     def _reused(self, key: str, result: HopResult) -> tuple[HopResult, bool]:
         self.stats.reused += 1

@@ -515,15 +515,22 @@ def attach_teacher(ctx, source: TeacherSource, *, seed: int = 0):
     store when this file, contract and split were measured before), fine-tuned first when
     asked. Children distil from it like from any parent."""
     from takd_search.chain import Trained
-    from takd_search.distill import HopResult, TrainConfig, accuracy, load_model, train_hop
+    from takd_search.distill import (
+        HopResult,
+        TrainConfig,
+        accuracy,
+        load_model,
+        precision,
+        train_hop,
+    )
     from takd_search.models import count_params
     from takd_search.store import HopSpec
 
     data = ctx.data
     ds = data.ds
 
-    def fresh() -> nn.Module:
-        return build_teacher(source, ds.num_classes, ds.input_shape, ds.mean, ds.std)
+    def fresh() -> nn.Module:  # takes the run's input, normalised with its statistics
+        return build_teacher(source, ds.num_classes, ds.input_shape, data.mean, data.std)
 
     ft = source.finetune
     if ft is not None:
@@ -546,6 +553,7 @@ def attach_teacher(ctx, source: TeacherSource, *, seed: int = 0):
         train=cfg,
         seed=seed_used,
         teacher=source.digest,
+        precision=precision(data.device),
     )
     info = {"model": NAME, "key": spec.key}
 
@@ -559,6 +567,7 @@ def attach_teacher(ctx, source: TeacherSource, *, seed: int = 0):
                 cfg,
                 seed=seed_used,
                 on_epoch=lambda row: ctx.emit("epoch", **info, **row),
+                name="the fine-tuned teacher",
             )
 
         result, reused = ctx.store.get_or_train(spec, train)

@@ -381,6 +381,8 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     config = {**config, **config.get("case", {})}  # fixed phases nest their config
     t0 = time.perf_counter()
     ctx = _context(run, dataset, teacher)
+    # only hops whose test number is reported look at the test set (not search trials)
+    ctx.evaluate_test = "method" in config
     if config.get("lr") is not None:  # a searched learning rate: part of every hop's key
         ctx.train = replace(ctx.train, lr=float(config["lr"]))
     names = config["path"].split(">")

@@ -60,6 +60,8 @@ def test_same_lineage_same_key_any_change_new_key():
         kd_epochs=1,
         parent_epoch=2,
         teacher="f00",
+        precision="bf16",
+        fork=(2,),
     )
     for field in dataclasses.fields(HopSpec):
         assert field.name in changes, f"key property not tested for {field.name}"
@@ -110,21 +112,40 @@ def test_truncated_entry_is_reported_once_and_retrained(store, caplog):
     assert len(list((store.root / "corrupt").iterdir())) == 1
 
 
-def test_missing_snapshot_means_retrain(store):
-    store.get_or_train(_spec(), _result)
+def test_missing_snapshot_never_replaces_a_stored_entry(store):
+    """A stored hop that lacks a snapshot a child needs stays as it is (bytes and all):
+    re-training is bit-identical only on one device and torch build, so the re-trained
+    network is a fork with its own key, and the original keeps meaning what its children
+    and logit banks were made from."""
+    from takd_search.store import EntryExists
+
+    spec = _spec()
+    store.get_or_train(spec, _result)
+    entry = store.root / "hops" / spec.key
+    before = {f.name: f.read_bytes() for f in entry.iterdir()}
     calls = []
-    r, reused = Store(store.root).get_or_train(
-        _spec(),
-        lambda: (
-            calls.append(1)
-            or dataclasses.replace(
-                _result(), snapshots={1: {"w": torch.ones(1)}, 3: {"w": torch.ones(1)}}
-            )
-        ),
-        need_snapshots=(1,),
-    )
+
+    def retrain():
+        calls.append(1)
+        snaps = {1: {"w": torch.ones(1)}, 3: {"w": torch.ones(1)}}
+        return dataclasses.replace(_result(), snapshots=snaps)
+
+    fresh = Store(store.root)
+    fork = fresh.resolve(spec, (1,))
+    assert fork.key != spec.key and fork.fork == (1,)
+    r, reused = fresh.get_or_train(spec, retrain, need_snapshots=(1,))
     assert not reused and 1 in r.snapshots and len(calls) == 1
-    assert Store(store.root).get_or_train(_spec(), lambda: 1 / 0, need_snapshots=(1,))[1]
+    assert {f.name: f.read_bytes() for f in entry.iterdir()} == before  # untouched
+    assert 1 not in Store(store.root).load(spec.key).snapshots
+    assert (store.root / "hops" / fork.key / "meta.json").exists()
+    # the fork is found again, and trained never more
+    again = Store(store.root)
+    assert again.get_or_train(spec, lambda: 1 / 0, need_snapshots=(1,))[1]
+    assert again.resolve(spec, (1,)).key == fork.key
+    # and nothing can write over an entry
+    with pytest.raises(EntryExists):
+        Store(store.root).save(spec, retrain())
+    assert {f.name: f.read_bytes() for f in entry.iterdir()} == before
 
 
 def _race(root, counter, barrier):
@@ -316,3 +337,64 @@ def test_read_only_open_makes_no_folders(tmp_path, digits_data):
     got = Store(ro, create=False).load(trained.spec.key)
     assert got is not None and got.val_acc == trained.result.val_acc
     assert sorted(p.name for p in ro.iterdir()) == ["hops"]
+
+
+# ---- the recipe fingerprint -----------------------------------------------------------
+# What a tiny deterministic CPU training computes (plain2 on digits: two epochs from
+# scratch, then two epochs distilled from it with crop+flip views). Every stored hop's key
+# carries store.RECIPE_VERSION; when a change to the engine changes these numbers, old
+# entries would be served as this code's results. So: bump RECIPE_VERSION, then put the
+# new numbers here with it.
+GOLDEN = {
+    "recipe_version": 2,
+    # train_loss per epoch, val_acc per epoch, sum of |selected weights|
+    "scratch": [1.442282, 0.174254, 0.902778, 0.951389, 325.930950258522],
+    "distilled": [2.041375, 1.754466, 0.340278, 0.527778, 259.9035941634138],
+}
+
+
+def _fingerprint_run(digits) -> dict:
+    from takd_search import models
+    from takd_search.augment import DeviceData
+    from takd_search.distill import load_model, train_hop
+
+    torch.set_num_threads(1)
+    plain = DeviceData(digits, "cpu", val_fraction=0.1, split_seed=0, augment="none")
+    aug = DeviceData(digits, "cpu", val_fraction=0.1, split_seed=0, augment="crop_flip")
+    make = lambda: models.create_model_from_name("plain2", 10, plain.input_shape)  # noqa: E731
+    cfg = TrainConfig(epochs=2, batch_size=64)
+    a = train_hop(make, plain, cfg, seed=0)
+    parent = load_model(make, a.state, "cpu")
+    teacher = lambda epoch: train_logits(parent, aug, aug.views(1, epoch))  # noqa: E731
+    b = train_hop(make, aug, cfg, seed=1, teachers=[teacher], T=4.0, alpha=0.5)
+
+    def numbers(r) -> list[float]:
+        wsum = sum(
+            float(v.double().abs().sum()) for v in r.state.values() if v.is_floating_point()
+        )
+        return (
+            [row["train_loss"] for row in r.curve] + [row["val_acc"] for row in r.curve] + [wsum]
+        )
+
+    return {"scratch": numbers(a), "distilled": numbers(b)}
+
+
+def test_recipe_fingerprint_is_pinned(digits):
+    """Fails when the engine's computation changes: bump store.RECIPE_VERSION and update
+    GOLDEN (the numbers are printed). Compared to 1e-4 relative, so float rounding of
+    another CPU passes and any change of recipe, schedule, loss or data path does not."""
+    from takd_search.store import RECIPE_VERSION
+
+    got = _fingerprint_run(digits)
+    hint = (
+        f"the training computation changed: bump RECIPE_VERSION in takd_search/store.py "
+        f"(now {RECIPE_VERSION}) so stored hops of the old recipe are never served, then set "
+        f"GOLDEN in tests/test_store.py to recipe_version {RECIPE_VERSION + 1} and {got}"
+    )
+    if GOLDEN["recipe_version"] != RECIPE_VERSION:
+        pytest.fail(
+            f"RECIPE_VERSION is {RECIPE_VERSION} but GOLDEN pins {GOLDEN['recipe_version']}: "
+            f"set GOLDEN to recipe_version {RECIPE_VERSION} and {got}"
+        )
+    for part in ("scratch", "distilled"):
+        assert got[part] == pytest.approx(GOLDEN[part], rel=1e-4), hint
