@@ -215,8 +215,11 @@ def test_run_path_shows_the_failed_hop_and_exits_1(tmp_path, capsys):
 
 # ---- hygiene ----------------------------------------------------------------------------
 def test_normalisation_uses_the_training_part_only(digits):
+    import pickle
+
     from takd_search.data import _channel_stats
 
+    digits = pickle.loads(pickle.dumps(digits))  # its own split cache: the fixture is shared
     data = DeviceData(digits, "cpu", val_fraction=0.2, split_seed=1)
     train_idx, val_idx = digits.split(0.2, 1)
     assert data.mean == pytest.approx(_channel_stats(digits.x_train[train_idx])[0])
