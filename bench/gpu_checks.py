@@ -247,10 +247,20 @@ def cmd_hop150(args) -> dict:
     make = child_maker("plain", 2, ds)
     out: dict = {"n_train": data.n_train, "classes": classes, "epochs": epochs, "runs": []}
     for batch in args.batches:
-        warm = train_hop(make, data, recipe(1, batch), teachers=[bank], T=T, alpha=ALPHA)
+        warm = train_hop(
+            make, data, recipe(1, batch), teachers=[bank], T=T, alpha=ALPHA, require_learning=False
+        )
         sync(dev)
         t0 = time.perf_counter()
-        r = train_hop(make, data, recipe(epochs, batch), teachers=[bank], T=T, alpha=ALPHA)
+        r = train_hop(
+            make,
+            data,
+            recipe(epochs, batch),
+            teachers=[bank],
+            T=T,
+            alpha=ALPHA,
+            require_learning=False,
+        )
         sync(dev)
         wall = time.perf_counter() - t0
         first, step = per_epoch(r.curve)
@@ -295,7 +305,9 @@ def cmd_compile(args) -> dict:
                 try:
                     cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=0.1, nesterov=False)
                     m = with_compile(make, mode, backend)
-                    r = train_hop(m, data, cfg, teachers=[bank], T=T, alpha=ALPHA)
+                    r = train_hop(
+                        m, data, cfg, teachers=[bank], T=T, alpha=ALPHA, require_learning=False
+                    )
                     sync(dev)
                     first, step = per_epoch(r.curve)
                     cell |= {"img_s": data.n_train / step, "first_epoch_s": first}
@@ -476,12 +488,14 @@ def cmd_profile(args) -> dict:
     bank = ht.banked_teacher(parent, data)
     make = child_maker(cf, cd, ds)
     cfg = TrainConfig(epochs=1, batch_size=args.batch, lr=0.1, nesterov=False)
-    train_hop(make, data, cfg, teachers=[bank], T=T, alpha=ALPHA)  # warm-up
+    train_hop(
+        make, data, cfg, teachers=[bank], T=T, alpha=ALPHA, require_learning=False
+    )  # warm-up
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     sync(dev)
     t0 = time.perf_counter()
     with profile(activities=acts) as prof:
-        train_hop(make, data, cfg, teachers=[bank], T=T, alpha=ALPHA)
+        train_hop(make, data, cfg, teachers=[bank], T=T, alpha=ALPHA, require_learning=False)
         sync(dev)
     wall = time.perf_counter() - t0
     avg = prof.key_averages()
