@@ -129,10 +129,15 @@ def mirror(run_dir: str | os.PathLike, done: dict[str, list[dict]], spaces: dict
             study.set_user_attr("phase", name)
             trials = []
             if name in spaces:
-                for r in rows:
-                    params, dists = _params(r.get("config") or {}, spaces[name])
-                    trials.append(_trial(r, params, dists))
-            else:
+                try:
+                    for r in rows:
+                        params, dists = _params(r.get("config") or {}, spaces[name])
+                        trials.append(_trial(r, params, dists))
+                except (ValueError, KeyError):
+                    # a space whose names a config cannot answer back (the top-up phase's
+                    # per-path names): path and seed, its hops in the user attributes
+                    trials = []
+            if not trials and rows:
                 dists, params = _fixed_params(rows)
                 trials = [_trial(r, p, dists) for r, p in zip(rows, params)]
             study.add_trials(trials)

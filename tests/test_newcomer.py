@@ -318,6 +318,37 @@ def test_study_db_mirrors_params_values_and_states(tmp_path):
     assert len(optuna.load_study(study_name="search", storage=url).trials) == 3
 
 
+def test_study_db_mirrors_the_top_up_phase_by_path_and_seed(tmp_path):
+    """The equal-budget top-up (`tune`) names its parameters per scheduled path (p0_T),
+    which a trial's config cannot answer back: the mirror keeps those trials, by path and
+    seed with their hops, instead of failing the whole study.db (as it did)."""
+    import optuna
+
+    from takd_search import study
+    from takd_search.space import PathSpace
+    from takd_search.spec import load_space
+
+    f = tmp_path / "tiny.yaml"
+    f.write_text(TINY)
+    space, _, _ = load_space(str(f))
+    sizes = {"plain6": 3, "plain4": 2, "plain2": 1}
+    schedule = ["plain6>plain4>plain2", "plain6>plain4>plain2"]
+    tune_space = PathSpace(space, sizes, schedule=schedule)
+    hops = [{"T": 2.0, "alpha": 0.3}, {"T": 8.0, "alpha": 0.4}]
+    rows = [
+        {"trial_id": f"t{i}", "status": "completed", "metrics": {"val_acc": 0.8 + i / 100},
+         "config": {"path": schedule[i], "hops": hops, "seed": 0}}  # fmt: skip
+        for i in range(2)
+    ]
+    db = study.mirror(tmp_path, {"tune": rows, "blkd": []}, {"tune": tune_space, "blkd": None})
+    url = f"sqlite:///{db}"
+    s = optuna.load_study(study_name="tune", storage=url)
+    assert [t.params for t in s.trials] == [{"path": schedule[0], "seed": 0}] * 2
+    assert [t.value for t in s.trials] == pytest.approx([0.80, 0.81])
+    assert json.loads(s.trials[0].user_attrs["hops"]) == hops
+    assert optuna.load_study(study_name="blkd", storage=url).trials == []
+
+
 @pytest.mark.slow
 def test_a_real_run_writes_study_db_report_console_log_and_status(tmp_path, capsys):
     import optuna
