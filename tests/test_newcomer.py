@@ -336,8 +336,12 @@ def test_study_db_mirrors_the_top_up_phase_by_path_and_seed(tmp_path):
     tune_space = PathSpace(space, sizes, schedule=schedule)
     hops = [{"T": 2.0, "alpha": 0.3}, {"T": 8.0, "alpha": 0.4}]
     rows = [
-        {"trial_id": f"t{i}", "status": "completed", "metrics": {"val_acc": 0.8 + i / 100},
-         "config": {"path": schedule[i], "hops": hops, "seed": 0}}  # fmt: skip
+        {
+            "trial_id": f"t{i}",
+            "status": "completed",
+            "metrics": {"val_acc": 0.8 + i / 100},
+            "config": {"path": schedule[i], "hops": hops, "seed": 0},
+        }  # fmt: skip
         for i in range(2)
     ]
     db = study.mirror(tmp_path, {"tune": rows, "blkd": []}, {"tune": tune_space, "blkd": None})
