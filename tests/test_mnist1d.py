@@ -131,7 +131,9 @@ def test_device_data_normalises_signals_and_refuses_image_augmentation(small):
     assert dd.n_train == 1280 and len(dd.y_val) == 320 and dd.input_shape == (1, 40)
     x = dd.train_batch(torch.arange(1280), dd.views(0, 0))
     assert x.shape == (1280, 1, 40) and x.dtype == torch.float32
-    mean, std = small.mean[0], small.std[0]
+    # normalised with the training part's statistics only (the validation signals unseen)
+    (mean,), (std,) = small.train_stats(0.2, 0)
+    assert (mean, std) != (small.mean[0], small.std[0])
     np.testing.assert_allclose(
         x.numpy(), (small.x_train[dd.ds.split(0.2, 0)[0]].numpy() - mean) / std, rtol=1e-5,
         atol=1e-6,
