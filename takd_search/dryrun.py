@@ -82,7 +82,7 @@ def plan(
 
     teacher, student, candidates = space.model_names()
     everyone = [teacher, *candidates, student]
-    path_space = PathSpace(space, sizes)
+    path_space = PathSpace(space, sizes, classes=ds.num_classes)
     n_paths = path_space.n_paths()
     longest = min(len(candidates), space.max_tas) + 2  # models in the longest path
     n_search = space.search.n_trials
