@@ -360,6 +360,10 @@ def run_search(
             _set_state(run_dir, "stopped", f"{type(e).__name__}: {e}")
         except OSError:
             pass  # no state file to overwrite yet
+        if isinstance(e, OSError) and tuner.is_disk_full(e):
+            # the disk filled between phases (a phase's own writes are caught in run_phase):
+            # every file is written atomically, so nothing half-written is left to resume
+            raise tuner.DiskFull(tuner.full_message([run_dir, store], "writing results")) from None
         raise
     finally:
         logs = tuner.session_logs()

@@ -793,7 +793,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
             except (KeyboardInterrupt, UserError):
                 raise
             except Exception as e:
-                if _disk_full(e) or _low_disk(phase, root):
+                if is_disk_full(e) or _low_disk(phase, root):
                     raise _disk_is_full(phase, root, exp) from None
                 if not stop.caught and exp.exists() and _restored[0]:
                     _set_aside(exp, e)
@@ -808,7 +808,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
     if stop.caught:
         raise Interrupted(f"the {phase.name} phase was interrupted ({stop.caught})")
     errors = [r["error"] for r in rows if r["error"]]
-    if any(_disk_full(e) for e in errors) or (errors and _low_disk(phase, root)):
+    if any(is_disk_full(e) for e in errors) or (errors and _low_disk(phase, root)):
         raise _disk_is_full(phase, root, exp)
     return rows
 
@@ -851,7 +851,7 @@ class DiskFull(UserError):
 _FULL = ("No space left on device", "Disk quota exceeded", "File too large", "[Errno 28]")
 
 
-def _disk_full(err) -> bool:
+def is_disk_full(err) -> bool:
     """Is this error (an exception, its causes, or a trial's error line) a full disk?"""
     import errno
 
@@ -897,18 +897,24 @@ def _low_disk(phase: Phase, root: Path) -> bool:
 
 
 def _full_message(phase: Phase, root: Path) -> str:
+    return full_message(_places(phase, root), f"the {phase.name} phase")
+
+
+def full_message(places: list, during: str) -> str:
+    """One line for a full disk: which disk, how much is free (MB), and the fix."""
     import shutil
 
+    places = [Path(p) for p in places if p]
     free = []
-    for i, p in enumerate(_places(phase, root)):
+    for i, p in enumerate(places):
         try:
             free.append((shutil.disk_usage(p).free, i, p))
         except OSError:
             pass
-    least, _, where = min(free) if free else (0, 0, root)
+    least, _, where = min(free) if free else (0, 0, places[0] if places else Path.cwd())
     return (
-        f"the disk holding {where} is full ({least / 1e6:.1f} MB free) during the "
-        f"{phase.name} phase: free space there (e.g. `takd-search store gc`), or move "
+        f"the disk holding {where} is full ({least / 1e6:.1f} MB free) during "
+        f"{during}: free space there (e.g. `takd-search store gc`), or move "
         "--results/--store to a bigger disk, then run the same command again (it resumes)"
     )
 
