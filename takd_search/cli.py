@@ -592,7 +592,7 @@ def cmd_report(a) -> int:
 
 
 def cmd_analyze(a) -> int:
-    from takd_search.analyze import analyze
+    from takd_search.report.analyze import analyze
 
     out = analyze(a.runs, a.out)
     print(out["text"])

@@ -221,7 +221,7 @@ def run_path(
             scratch = _failed_row("NoKD", names[-1], None, str(e))
             failed.append(str(e))
     from takd_search import __version__
-    from takd_search.premise import chain_warnings
+    from takd_search.report.premise import chain_warnings
 
     warnings = chain_warnings(rows, scratch, teacher)
     out = {

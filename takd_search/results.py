@@ -12,8 +12,9 @@ Files of a run folder (documented column by column in docs/results.md):
     state.json        running / interrupted / complete
 
 `load(run_dir)` reads the three CSVs back as DataFrames with the schema's dtypes;
-`load_many(paths)` stacks several runs with a `run` column. Rows of trials.csv are in the
-order the searcher proposed them, per phase.
+`load_many(paths)` stacks several runs with a `run` column; `open_run(run_dir)` loads a
+finished run folder whole (tables and JSON files) as a `Run`, for the report and analyze.
+Rows of trials.csv are in the order the searcher proposed them, per phase.
 
 Every file is written to a temporary name in the same folder and renamed into place, so
 a reader (or a crash) never sees half a file. Accuracies are fractions in [0, 1].
@@ -26,6 +27,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -302,3 +304,35 @@ def read_json(run_dir: str | os.PathLike, name: str, default=None):
 
 def summary(run_dir: str | os.PathLike) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+@dataclass
+class Run:
+    """A finished run folder, loaded: the three tables and the JSON files."""
+
+    dir: Path
+    trials: pd.DataFrame
+    baselines: pd.DataFrame
+    confirmation: pd.DataFrame
+    summary: dict
+    space: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.dir.resolve().name
+
+
+def open_run(run_dir: str | os.PathLike) -> Run:
+    """Load a finished run folder; a UserError (one line) if it is missing or unfinished."""
+    d = require_run(run_dir, finished=True)
+    t = load(d)
+    return Run(
+        dir=d,
+        trials=t["trials"],
+        baselines=t["baselines"],
+        confirmation=t["confirmation"],
+        summary=summary(d),
+        space=read_json(d, "space.json", {}) or {},
+        versions=read_json(d, "versions.json", {}) or {},
+    )

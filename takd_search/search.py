@@ -379,7 +379,7 @@ def run_search(
 def _warn_teacher(nokd: list[dict], teacher: str, student: str, own=None) -> None:
     """One line each when the teacher is not better than the student alone, or a
     brought teacher measures far below its sidecar's claim (validation, `premise`)."""
-    from takd_search.premise import run_warnings
+    from takd_search.report.premise import run_warnings
 
     done = [r for r in nokd if r["status"] == "completed"]
     val = {r["config"]["path"]: r["metrics"].get("val_acc") for r in done}

@@ -52,7 +52,7 @@ def test_report_of_a_run_path_folder(chain_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "plain2" in printed and "wrote" in printed
     from takd_search import __version__
-    from takd_search.premise import chain_warnings
+    from takd_search.report.premise import chain_warnings
 
     assert chain["takd_search"] == __version__
     assert chain["warnings"] == chain_warnings(chain["hops"], chain["student_alone"])
@@ -383,7 +383,7 @@ def test_a_real_run_writes_study_db_report_console_log_and_status(tmp_path, caps
 
 # ---- Missing 8: the teacher not better than the student, in the report -------------------
 def test_report_warns_when_the_teacher_is_not_better_than_the_student(tmp_path):
-    from test_report import make_run  # the real-schema run folder of the report tests
+    from report_runs import make_run  # the real-schema run folder of the report tests
 
     from takd_search.report import report
 

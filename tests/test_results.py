@@ -193,7 +193,7 @@ def test_every_column_is_documented(kind):
 
 
 def test_analysis_columns_are_documented():
-    from takd_search.analyze import COLUMNS
+    from takd_search.report.analyze import COLUMNS
 
     assert _documented("takd-search analyze CSV_OR_RUN_DIR...") == set(COLUMNS)
 

@@ -17,7 +17,9 @@ import pandas as pd
 
 from takd_search import results
 from takd_search.errors import UserError
-from takd_search.report import device_kind, markdown_table, method_stats, open_run, pct, pp
+from takd_search.report.stats import device_kind, method_stats
+from takd_search.report.tables import console_table, markdown_table, pct, pp
+from takd_search.results import open_run
 
 # analysis.csv: accuracies and gains are fractions (gains: paired by seed, test set)
 COLUMNS = {
@@ -222,6 +224,4 @@ def _int(v) -> str:
 
 
 def _console(df: pd.DataFrame) -> str:
-    from takd_search.report import console_table
-
     return console_table(df) if len(df) else "(no runs)"

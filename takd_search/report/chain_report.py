@@ -13,6 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from takd_search import results
+from takd_search.progress import table
+from takd_search.report.plots import figure, save_png
+from takd_search.report.premise import chain_warnings
+from takd_search.report.tables import markdown_table
 
 PLOT = "learning_curves.png"
 
@@ -24,13 +28,11 @@ def _pct(x) -> str:
 def plot_chain_curves(chain: dict, path: Path) -> Path | None:
     """Validation accuracy per epoch of each trained hop (and the student alone);
     None when no hop carries a curve (e.g. every hop was given or reused without one)."""
-    from takd_search.report import _figure, _save
-
     hops = [h for h in chain["hops"] if h.get("curve")]
     alone = chain.get("student_alone")
     if not hops and not (alone and alone.get("curve")):
         return None
-    fig = _figure(6.0, 3.6)
+    fig = figure(6.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     for h in hops:
         c = pd.DataFrame(h["curve"])
@@ -44,15 +46,12 @@ def plot_chain_curves(chain: dict, path: Path) -> Path | None:
     ax.set_title(f"{chain['path']} on {chain['dataset']}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def report_chain(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
     """Write report.md (+ learning_curves.png) for a run-path folder. Returns
-    {'report', 'plots', 'table', 'stats'} like `report.report` (stats: the hop table)."""
-    from takd_search.premise import chain_warnings
-    from takd_search.report import markdown_table
-
+    {'report', 'plots', 'table', 'stats'} like `build.report` (stats: the hop table)."""
     d = results.check_run_dir(results.run_dir_of(run_dir))
     chain = results.read_json(d, results.CHAIN)
     out = Path(out_dir) if out_dir is not None else d
@@ -114,8 +113,6 @@ def report_chain(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
             "",
         ]
     path = results.write_atomic(out / "report.md", "\n".join(md))
-    from takd_search.progress import table
-
     text = table(
         [r for r in chain["hops"] + ([alone] if alone else [])],
         [("hop", "hop"), ("model", "model"), ("parent", "from"), ("val_acc", "val %"),
