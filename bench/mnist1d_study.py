@@ -43,7 +43,7 @@ from _common import load, machine  # noqa: E402
 from sweep import grid_space  # noqa: E402
 
 from takd_search import results  # noqa: E402
-from takd_search.spec import find_space  # noqa: E402
+from takd_search.config import find_space  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPTHS = (10, 8, 6, 4, 2)
@@ -101,8 +101,8 @@ def nokd_seeds(space: Path, store: Path, seeds: int, out: Path) -> pd.DataFrame:
     """Every depth from scratch with seeds 0..seeds-1, on the run's data, split and recipe
     (so seed 0 is the search's own NoKD hop, reused from the store). Appends to `out`."""
     from takd_search.chain import Context, hop_rows, run_chain
+    from takd_search.config import load_space
     from takd_search.experiment import open_data, recipe
-    from takd_search.spec import load_space
     from takd_search.store import Store
 
     sp, _, _ = load_space(str(space), {})

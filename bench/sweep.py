@@ -49,7 +49,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load, machine  # noqa: E402
 
-from takd_search.spec import find_space  # noqa: E402
+from takd_search.config import find_space  # noqa: E402
 
 PHASES = ("nokd", "search", "blkd", "confirm")
 

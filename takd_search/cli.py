@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 
+from takd_search.config.flags import add_flags, duration, flag_overrides
 from takd_search.errors import UserError
 
 
@@ -37,18 +38,6 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _duration(text: str) -> float:
-    """'30d', '12h', '90m', '45s' or plain seconds -> seconds."""
-    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        msg = f"{text!r} is not a duration like 7d, 12h or 90m"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
 def _floats(text: str) -> tuple[float, ...]:
     """'0.485,0.456,0.406' -> (0.485, 0.456, 0.406)."""
     try:
@@ -56,14 +45,6 @@ def _floats(text: str) -> tuple[float, ...]:
     except ValueError:
         msg = f"{text!r} is not a list of numbers like 0.485,0.456,0.406"
         raise argparse.ArgumentTypeError(msg) from None
-
-
-def _seeds(text: str) -> list[int]:
-    """'1,2,3' -> [1, 2, 3]."""
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds like 1,2,3") from None
 
 
 def _fraction(flag: str):
@@ -145,20 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--no-report", action="store_true", help="do not write report.md and plots at the end"
     )
-    r.add_argument("--trials", type=int, help="override search.n_trials")
-    r.add_argument(
-        "--time-budget", type=_duration, help="override search.time_budget_s (e.g. 2h, 90m)"
-    )
-    r.add_argument("--epochs", type=int, help="override train.epochs (every hop)")
-    r.add_argument("--dataset", help="override data.dataset (e.g. npz:/data/mnist.npz)")
-    r.add_argument("--data-dir", help="folder with data set archives ($TAKD_DATA)")
-    r.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        help="override resources.gpu (a fraction of one GPU per trial)",
-    )
-    r.add_argument("--cpus-per-trial", type=float, help="override resources.cpu")
-    r.add_argument("--seeds", type=_seeds, help="override baselines.confirm_seeds, e.g. 1,2,3")
+    add_flags(r, "run", exclude=["--device"])  # the budget flags (config/flags.py)
     r.add_argument("--address", help="join this Ray cluster (default: start Ray locally)")
     r.add_argument(
         "--resume",
@@ -170,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a fresh run even if an unfinished one of this space exists",
     )
-    r.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_flags(r, "run", only=["--device"])  # listed here in --help, as it always was
     r.add_argument("--store", help="hop store folder shared across runs")
     r.add_argument("--no-store", action="store_true", help="reuse nothing (benchmarks)")
     r.add_argument("--results", help="folder for run folders (default: results)")
@@ -261,14 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or an s3://, gs:// or file:// URI",
     )
     sb.add_argument("--follow", action="store_true", help="stream the job's log until it ends")
-    sb.add_argument("--trials", type=int, help="override search.n_trials")
-    sb.add_argument("--time-budget", type=_duration, help="override search.time_budget_s")
-    sb.add_argument("--epochs", type=int, help="override train.epochs (every hop)")
-    sb.add_argument("--dataset", help="override data.dataset")
-    sb.add_argument("--data-dir", help="data set folder on the cluster (absolute)")
-    sb.add_argument("--gpus-per-trial", type=float, help="a fraction of one GPU per trial")
-    sb.add_argument("--cpus-per-trial", type=float, help="override resources.cpu")
-    sb.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    add_flags(sb, "submit")  # the budget flags the job's `run` gets (config/flags.py)
     sb.add_argument("--resume", metavar="RUN", help="continue this run folder (name or path)")
     sb.add_argument("--new", action="store_true", help="start a fresh run, resume nothing")
     sb.add_argument("--store", help="hop store on the cluster (default: STORAGE/store)")
@@ -302,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--store", help="store folder (default: $TAKD_STORE or results/.store)")
     st.add_argument(
         "--older-than",
-        type=_duration,
+        type=duration,
         help="gc: remove entries unused for this long (e.g. 30d); default all",
     )
 
@@ -426,7 +387,6 @@ def _teacher_flags(a):
 def cmd_run(a) -> int:
     from takd_search.progress import console_log
     from takd_search.search import RunFailed, run_search
-    from takd_search.spec import flag_overrides
     from takd_search.tuner import Interrupted
 
     overrides = flag_overrides(a)
@@ -636,8 +596,8 @@ def cmd_status(a) -> int:
 
 
 def cmd_spaces(a) -> int:
+    from takd_search.config.files import SPACES_DIR, describe_spaces
     from takd_search.progress import table
-    from takd_search.spec import SPACES_DIR, describe_spaces
 
     rows = describe_spaces()
     if a.json:

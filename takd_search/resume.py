@@ -120,7 +120,7 @@ def check_flags(
         )
 
     if space_ref is not None:  # by name: a job's copy of the same file is the same space
-        from takd_search.spec import load_space
+        from takd_search.config import load_space
 
         name = load_space(space_ref)[0].name
         if name != prev["space"].get("name"):

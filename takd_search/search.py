@@ -38,11 +38,11 @@ from pathlib import Path
 
 from takd_search import baselines, models, progress
 from takd_search.chain import check_shrinking
+from takd_search.config import Space, load_space
 from takd_search.errors import UserError
 from takd_search.experiment import recipe
 from takd_search.results import hop_columns, write_atomic, write_csv, write_json
 from takd_search.space import PathSpace, reference_lr, snapshot_epochs
-from takd_search.spec import Space, load_space
 
 PHASES = ("nokd", "search", "blkd", "tune", "confirm")
 

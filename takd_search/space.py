@@ -28,7 +28,7 @@ import itertools
 import math
 from collections import Counter
 
-from takd_search.spec import ParamSpace, Space
+from takd_search.config import ParamSpace, Space
 
 HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
 

@@ -213,7 +213,7 @@ def _token_mode_if_token() -> None:
     (Ray turns it on by itself only for address="auto"); turn it on when a token exists."""
     if "RAY_AUTH_MODE" in os.environ:
         return
-    from takd_search.cluster import read_token
+    from takd_search.ray_token import read_token
 
     if read_token()[0]:
         os.environ["RAY_AUTH_MODE"] = "token"

@@ -54,7 +54,7 @@ def test_hop_throughput_compile_wraps_only_when_asked():
 
 
 def test_sweep_grid_space_is_a_valid_grid(tmp_path):
-    from takd_search.spec import find_space, load_space
+    from takd_search.config import find_space, load_space
 
     bench = _load("sweep")
     path = bench.grid_space(find_space("digits_vgg"), tmp_path / "g.yaml", [2, 8], [0.5])

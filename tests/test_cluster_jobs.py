@@ -27,7 +27,7 @@ import pytest
 import ray  # noqa: F401  (also puts the psutil that Ray bundles on sys.path)
 
 from takd_search import cli, cluster
-from takd_search.errors import UserError
+from takd_search.cluster import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -331,54 +331,9 @@ def test_unreachable_cluster_is_one_line(capsys, tmp_path):
     assert rc == 2 and len(err) == 1 and "cannot reach the Ray job server" in err[0], err
 
 
-def test_storage_must_be_absolute_or_a_uri(tmp_path):
-    with pytest.raises(UserError, match="not absolute"):
-        cluster.storage_kind("results/here")
-    assert cluster.storage_kind(str(tmp_path)) == "path"
-    assert cluster.storage_kind(f"file://{tmp_path}") == "uri"
-
-
-def test_token_is_read_where_ray_reads_it(monkeypatch, tmp_path):
-    for k in list(os.environ):
-        if k.startswith("RAY_AUTH"):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert cluster.read_token()[0] is None
-    (tmp_path / ".ray").mkdir()
-    (tmp_path / ".ray" / "auth_token").write_text("home-token\n")
-    assert cluster.read_token() == ("home-token", str(tmp_path / ".ray" / "auth_token"))
-    (tmp_path / "t").write_text("path-token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "t"))
-    assert cluster.read_token()[0] == "path-token"
-    monkeypatch.setenv("RAY_AUTH_TOKEN", "env-token")
-    assert cluster.read_token()[0] == "env-token"
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    assert cluster.read_token()[0] is None
-    monkeypatch.delenv("RAY_AUTH_MODE")
-    monkeypatch.delenv("RAY_AUTH_TOKEN")
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
-    with pytest.raises(UserError, match="cannot be read"):
-        cluster.read_token()
-
-
 def test_entrypoint_names_its_interpreter():
-    ep = cluster._entrypoint("/opt/py env/bin/python", ["--sync", "s3://b/r"], ["run", "--x"])
+    ep = jobs._entrypoint("/opt/py env/bin/python", ["--sync", "s3://b/r"], ["run", "--x"])
     assert (
         "exec '/opt/py env/bin/python' -m takd_search.cluster job --sync s3://b/r -- run --x" in ep
     )
     assert ep.startswith("test -x '/opt/py env/bin/python' ||")
-
-
-def test_uri_storage_round_trip(tmp_path):
-    """The copy in/out used for URI storage (file:// stands in for s3:// here)."""
-    src = tmp_path / "run"
-    (src / "a" / "tune").mkdir(parents=True)
-    (src / "a" / "state.json").write_text("{}")
-    (src / "a" / "tune" / "x.json").write_text("[1]")
-    (src / "a" / "ray_logs").symlink_to(tmp_path, target_is_directory=True)  # not copied
-    uri = f"file://{tmp_path / 'bucket' / 'results'}"
-    assert cluster._upload(src, uri) == 2
-    back = tmp_path / "back"
-    assert cluster._download(uri, back) == 2
-    assert (back / "a" / "tune" / "x.json").read_text() == "[1]"
-    assert cluster._download(f"file://{tmp_path / 'nothing'}", tmp_path / "n") == 0

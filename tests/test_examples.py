@@ -21,13 +21,13 @@ from takd_search import baselines, models
 from takd_search.augment import DeviceData
 from takd_search.chain import Context, HopParams, check_shrinking, hop_rows, run_chain
 from takd_search.cli import main
+from takd_search.config import load_space
 from takd_search.data import load_dataset
 from takd_search.distill import HopDidNotLearn, TrainConfig
 from takd_search.examples import make_letters, make_shapes_folder
 from takd_search.examples import pretrained_elsewhere as _pretrained_elsewhere
 from takd_search.experiment import recipe
 from takd_search.space import PathSpace
-from takd_search.spec import load_space
 from takd_search.teacher import IMAGENET, attach_teacher, teacher_from_space
 
 EXAMPLES = (

@@ -373,8 +373,8 @@ def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("name", ["mnist1d_plain", "mnist1d_cnn_mlp"])
 def test_shipped_mnist1d_spaces_are_valid_and_every_path_shrinks(name):
     from takd_search.chain import check_shrinking
+    from takd_search.config import load_space
     from takd_search.space import PathSpace
-    from takd_search.spec import load_space
 
     space = load_space(name)[0]
     assert space.data.dataset == "mnist1d" and space.data.augment in (None, "none")

@@ -84,7 +84,7 @@ def test_export_of_a_run_path_folder(chain_dir, tmp_path, digits):
 
 # ---- Missing 1, 6, 7: spaces, --version, --json ------------------------------------------
 def test_spaces_lists_every_shipped_space_with_its_description(capsys):
-    from takd_search.spec import SPACES_DIR
+    from takd_search.config import SPACES_DIR
 
     files = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
     assert main(["spaces", "--json"]) == 0
@@ -285,8 +285,8 @@ def test_study_db_mirrors_params_values_and_states(tmp_path):
     import optuna
 
     from takd_search import study
+    from takd_search.config import load_space
     from takd_search.space import PathSpace
-    from takd_search.spec import load_space
 
     f = tmp_path / "tiny.yaml"
     f.write_text(TINY.replace("T: [2.0, 8.0]", "T: [2.0, 8.0], per_hop: true"))
@@ -325,8 +325,8 @@ def test_study_db_mirrors_the_top_up_phase_by_path_and_seed(tmp_path):
     import optuna
 
     from takd_search import study
+    from takd_search.config import load_space
     from takd_search.space import PathSpace
-    from takd_search.spec import load_space
 
     f = tmp_path / "tiny.yaml"
     f.write_text(TINY)

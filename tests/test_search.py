@@ -201,8 +201,8 @@ def _row(n, path, val, phase="search", status="completed", T=2.0, tid=None, secs
 
 
 def test_budget_tops_up_blkd_and_the_heuristic_to_the_most_tried_candidate(tmp_path):
+    from takd_search.config import load_space
     from takd_search.search import _budget
-    from takd_search.spec import load_space
 
     space = load_space(str(_write(tmp_path, teacher=8, cands="[6, 4]")))[0]
     A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
@@ -217,9 +217,9 @@ def test_the_path_built_to_win_on_the_selection_seeds_wins(tmp_path):
     """Search: top1 = A (best validation). Confirmation: on the selection seeds the
     heuristic's B is best; on the report seeds A looks better. The winner must be B: the
     report seeds never choose. Ties among the search's trials go to proposal order."""
+    from takd_search.config import load_space
     from takd_search.search import _methods, _summary
     from takd_search.space import PathSpace
-    from takd_search.spec import load_space
 
     space = load_space(str(_write(tmp_path, teacher=8, cands="[6, 4]")))[0]
     A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"

@@ -231,7 +231,7 @@ def test_path_tokens_and_space_rules(tmp_path):
         parse_path("plain10>teacher")
     with pytest.raises(PathError, match="plain depths are 2, 4, 6, 8, 10"):
         parse_path("teacher>cnn4")
-    from takd_search.spec import SpecError, load_space
+    from takd_search.config import SpecError, load_space
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(

@@ -6,266 +6,49 @@ job's runtime_env, so the cluster runs exactly the client's code and space, and 
     exec <python> -m takd_search.cluster job [--sync URI] -- run --space ... --address auto
         --results <storage>/results --store <storage>/store
 
-on the head node. `<python>` is named explicitly (a job's shell has the PATH of whoever
-ran `ray start`, not ours). Results and the hop store go to `--storage`: an absolute path
-every node sees (NFS) is used directly; a pyarrow URI (`s3://`, `gs://`, `file://`) gets
-the run folders copied in before and out after the run (see `docs/cluster.md`).
+on the head node (cluster/driver.py). `<python>` is named explicitly (a job's shell has
+the PATH of whoever ran `ray start`, not ours). Results and the hop store go to
+`--storage` (cluster/storage.py). The budget flags given to `submit` travel to the job's
+`run` as given (config/flags.py).
 
 `stop` asks Ray to stop the job with SIGINT (set per job in its runtime_env) and to wait
 `--stop-grace` seconds before SIGKILL: Tune snapshots and the driver exits 130. The same
 `submit` command then resumes the run (the driver picks the unfinished run of the same
 space and settings; `--resume RUN` names one): finished trials are kept, none re-run.
-
-Token authentication (on by default in Ray 2.60): the client reads the cluster's token
-where Ray's own loader does (`RAY_AUTH_TOKEN`, else the file `RAY_AUTH_TOKEN_PATH`, else
-`~/.ray/auth_token`) and sends it as `Authorization: Bearer`, whatever `RAY_AUTH_MODE` says
-(unless it says `disabled`). Ray's job client only sends it when `RAY_AUTH_MODE=token`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
 import json
 import os
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from takd_search.cluster.client import call, client, first_line, job_address, say
+from takd_search.cluster.storage import storage_kind
+from takd_search.config.files import find_space, load_space
+from takd_search.config.flags import flag_overrides, job_flags
 from takd_search.errors import UserError
 
 META_KEY = "takd_search"  # marks our jobs in the cluster's job list
 STOP_GRACE_S = 120  # seconds between the stop signal and SIGKILL
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 ACTIVE = ("PENDING", "RUNNING")
-# `takd-search run` flags that travel to the job as given (flag -> attribute)
-RUN_FLAGS = {
-    "--trials": "trials",
-    "--time-budget": "time_budget",
-    "--epochs": "epochs",
-    "--dataset": "dataset",
-    "--data-dir": "data_dir",
-    "--gpus-per-trial": "gpus_per_trial",
-    "--cpus-per-trial": "cpus_per_trial",
-    "--device": "device",
-}
-
-
-def say(msg: str = "") -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# ---- address and token ------------------------------------------------------------------
-def job_address(address: str | None) -> str:
-    """--address, else $RAY_API_SERVER_ADDRESS, else an http $RAY_ADDRESS; with a scheme."""
-    env = os.environ.get("RAY_ADDRESS", "")
-    address = address or os.environ.get("RAY_API_SERVER_ADDRESS") or ("://" in env and env)
-    if not address:
-        raise UserError(
-            "no cluster named: pass --address http://HEAD:8265 (the head's dashboard port) "
-            "or set RAY_API_SERVER_ADDRESS"
-        )
-    if "://" not in address:
-        address = f"http://{address}"
-    if address.startswith("ray://"):
-        raise UserError(
-            f"--address {address} is a Ray Client address: jobs go to the dashboard, "
-            "e.g. --address http://HEAD:8265"
-        )
-    return address.rstrip("/")
-
-
-def read_token() -> tuple[str | None, str]:
-    """(token, where it came from), looked up as Ray's own loader does; (None, why) if none."""
-    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":
-        return None, "RAY_AUTH_MODE=disabled"
-    env = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if env:
-        return env, "RAY_AUTH_TOKEN"
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if path:
-        try:
-            token = Path(path).expanduser().read_text().strip()
-        except OSError as e:
-            raise UserError(
-                f"RAY_AUTH_TOKEN_PATH={path} cannot be read ({e.strerror}): point it at a "
-                "copy of the head's token file, or unset it"
-            ) from None
-        if not token:
-            raise UserError(f"RAY_AUTH_TOKEN_PATH={path} is empty: copy the head's token there")
-        return token, f"RAY_AUTH_TOKEN_PATH={path}"
-    default = Path.home() / ".ray" / "auth_token"
-    try:
-        token = default.read_text().strip()
-    except OSError:
-        return None, "no token found"
-    return (token, str(default)) if token else (None, "no token found")
-
-
-def client(address: str | None):
-    """A JobSubmissionClient for the cluster, or one line saying what is wrong."""
-    try:
-        from ray.exceptions import AuthenticationError
-        from ray.job_submission import JobSubmissionClient
-    except ImportError:
-        raise UserError(
-            "submitting to a cluster needs Ray's job client: pip install 'takd-search[cluster]'"
-            " (it installs ray[default])"
-        ) from None
-    address = job_address(address)
-    import logging
-
-    for name in (  # no INFO lines about uploads and websockets (these set INFO themselves)
-        "ray",
-        "ray.dashboard.modules.dashboard_sdk",
-        "ray.dashboard.modules.job.sdk",
-        "ray._private.runtime_env.packaging",
-    ):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    token, source = read_token()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        return JobSubmissionClient(address, headers=headers)
-    except AuthenticationError as e:
-        raise _auth_error(address, token, source, e) from None
-    except ConnectionError:
-        raise UserError(
-            f"cannot reach the Ray job server at {address}: start the cluster "
-            "(`ray start --head --dashboard-host 0.0.0.0`, see docs/cluster.md) or pass "
-            "--address http://HEAD:8265"
-        ) from None
-    except Exception as e:  # a 404 from something that is not Ray's dashboard, bad URL...
-        raise UserError(
-            f"{address} does not answer as a Ray job server ({_first_line(e)}): pass the "
-            "head's dashboard address, e.g. --address http://HEAD:8265"
-        ) from None
-
-
-def _auth_error(address: str, token, source: str, err) -> UserError:
-    if token is None:
-        why = (
-            "RAY_AUTH_MODE=disabled here"
-            if source.startswith("RAY_AUTH_MODE")
-            else "none was found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)"
-        )
-        return UserError(
-            f"the Ray cluster at {address} requires a token and {why}: copy the head's "
-            "token to ~/.ray/auth_token or set RAY_AUTH_TOKEN_PATH / RAY_AUTH_TOKEN "
-            "(`ray get-auth-token` on the head prints it)"
-        )
-    if "Missing" in str(err):
-        return UserError(
-            f"the Ray cluster at {address} did not receive the token from {source}: is a "
-            "proxy dropping the Authorization header?"
-        )
-    return UserError(
-        f"the Ray cluster at {address} rejected the token from {source}: use the head's "
-        "token (`ray get-auth-token` on the head prints it)"
-    )
-
-
-def _call(fn, *args, address: str = "", **kw):
-    """A client call with auth/connection failures as one line."""
-    from ray.exceptions import AuthenticationError
-
-    try:
-        return fn(*args, **kw)
-    except AuthenticationError as e:
-        token, source = read_token()
-        raise _auth_error(address, token, source, e) from None
-    except ConnectionError:
-        raise UserError(
-            f"lost the Ray job server at {address}: is the head still up? (`ray status` there)"
-        ) from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
-
-
-# ---- storage ----------------------------------------------------------------------------
-def storage_kind(storage: str) -> str:
-    """'path' (absolute, shared) or 'uri' (pyarrow filesystem URI); else a UserError."""
-    if "://" in storage:
-        scheme = storage.split("://", 1)[0].lower()
-        try:
-            import pyarrow.fs as pafs
-
-            pafs.FileSystem.from_uri(storage)
-        except ImportError:
-            raise UserError(
-                f"--storage {storage}: URIs need pyarrow (pip install pyarrow)"
-            ) from None
-        except Exception as e:
-            raise UserError(
-                f"--storage {storage}: pyarrow cannot open {scheme}:// here ({_first_line(e)}): "
-                "use an absolute path every node sees, or s3://, gs://, file://"
-            ) from None
-        return "uri"
-    if not os.path.isabs(storage):
-        raise UserError(
-            f"--storage {storage} is not absolute: the job runs in a temporary copy on the "
-            "cluster, so pass an absolute path every node sees (e.g. /mnt/shared/takd) or a URI"
-        )
-    return "path"
-
-
-def _download(uri: str, local: Path) -> int:
-    """Copy the tree at `uri` into `local` (nothing if it does not exist); files copied."""
-    import pyarrow.fs as pafs
-
-    fs, root = pafs.FileSystem.from_uri(uri)
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
-        return 0
-    n = 0
-    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
-        if info.type != pafs.FileType.File:
-            continue
-        dest = local / os.path.relpath(info.path, root)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with fs.open_input_stream(info.path) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out)
-        n += 1
-    return n
-
-
-def _upload(local: Path, uri: str) -> int:
-    """Copy the files under `local` to `uri` (symlinks such as ray_logs are skipped)."""
-    import pyarrow.fs as pafs
-
-    fs, root = pafs.FileSystem.from_uri(uri)
-    n = 0
-    for folder, dirs, files in os.walk(local):
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
-        for f in files:
-            p = os.path.join(folder, f)
-            if os.path.islink(p):
-                continue
-            rel = os.path.relpath(p, local).replace(os.sep, "/")
-            dest = f"{root.rstrip('/')}/{rel}"
-            fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
-            with open(p, "rb") as src, fs.open_output_stream(dest) as out:
-                shutil.copyfileobj(src, out)
-            n += 1
-    return n
 
 
 # ---- submit -----------------------------------------------------------------------------
 def _run_args(a, space_rel: str) -> list[str]:
     """The `takd-search run` arguments for the job (paths on the cluster)."""
     args = ["run", "--space", space_rel, "--address", "auto"]
-    for flag, attr in RUN_FLAGS.items():
-        v = getattr(a, attr, None)
-        if v is not None:
-            args += [flag, f"{v:g}" if isinstance(v, float) else str(v)]
+    for flag, v in job_flags(a):
+        args += [flag, f"{v:g}" if isinstance(v, float) else str(v)]
     if getattr(a, "new", False):
         args.append("--new")
     if getattr(a, "no_store", False):
@@ -302,8 +85,6 @@ def _job_id(space: str) -> str:
 
 def submit(a) -> int:
     """`takd-search submit`: validate locally, submit the job, print its id (or follow)."""
-    from takd_search.spec import find_space, flag_overrides, load_space
-
     _check_cluster_paths(a)
     kind = storage_kind(a.storage)
     overrides = flag_overrides(a)
@@ -331,7 +112,7 @@ def submit(a) -> int:
     c = client(a.address)
     address = job_address(a.address)
     if not a.new:
-        for job in _call(c.list_jobs, address=address):
+        for job in call(c.list_jobs, address=address):
             meta = job.metadata or {}
             if meta.get(META_KEY) and meta.get("key") == key and str(job.status) in ACTIVE:
                 raise UserError(
@@ -339,7 +120,7 @@ def submit(a) -> int:
                     f"stop it first (takd-search stop {job.submission_id} --address {address})"
                 )
     python = a.python or sys.executable
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # takd_search/, all of it
     job_id = _job_id(name)
     with tempfile.TemporaryDirectory(prefix="takd-job-") as tmp:
         (Path(tmp) / "search_spaces").mkdir()
@@ -366,7 +147,7 @@ def submit(a) -> int:
         }
         entrypoint = _entrypoint(python, job_args, run_args)
         try:
-            job_id = _call(
+            job_id = call(
                 c.submit_job,
                 entrypoint=entrypoint,
                 runtime_env=runtime_env,
@@ -377,9 +158,7 @@ def submit(a) -> int:
         except UserError:
             raise
         except Exception as e:  # runtime_env upload refused, job id taken, ...
-            raise UserError(
-                f"the cluster at {address} refused the job: {_first_line(e)}"
-            ) from None
+            raise UserError(f"the cluster at {address} refused the job: {first_line(e)}") from None
     say(
         f"submitted job {job_id} to {address}: {name} ({space.data.dataset}), results in {results}"
     )
@@ -395,10 +174,8 @@ def submit(a) -> int:
 def _resubmit_line(a, address: str) -> str:
     parts = ["takd-search", "submit", "--address", address, "--space", a.space]
     parts += ["--storage", a.storage]
-    for flag, attr in RUN_FLAGS.items():
-        v = getattr(a, attr, None)
-        if v is not None:
-            parts += [flag, str(v)]
+    for flag, v in job_flags(a):
+        parts += [flag, str(v)]
     for flag, attr in (("--python", "python"), ("--store", "store")):
         if getattr(a, attr, None):
             parts += [flag, getattr(a, attr)]
@@ -425,7 +202,7 @@ def follow(c, job_id: str, address: str) -> int:
         )
         return 130
     except Exception as e:  # the log stream broke (head restarted?): the status says more
-        say(f"log stream ended early ({_first_line(e)})")
+        say(f"log stream ended early ({first_line(e)})")
     info = _wait_terminal(c, job_id, address, timeout=30)
     return _report_end(info, job_id)
 
@@ -433,7 +210,7 @@ def follow(c, job_id: str, address: str) -> int:
 def _wait_terminal(c, job_id: str, address: str, timeout: float):
     deadline = time.monotonic() + timeout
     while True:
-        info = _call(c.get_job_info, job_id, address=address)
+        info = call(c.get_job_info, job_id, address=address)
         if str(info.status) in TERMINAL or time.monotonic() > deadline:
             return info
         time.sleep(0.5)
@@ -448,7 +225,7 @@ def _report_end(info, job_id: str) -> int:
         say(f"job {job_id} was stopped; submit the same command again to resume it")
         return 130
     if status == "FAILED":
-        say(f"job {job_id} failed: {_first_line(info.message or 'no message')}")
+        say(f"job {job_id} failed: {first_line(info.message or 'no message')}")
         return 1
     say(f"job {job_id} is {status}")
     return 0
@@ -456,7 +233,7 @@ def _report_end(info, job_id: str) -> int:
 
 def _job_info(c, job_id: str, address: str):
     try:
-        return _call(c.get_job_info, job_id, address=address)
+        return call(c.get_job_info, job_id, address=address)
     except UserError:
         raise
     except Exception:
@@ -486,7 +263,7 @@ def status(a) -> int:
             raise UserError("--follow needs a JOB_ID: takd-search status JOB_ID --follow")
         from takd_search.progress import table
 
-        jobs = [j for j in _call(c.list_jobs, address=address) if (j.metadata or {}).get(META_KEY)]
+        jobs = [j for j in call(c.list_jobs, address=address) if (j.metadata or {}).get(META_KEY)]
         jobs.sort(key=lambda j: j.start_time or 0)
         rows = [
             {
@@ -520,7 +297,7 @@ def status(a) -> int:
     info = _job_info(c, a.job_id, address)
     if a.follow:
         return follow(c, a.job_id, address)
-    logs = _call(c.get_job_logs, a.job_id, address=address) or ""
+    logs = call(c.get_job_logs, a.job_id, address=address) or ""
     meta = info.metadata or {}
     if getattr(a, "json", False):
         print(
@@ -573,7 +350,7 @@ def stop(a) -> int:
     grace = float(
         ((info.runtime_env or {}).get("env_vars") or {}).get("RAY_JOB_STOP_WAIT_TIME_S", 3)
     )
-    _call(c.stop_job, a.job_id, address=address)
+    call(c.stop_job, a.job_id, address=address)
     if a.no_wait:
         say(f"asked job {a.job_id} to stop (it has {grace:g} s to save its state)")
         return 0
@@ -583,59 +360,9 @@ def stop(a) -> int:
         say(f"job {a.job_id} is still {info.status}; check again with takd-search status")
         return 1
     say(f"job {a.job_id}: {info.status}")
-    folder = _run_folder(_call(c.get_job_logs, a.job_id, address=address) or "")
+    folder = _run_folder(call(c.get_job_logs, a.job_id, address=address) or "")
     again = meta.get("resubmit")
     if again:
         resume = f" --resume {Path(folder).name}" if folder else ""
         say(f"resume it with: {again}{resume}")
     return 0
-
-
-# ---- the job's driver (runs on the cluster) ---------------------------------------------
-def job_main(argv: list[str] | None = None) -> int:
-    """`python -m takd_search.cluster job [--sync URI] -- run ...` on the head node.
-
-    Ray starts the driver with SIGINT ignored; `stop` sends SIGINT, so it is turned back
-    on here (Tune installs its own handler while a phase runs). With --sync, the run
-    folders are copied from the URI before and back after the run, also when stopped.
-    """
-    p = argparse.ArgumentParser(prog="takd_search.cluster job")
-    p.add_argument("--sync", help="results URI to copy from/to")
-    p.add_argument("--scratch", help="local folder for the copy (default ~/.cache/takd-search)")
-    argv = list(sys.argv[2:] if argv is None else argv)
-    cut = argv.index("--") if "--" in argv else len(argv)
-    a = p.parse_args(argv[:cut])
-    run_args = argv[cut + 1 :]
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    from takd_search.cli import main
-
-    if not a.sync:
-        return main(run_args)
-    scratch = Path(
-        a.scratch
-        or Path.home() / ".cache" / "takd-search" / hashlib.sha1(a.sync.encode()).hexdigest()[:12]
-    ).expanduser()
-    local = scratch / "results"
-    local.mkdir(parents=True, exist_ok=True)
-    say(f"copied {_download(a.sync, local)} files from {a.sync} to {local}")
-    extra = ["--results", str(local)]
-    if "--store" not in run_args and "--no-store" not in run_args:
-        extra += ["--store", str(scratch / "store")]
-    resume = run_args.index("--resume") if "--resume" in run_args else None
-    if resume is not None and not os.path.isabs(run_args[resume + 1]):
-        run_args[resume + 1] = str(local / run_args[resume + 1])
-    try:
-        return main(run_args + extra)
-    finally:
-        say(f"copied {_upload(local, a.sync)} files from {local} to {a.sync}")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["job"]:
-        raise SystemExit("usage: python -m takd_search.cluster job [--sync URI] -- run ...")
-    from takd_search.cli import _fail
-
-    try:
-        raise SystemExit(job_main(sys.argv[2:]))
-    except UserError as e:  # e.g. --sync URI unreachable from the head
-        raise SystemExit(_fail(str(e))) from None

@@ -1,0 +1,79 @@
+"""Where a job's results and hop store go (`--storage`): an absolute path every node
+sees (NFS) is used directly; a pyarrow URI (`s3://`, `gs://`, `file://`) gets the run
+folders copied in before and out after the run (see docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from takd_search.cluster.client import first_line
+from takd_search.errors import UserError
+
+
+def storage_kind(storage: str) -> str:
+    """'path' (absolute, shared) or 'uri' (pyarrow filesystem URI); else a UserError."""
+    if "://" in storage:
+        scheme = storage.split("://", 1)[0].lower()
+        try:
+            import pyarrow.fs as pafs
+
+            pafs.FileSystem.from_uri(storage)
+        except ImportError:
+            raise UserError(
+                f"--storage {storage}: URIs need pyarrow (pip install pyarrow)"
+            ) from None
+        except Exception as e:
+            raise UserError(
+                f"--storage {storage}: pyarrow cannot open {scheme}:// here ({first_line(e)}): "
+                "use an absolute path every node sees, or s3://, gs://, file://"
+            ) from None
+        return "uri"
+    if not os.path.isabs(storage):
+        raise UserError(
+            f"--storage {storage} is not absolute: the job runs in a temporary copy on the "
+            "cluster, so pass an absolute path every node sees (e.g. /mnt/shared/takd) or a URI"
+        )
+    return "path"
+
+
+def download(uri: str, local: Path) -> int:
+    """Copy the tree at `uri` into `local` (nothing if it does not exist); files copied."""
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+        return 0
+    n = 0
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        dest = local / os.path.relpath(info.path, root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(info.path) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+        n += 1
+    return n
+
+
+def upload(local: Path, uri: str) -> int:
+    """Copy the files under `local` to `uri` (symlinks such as ray_logs are skipped)."""
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    n = 0
+    for folder, dirs, files in os.walk(local):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        for f in files:
+            p = os.path.join(folder, f)
+            if os.path.islink(p):
+                continue
+            rel = os.path.relpath(p, local).replace(os.sep, "/")
+            dest = f"{root.rstrip('/')}/{rel}"
+            fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+            with open(p, "rb") as src, fs.open_output_stream(dest) as out:
+                shutil.copyfileobj(src, out)
+            n += 1
+    return n
