@@ -11,14 +11,15 @@ from pathlib import Path
 
 from takd_search.augment import DeviceData
 from takd_search.chain import Context, HopParams, check_shrinking, hop_rows, parse_path, run_chain
-from takd_search.data import load_dataset
+from takd_search.data import dataset_recipes, load_dataset
 from takd_search.distill import TrainConfig, TrainingDiverged, pick_device
 from takd_search.errors import UserError
 from takd_search.progress import HopProgress, table
 from takd_search.results import write_json
 from takd_search.store import Store, default_root
 
-# Per-data-set recipes (`takd-search datasets` prints them). Every one warms the lr up
+# Per-data-set recipes (`takd-search datasets` prints them), registered with each data set
+# (`recipe=` in takd_search/data/<name>.py) and made TrainConfigs here. Every one warms the lr up
 # linearly over the first epoch (TrainConfig.warmup_epochs), then decays it by a cosine
 # per step; weight decay skips BatchNorm and bias parameters; the checkpoint is the
 # best-validation epoch. CIFAR takes TAKD's optimiser settings (SGD momentum 0.9, batch
@@ -26,14 +27,7 @@ from takd_search.store import Store, default_root
 # converge in seconds on a CPU (digits: plain10 from scratch reaches >= 95% test
 # accuracy). How this differs from TAKD's published code, and the `takd` recipe that
 # follows that code: docs/engine.md.
-RECIPES = {
-    "digits": TrainConfig(epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4),
-    "mnist1d": TrainConfig(epochs=15, batch_size=128, lr=0.05, weight_decay=5e-4),
-    "cifar10": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4, nesterov=False),
-    "cifar100": TrainConfig(epochs=150, batch_size=128, lr=0.1, weight_decay=1e-4, nesterov=False),
-    "npz": TrainConfig(epochs=20, batch_size=128, lr=0.05, weight_decay=5e-4),
-    "folder": TrainConfig(epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4),
-}
+RECIPES = {name: TrainConfig(**settings) for name, settings in dataset_recipes().items()}
 # TAKD's train.py as published: constant lr (0.01 for the plain CNNs; 0.1 for ResNets,
 # whose step schedule never fires), SGD momentum 0.9 without nesterov, weight decay 1e-4
 # on every parameter, batch 128, no warm-up. Its epochs (150-200) become 160 here, and

@@ -217,7 +217,7 @@ def test_run_path_shows_the_failed_hop_and_exits_1(tmp_path, capsys):
 def test_normalisation_uses_the_training_part_only(digits):
     import pickle
 
-    from takd_search.data import _channel_stats
+    from takd_search.data.dataset import _channel_stats
 
     digits = pickle.loads(pickle.dumps(digits))  # its own split cache: the fixture is shared
     data = DeviceData(digits, "cpu", val_fraction=0.2, split_seed=1)

@@ -104,7 +104,7 @@ def test_a_64px_image_folder_runs_from_its_uint8_cache_with_resized_crops(
     # both hops learned (3 classes: chance 1/3; a hop that did not would have failed)
     assert all(0.5 < h["val_acc"] <= 1 for h in (teacher, student))
     # a second load streams the cached tensors; no image is decoded again
-    import takd_search.data as data_mod
+    import takd_search.data.folder as data_mod
 
     monkeypatch.setattr(data_mod, "_decode_images", lambda *a: pytest.fail("decoded again"))
     again = load_dataset(f"folder:{shapes}")

@@ -18,6 +18,7 @@ from takd_search import data, models
 from takd_search.augment import DeviceData
 from takd_search.cli import main
 from takd_search.data import DataError, load_dataset
+from takd_search.data.mnist1d import _MNIST1D_VERSION, _load_mnist1d
 from takd_search.errors import UserError
 
 
@@ -35,7 +36,7 @@ def offline(monkeypatch):
 @pytest.fixture(scope="module")
 def small():
     """2,000 MNIST-1D samples (1,600 train / 400 test), generated once for this module."""
-    return data._load_mnist1d(2000, 42, _no_cache_dir())
+    return _load_mnist1d(2000, 42, _no_cache_dir())
 
 
 def _no_cache_dir():
@@ -85,7 +86,7 @@ def test_generator_is_offline_deterministic_and_leaves_global_rngs_alone(tmp_pat
 
 def test_generated_arrays_are_cached_and_a_damaged_cache_regenerates(tmp_path, offline):
     first = load_dataset("mnist1d:500", tmp_path)
-    cache = tmp_path / ".takd_cache" / f"mnist1d-v{data._MNIST1D_VERSION}-500-42.pt"
+    cache = tmp_path / ".takd_cache" / f"mnist1d-v{_MNIST1D_VERSION}-500-42.pt"
     assert cache.is_file()
     # a cache hit must not call the generator
     import mnist1d.data

@@ -16,17 +16,12 @@ from takd_search.config.schema import Models, ParamSpace, Space, canonical_name
 def check(space: Space) -> list[str]:
     """Problems beyond types: model names, path geometry, value ranges, budgets."""
     from takd_search import models
+    from takd_search.data import dataset_choices, is_dataset_name  # torch: not for --help
 
     out: list[str] = []
     ds = space.data.dataset
-    if not (
-        ds in ("digits", "mnist1d", "cifar10", "cifar100")
-        or ds.startswith(("npz:", "folder:", "mnist1d:"))
-    ):
-        out.append(
-            f"data.dataset: unknown data set {ds!r}: use digits, mnist1d, mnist1d:N, cifar10, "
-            "cifar100, npz:PATH or folder:PATH"
-        )
+    if not is_dataset_name(ds):
+        out.append(f"data.dataset: unknown data set {ds!r}: use {dataset_choices()}")
     if not 0 < space.data.val_fraction <= 0.5:
         out.append(f"data.val_fraction: {space.data.val_fraction} must be in (0, 0.5]")
     m = space.models
