@@ -53,3 +53,4 @@ def test_split_is_cached_on_the_dataset_and_travels_with_it(digits):
     copy = pickle.loads(pickle.dumps(digits))
     assert set(copy._splits) == {(0.1, 0)}
     assert torch.equal(copy.split(0.1, 0)[1], va)
+    assert not torch.equal(digits.split(0.2, 0)[1], va)
