@@ -30,12 +30,17 @@ def _run(cmd, **kw):
 @pytest.mark.slow
 def test_a_wheel_install_finds_the_shipped_spaces(tmp_path):
     src = tmp_path / "src"
+    skip = shutil.ignore_patterns(
+        ".git", "results", "build", "*.egg-info", "__pycache__", ".*cache", "bench"
+    )
+    # ./data (downloaded data sets) stays behind; the takd_search/data package is copied
     shutil.copytree(
         ROOT,
         src,
-        ignore=shutil.ignore_patterns(
-            ".git", "results", "build", "*.egg-info", "__pycache__", ".*cache", "data", "bench"
-        ),
+        ignore=lambda d, names: {
+            *skip(d, names),
+            *({"data"} & set(names) if d == str(ROOT) else ()),
+        },
     )
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
