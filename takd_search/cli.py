@@ -314,7 +314,7 @@ def cmd_run_path(a) -> int:
             raise UserError(f"--{flag.replace('_', '-')} {v} must be at least 1")
     if a.lr is not None and a.lr <= 0:
         raise UserError(f"--lr {a.lr} must be > 0")
-    from takd_search.space import resolve_hops
+    from takd_search.search.space import resolve_hops
 
     if a.warmup_epochs is not None and a.warmup_epochs < 0:
         raise UserError(f"--warmup-epochs {a.warmup_epochs} must be >= 0")
@@ -386,8 +386,7 @@ def _teacher_flags(a):
 
 def cmd_run(a) -> int:
     from takd_search.progress import console_log
-    from takd_search.search import RunFailed, run_search
-    from takd_search.tuner import Interrupted
+    from takd_search.search import Interrupted, RunFailed, run_search
 
     overrides = flag_overrides(a)
     try:
@@ -648,8 +647,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(str(e))
         raise
     finally:
-        if "takd_search.tuner" in sys.modules:
-            sys.modules["takd_search.tuner"].stop_ray()
+        if "takd_search.search.ray_session" in sys.modules:
+            sys.modules["takd_search.search.ray_session"].stop_ray()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from takd_search.distill import HopDidNotLearn, TrainConfig
 from takd_search.examples import make_letters, make_shapes_folder
 from takd_search.examples import pretrained_elsewhere as _pretrained_elsewhere
 from takd_search.experiment import recipe
-from takd_search.space import PathSpace
+from takd_search.search.space import PathSpace
 from takd_search.teacher import IMAGENET, attach_teacher, teacher_from_space
 
 EXAMPLES = (

@@ -375,7 +375,7 @@ def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
 def test_shipped_mnist1d_spaces_are_valid_and_every_path_shrinks(name):
     from takd_search.chain import check_shrinking
     from takd_search.config import load_space
-    from takd_search.space import PathSpace
+    from takd_search.search.space import PathSpace
 
     space = load_space(name)[0]
     assert space.data.dataset == "mnist1d" and space.data.augment in (None, "none")

@@ -284,9 +284,9 @@ def _search_rows(path_space):
 def test_study_db_mirrors_params_values_and_states(tmp_path):
     import optuna
 
-    from takd_search import study
     from takd_search.config import load_space
-    from takd_search.space import PathSpace
+    from takd_search.search import study
+    from takd_search.search.space import PathSpace
 
     f = tmp_path / "tiny.yaml"
     f.write_text(TINY.replace("T: [2.0, 8.0]", "T: [2.0, 8.0], per_hop: true"))
@@ -324,9 +324,9 @@ def test_study_db_mirrors_the_top_up_phase_by_path_and_seed(tmp_path):
     seed with their hops, instead of failing the whole study.db (as it did)."""
     import optuna
 
-    from takd_search import study
     from takd_search.config import load_space
-    from takd_search.space import PathSpace
+    from takd_search.search import study
+    from takd_search.search.space import PathSpace
 
     f = tmp_path / "tiny.yaml"
     f.write_text(TINY)

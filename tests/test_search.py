@@ -202,7 +202,7 @@ def _row(n, path, val, phase="search", status="completed", T=2.0, tid=None, secs
 
 def test_budget_tops_up_blkd_and_the_heuristic_to_the_most_tried_candidate(tmp_path):
     from takd_search.config import load_space
-    from takd_search.search import _budget
+    from takd_search.search.methods import _budget
 
     space = load_space(str(_write(tmp_path, teacher=8, cands="[6, 4]")))[0]
     A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
@@ -218,8 +218,9 @@ def test_the_path_built_to_win_on_the_selection_seeds_wins(tmp_path):
     heuristic's B is best; on the report seeds A looks better. The winner must be B: the
     report seeds never choose. Ties among the search's trials go to proposal order."""
     from takd_search.config import load_space
-    from takd_search.search import _methods, _summary
-    from takd_search.space import PathSpace
+    from takd_search.search.methods import _methods
+    from takd_search.search.space import PathSpace
+    from takd_search.search.summary import _summary
 
     space = load_space(str(_write(tmp_path, teacher=8, cands="[6, 4]")))[0]
     A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
@@ -279,7 +280,7 @@ def test_the_path_built_to_win_on_the_selection_seeds_wins(tmp_path):
 
 
 def test_trial_number_is_tunes_proposal_counter_not_the_random_id():
-    from takd_search.search import _trial_number, _trial_rows
+    from takd_search.search.rows import _trial_number, _trial_rows
 
     def row(tid, tag=None, folder=None):
         return {

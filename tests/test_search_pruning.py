@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from takd_search.cli import main
-from takd_search.pruning import FairASHA, rungs
+from takd_search.search.pruning import FairASHA, rungs
 
 STOP, CONTINUE = "STOP", "CONTINUE"
 

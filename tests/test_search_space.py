@@ -1,10 +1,9 @@
-
 import optuna
 import pytest
 
 from takd_search import models
 from takd_search.config import load_space
-from takd_search.space import PathSpace, resolve_hops, snapshot_epochs
+from takd_search.search.space import PathSpace, resolve_hops, snapshot_epochs
 
 
 def _space(tmp_path, text):
@@ -153,7 +152,7 @@ def test_lambda_conversion_matches_takds_mean_reduced_loss(classes, lam):
     import torch
 
     from takd_search.distill import kd_loss, soft_targets
-    from takd_search.space import alpha_from_lambda, lambda_from_alpha
+    from takd_search.search.space import alpha_from_lambda, lambda_from_alpha
 
     a = alpha_from_lambda(lam, classes)
     assert lambda_from_alpha(a, classes) == pytest.approx(lam)
@@ -177,7 +176,7 @@ def test_lambda_conversion_matches_takds_mean_reduced_loss(classes, lam):
 
 
 def test_facts_values_of_the_conversion():
-    from takd_search.space import alpha_from_lambda
+    from takd_search.search.space import alpha_from_lambda
 
     assert alpha_from_lambda(0.5, 100) == pytest.approx(0.0099, abs=1e-4)
     assert alpha_from_lambda(0.9, 100) == pytest.approx(0.083, abs=1e-3)
@@ -210,7 +209,7 @@ def test_a_lambda_range_is_searched_and_converted_per_class_count(tmp_path):
 
 
 def test_shipped_cifar_spaces_cover_takds_lambda_range():
-    from takd_search.space import alpha_from_lambda
+    from takd_search.search.space import alpha_from_lambda
 
     for name in ("cifar10_vgg", "cifar100_vgg", "cifar10_resnet", "cifar100_resnet"):
         space = load_space(name)[0]

@@ -258,13 +258,13 @@ def test_path_tokens_and_space_rules(tmp_path):
 
 
 def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch):
-    """tuner.run_trial as a Ray worker runs it: the TeacherSource (file bytes) arrives
+    """trainable.run_trial as a Ray worker runs it: the TeacherSource (file bytes) arrives
     as a parameter, the worker's Context measures it once, the chain distils from it."""
-    from takd_search import tuner
+    from takd_search.search import trainable
 
     reports = []
-    monkeypatch.setattr(tuner.tune, "report", lambda m: reports.append(dict(m)))
-    monkeypatch.setattr(tuner, "_CONTEXTS", {})
+    monkeypatch.setattr(trainable.tune, "report", lambda m: reports.append(dict(m)))
+    monkeypatch.setattr(trainable, "_CONTEXTS", {})
     src = read_teacher(trained["torchscript"], teacher_input={"mean": [0.5], "std": [0.25]})
     src = replace(src, path="/elsewhere/teacher.pt")  # workers never open the file
     run = {
@@ -280,7 +280,7 @@ def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch
     }
     hop = {"T": 4.0, "alpha": 0.9, "kd_epochs": 1.0, "parent_epoch": 0.5}
     config = {"path": "teacher>plain2", "guidance": "chain", "hops": [hop]}
-    tuner.run_trial(config, run, dataset=trained["ds"], teacher=src)
+    trainable.run_trial(config, run, dataset=trained["ds"], teacher=src)
     final = reports[-1]
     # epoch 1 per epoch; the last epoch goes out as the final report (a scheduler stops
     # trials at max_t, and a stop there must not swallow the trial's details)
@@ -291,6 +291,6 @@ def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch
     assert s["parent_epoch"] is None  # a brought teacher has no epochs to stop at
     assert final["val_acc"] == s["val_acc"] > 0.5 and len(s["curve"]) == 2
     # NoKD of the teacher (the search's first phase) is its measurement
-    tuner.run_trial({"path": "teacher", "seed": 0}, run, dataset=trained["ds"], teacher=src)
+    trainable.run_trial({"path": "teacher", "seed": 0}, run, dataset=trained["ds"], teacher=src)
     assert reports[-1]["hop_rows"][0]["status"] == "given"
     assert reports[-1]["val_acc"] == pytest.approx(trained["val"], abs=1e-6)

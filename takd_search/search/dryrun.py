@@ -1,7 +1,7 @@
 """`takd-search run --dry-run`: the plan of a run, before anything trains or is written.
 
 The space, data and models are checked exactly as for a real run (the same code path,
-`search.run_search`, stops just before Ray starts). The plan then lists the phases with
+`run.run_search`, stops just before Ray starts). The plan then lists the phases with
 their trial counts, an upper bound of the hops each trains, the resources per trial and
 the concurrency they allow here, where results and the hop store go, and a compute
 estimate from a short timing probe: a few SGD steps of every model of the space on a
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from takd_search.progress import fmt_seconds
+from takd_search.search.space import PathSpace
 
 
 def _probe(name: str, ds, batch_size: int, device: str, steps: int = 3) -> tuple[float, float]:
@@ -78,7 +79,6 @@ def plan(
     """The plan as a dict (see the module doc): {'space', 'data', 'models', 'phases',
     'resources', 'where', 'compute'}; seconds are estimates, accuracies absent."""
     from takd_search.distill import pick_device
-    from takd_search.space import PathSpace
 
     teacher, student, candidates = space.model_names()
     everyone = [teacher, *candidates, student]
@@ -95,7 +95,7 @@ def plan(
 
         select = default_select_seeds(seeds, space.search.seed)
     select = list(select)
-    # equal budgets (search.py): BLKD and every confirmed candidate path are topped up to
+    # equal budgets (methods.py): BLKD and every confirmed candidate path are topped up to
     # the most-tried candidate's completed trials, B <= n_search. Bounds: BLKD needs at
     # most B trials beyond the search's direct ones; the k + 1 candidate paths (top-k and
     # the heuristic's) at most k * B, since one of them already has B.

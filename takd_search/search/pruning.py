@@ -19,9 +19,9 @@ The resource is the student's epoch: trials are compared on the student's valida
 accuracy after the same number of student epochs (a TA's accuracy says nothing about the
 student's). TA hops are not pruned, because no comparable score exists while they train,
 but every report carries the trial's cumulative compute, so what a pruned trial spent,
-TA hops included, is charged in trials.csv (see `tuner.run_trial`).
+TA hops included, is charged in trials.csv (see `trainable.run_trial`).
 
-This module imports Ray's scheduler base classes only (the `tuner` imports it).
+This module imports Ray's scheduler base classes only (tune_phase imports it).
 """
 
 from __future__ import annotations

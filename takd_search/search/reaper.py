@@ -9,7 +9,7 @@ closes it, however the process ended). Meanwhile it notes the driver's descendan
 whatever is left of that session: the noted descendants (checked by start time, so a
 reused pid is never hit) and processes whose command line names the session.
 
-    python -m takd_search.reaper SESSION_NAME DRIVER_PID
+    python -m takd_search.search.reaper SESSION_NAME DRIVER_PID
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def start(session: str) -> subprocess.Popen | None:
     if not Path("/proc/self/stat").exists():
         return None
     return subprocess.Popen(
-        [sys.executable, "-m", "takd_search.reaper", session, str(os.getpid())],
+        [sys.executable, "-m", "takd_search.search.reaper", session, str(os.getpid())],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

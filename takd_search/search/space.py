@@ -16,7 +16,7 @@ then suggests `lambda_takd` and the hop gets alpha = lambda / (C (1 - lambda) + 
 A *schedule* (a list of paths) makes a top-up space: trial number i trains
 schedule[i], with its parameters named per path (`p0_T`), so the sampler models each
 path's values on that path's trials only. It gives compared methods the same number of
-tuning trials as the searched paths (search.py).
+tuning trials as the searched paths (methods.py).
 
 The space is an instance of a class in an importable module, not a closure: Ray pickles
 it into the searcher's snapshot and `Tuner.restore` must be able to import it again.

@@ -1,0 +1,60 @@
+"""`takd-search run`: the search, from a space file to the answer.
+
+The modules, in the order a run meets them:
+
+- plan.py: every check of the input and of this machine, before anything is written;
+- run.py: `run_search`, the phases in order over a run (NoKD, search, BLKD, top-up,
+  confirmation);
+- run_dir.py: the run folder (choosing or resuming it, state.json, versions, phases/);
+  resume.py: its saved settings and its driver lock;
+- space.py: the define-by-run Optuna space; searcher.py: Optuna through Tune;
+  pruning.py: fair early stopping (ASHA);
+- ray_session.py: starting and stopping Ray (reaper.py ends an orphaned local Ray);
+- tune_phase.py: one phase as a Tune experiment; trainable.py: one trial in a Ray worker;
+  callback.py: the phase's console lines; stop.py: Ctrl-C/SIGTERM; disk.py: a full disk;
+- rows.py: the CSV rows; methods.py: the compared methods and their budgets;
+  summary.py: summary.json and the closing lines; study.py: study.db for Optuna's tools;
+  dryrun.py: `run --dry-run`'s plan and estimate.
+
+Only this package and cluster/ import Ray, and only once the input is known good: this
+file imports nothing, and the names below are loaded on first use, so `import
+takd_search.search.space` (or the reaper's own process) costs neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+# Ray and Tune read these at import: set them before any module of this package imports Ray
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Ray console tables: we print our own
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no tensorboard/csv noise
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Snapshot the experiment every 2 s (default: >= 10 s): a SIGKILLed driver then loses at
+# most the trials that finished in the last 2 s, which the hop store makes cheap to redo.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+
+# name -> the module that holds it (what cli, tests and users import from here)
+_EXPORTS = {
+    "run_search": "run",
+    "RunFailed": "run",
+    "say": "run_dir",
+    "answer": "summary",
+    "SELECTION_RULE": "summary",
+    "Interrupted": "stop",
+    "DiskFull": "disk",
+    "is_disk_full": "disk",
+    "full_message": "disk",
+    "PathSpace": "space",
+    "RunPlan": "plan",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
