@@ -371,7 +371,7 @@ def test_waiters_on_a_stale_lock_never_hold_it_together(tmp_path, use_flock):
     (Before: each saw it stale and unlinked it, and several held it at once.)"""
     import threading
 
-    from takd_search.store import _Lock
+    from takd_search.store import HopLock
 
     path = tmp_path / "k.lock"
     rounds, waiters = 20, 4
@@ -380,7 +380,7 @@ def test_waiters_on_a_stale_lock_never_hold_it_together(tmp_path, use_flock):
 
     def waiter(barrier):
         barrier.wait()
-        with _Lock(path, stale_after=1.0, poll=0.005, use_flock=use_flock):
+        with HopLock(path, stale_after=1.0, poll=0.005, use_flock=use_flock):
             with guard:
                 state["in"] += 1
                 state["entered"] += 1
@@ -412,8 +412,8 @@ def test_a_dead_trainers_lock_is_free_at_once(tmp_path, use_flock):
 
     path = tmp_path / "k.lock"
     code = (
-        "import sys, time; from pathlib import Path; from takd_search.store import _Lock\n"
-        f"with _Lock(Path({str(path)!r}), 3600.0, 0.01, use_flock={use_flock}):\n"
+        "import sys, time; from pathlib import Path; from takd_search.store import HopLock\n"
+        f"with HopLock(Path({str(path)!r}), 3600.0, 0.01, use_flock={use_flock}):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -423,12 +423,12 @@ def test_a_dead_trainers_lock_is_free_at_once(tmp_path, use_flock):
         holder.kill()
         holder.wait(30)
     assert path.exists()  # the dead holder's lock file is still there
-    from takd_search.store import _Lock
+    from takd_search.store import HopLock
 
     got = threading.Event()
 
     def take():
-        with _Lock(path, stale_after=3600.0, poll=0.01, use_flock=use_flock):
+        with HopLock(path, stale_after=3600.0, poll=0.01, use_flock=use_flock):
             got.set()
 
     t = threading.Thread(target=take, daemon=True)

@@ -5,8 +5,7 @@ from its parent's soft targets (`chain` guidance) or from the averaged soft targ
 every earlier model of the path (`dense`, DGKD-style). The first model trains from
 scratch. Every hop goes through `Store.get_or_train`, so a prefix shared with an earlier
 trial or run is loaded instead of trained, and every parent's logits for a view schedule
-come from its logit bank when one exists.
-"""
+come from its logit bank when one exists."""
 
 from __future__ import annotations
 
@@ -17,41 +16,14 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from takd_search import models
-from takd_search.augment import DeviceData
-from takd_search.distill import (
-    HopResult,
-    TrainConfig,
-    TrainingDiverged,
-    accuracy,
-    load_model,
-    precision,
-    train_hop,
-    train_logits,
-)
-from takd_search.errors import UserError
-from takd_search.store import HopSpec, Store
+from takd_search.engine.augment import DeviceData
+from takd_search.engine.distill import accuracy, load_model, precision, train_logits
+from takd_search.engine.hop import HopParams, HopResult, HopSpec, TrainConfig
+from takd_search.engine.path import PathError
+from takd_search.engine.store import Store
+from takd_search.engine.train import TrainingDiverged, train_hop
 
 GUIDANCE = ("chain", "dense")
-
-
-class PathError(UserError):
-    """A path that is not a strictly shrinking sequence of known models (one line)."""
-
-
-@dataclass(frozen=True)
-class HopParams:
-    """Distillation settings of one hop (ignored for the first model of a path).
-
-    T: softmax temperature (> 0). alpha: weight of the soft term in [0, 1].
-    kd_epochs: student early stop, in epochs (None: distil during all epochs).
-    parent_epoch: teacher early stop: distil from the parent's weights at the end of this
-    epoch (None: the parent's selected, best-validation weights).
-    """
-
-    T: float = 4.0
-    alpha: float = 0.5
-    kd_epochs: int | None = None
-    parent_epoch: int | None = None
 
 
 @dataclass
@@ -89,80 +61,6 @@ class Context:
         return lambda: models.create_model_from_name(
             model, self.data.num_classes, self.data.input_shape
         )
-
-
-def parse_path(path: str | Sequence[str], family: str | None = None) -> list[str]:
-    """'10-4-2' (with a family), 'plain10>plain4>plain2', or a list -> canonical names.
-
-    Each model must be strictly smaller than the one before: by depth within the plain and
-    resnet families, by parameter count otherwise (checked by the caller that knows the
-    input shape, see `check_shrinking`). A path needs at least two models.
-    """
-    if isinstance(path, str):
-        text = path.strip()
-        sep = ">" if ">" in text else "-"
-        tokens = [t.strip() for t in text.split(sep) if t.strip()]
-    else:
-        tokens = [str(t).strip() for t in path]
-    if len(tokens) < 2:
-        raise PathError(
-            f"path {path!r} needs a teacher and a student, e.g. 10-4-2 with --family plain, "
-            "or plain10>plain4>plain2"
-        )
-    names = []
-    for tok in tokens:
-        if tok.lower() in models_external_names():
-            if names:
-                raise PathError(
-                    f"path {path!r}: {tok!r} (a teacher you bring with --teacher) can only "
-                    "be the first model of a path, e.g. teacher>plain4>plain2"
-                )
-            names.append(tok.lower())
-            continue
-        if family is not None and tok[:1].isdigit():
-            tok = f"{family}{tok}"
-        try:
-            fam, depth = models.parse_model_name(tok)
-        except models.ModelError as e:
-            raise PathError(
-                f"path {path!r}: {e}; or 'teacher' first for a teacher file (--teacher)"
-            ) from None
-        names.append(models.model_name(fam, depth))
-    if len(set(names)) != len(names):
-        raise PathError(f"path {path!r} names a model twice: each model appears once")
-    return names
-
-
-def models_external_names() -> tuple[str, ...]:
-    """Names that stand for a model the user brought rather than one we build."""
-    return ("teacher",)
-
-
-def check_shrinking(names: list[str], num_classes: int, input_shape) -> None:
-    """Raise PathError unless each model is strictly smaller than the one before it
-    within its family (plain, resnet: by depth; mlp: by parameter count). A hop that
-    changes family (plain10>mlp2x800, a CNN teacher for an MLP student) is not checked:
-    parameter counts of different families do not say which one is the bigger teacher."""
-    for big, small in zip(names, names[1:]):
-        if big in models_external_names():
-            continue
-        fb, db = models.parse_model_name(big)
-        fs, ds = models.parse_model_name(small)
-        if fb != fs:
-            continue
-        if fb in ("plain", "resnet"):
-            if int(ds) >= int(db):
-                raise PathError(
-                    f"path {'>'.join(names)}: {small} is not smaller than {big}; "
-                    "depths must strictly decrease from teacher to student"
-                )
-        elif models.model_size(small, num_classes, tuple(input_shape)) >= models.model_size(
-            big, num_classes, tuple(input_shape)
-        ):
-            raise PathError(
-                f"path {'>'.join(names)}: {small} has no fewer parameters than {big}; "
-                "each model must be smaller than the one before it"
-            )
 
 
 @dataclass

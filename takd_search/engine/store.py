@@ -17,7 +17,8 @@ truncated or corrupt entry is reported once, moved aside to `corrupt/` and retra
 Two processes that want the same missing hop serialise on its lock file: one trains, the
 other waits and loads. The lock is an fcntl lock the kernel drops when its holder dies (a
 crashed trainer's lock is free at once); where the file system has none, an O_EXCL file
-whose holder is checked by pid on the same host and by heartbeat elsewhere (`_Lock`).
+whose holder is checked by pid on the same host and by heartbeat elsewhere
+(`engine.locks.HopLock`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import os
 import platform
 import shutil
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -41,108 +41,12 @@ from pathlib import Path
 
 import torch
 
-from takd_search.distill import HopResult, TrainConfig, TrainingDiverged
+from takd_search.engine.hop import HopResult, HopSpec
+from takd_search.engine.locks import HopLock, remove_dead_locks
+from takd_search.engine.train import TrainingDiverged
 from takd_search.errors import UserError
 
-SCHEMA = 1  # bump when the entry layout changes; it is part of every key
-# The training computation's version, part of every key: bump it whenever a change to the
-# engine (distill, augment, the models' init, normalisation) changes what a hop computes,
-# so no entry trained by older code is ever served as this code's result. The golden
-# fingerprint test (tests/test_store.py) fails when that happens without a bump.
-# 1: up to the fused SGD step. 2: fused SGD, one epoch of linear warm-up by default,
-# normalisation statistics from the training part of the split, weight_decay_all.
-RECIPE_VERSION = 2
 log = logging.getLogger("takd_search.store")
-
-
-@dataclass(frozen=True)
-class HopSpec:
-    """A hop's full lineage. Equal specs train bit-identical networks (on one device).
-
-    data: the data set's content fingerprint (not its name). val_fraction / split_seed:
-    the validation split. model: canonical model name ('plain10'). parents: the parent
-    hops' keys (several for dense guidance). T, alpha, kd_epochs, parent_epoch: the
-    distillation settings (None for a hop trained from scratch; parent_epoch None = the
-    parents' selected weights). teacher: content hash of a user's teacher file, if the
-    hop *is* that teacher. precision: the arithmetic the hop trains in ('fp32' on a CPU,
-    'bf16' autocast on CUDA; `distill.precision`): the same lineage in two precisions is
-    two networks. fork: snapshot epochs this entry was trained again to keep, because the
-    entry under the same lineage without `fork` lacked them (entries are never replaced:
-    re-training is bit-identical only on one device and torch build, so the fork is
-    another network and gets its own key; see `Store.get_or_train`).
-    """
-
-    data: str
-    val_fraction: float
-    split_seed: int
-    model: str
-    train: TrainConfig
-    seed: int
-    parents: tuple[str, ...] = ()
-    T: float | None = None
-    alpha: float | None = None
-    kd_epochs: int | None = None
-    parent_epoch: int | None = None
-    teacher: str | None = None
-    precision: str = "fp32"
-    fork: tuple[int, ...] = ()
-
-    def canonical(self) -> HopSpec:
-        """The same hop written one way: settings that cannot matter are dropped, so
-        KD with alpha 0 (or 0 KD epochs) is the from-scratch hop, and T is only kept
-        when soft targets are used."""
-        kd_epochs = self.kd_epochs
-        if kd_epochs is not None and kd_epochs >= self.train.epochs:
-            kd_epochs = None
-        no_kd = not self.parents or self.alpha in (None, 0) or kd_epochs == 0
-        if no_kd:
-            return HopSpec(
-                self.data,
-                self.val_fraction,
-                self.split_seed,
-                self.model,
-                self.train,
-                self.seed,
-                teacher=self.teacher,
-                precision=self.precision,
-                fork=tuple(sorted(self.fork)),
-            )
-        return HopSpec(
-            self.data,
-            self.val_fraction,
-            self.split_seed,
-            self.model,
-            self.train,
-            self.seed,
-            tuple(self.parents),
-            float(self.T),
-            float(self.alpha),
-            kd_epochs,
-            self.parent_epoch,
-            self.teacher,
-            self.precision,
-            tuple(sorted(self.fork)),
-        )
-
-    @property
-    def from_scratch(self) -> bool:
-        return not self.canonical().parents
-
-    def lineage(self) -> dict:
-        d = asdict(self.canonical())
-        d["parents"] = list(d["parents"])
-        d["schema"] = SCHEMA
-        d["recipe_version"] = RECIPE_VERSION
-        if not d["fork"]:  # the common case keeps the shorter lineage
-            del d["fork"]
-        else:
-            d["fork"] = list(d["fork"])
-        return d
-
-    @property
-    def key(self) -> str:
-        blob = json.dumps(self.lineage(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -443,8 +347,8 @@ class Store:
             return None
 
     # ---- locks -------------------------------------------------------------------------
-    def _lock(self, key: str) -> _Lock:
-        return _Lock(self.root / "locks" / f"{key}.lock", self.stale_after, self.poll)
+    def _lock(self, key: str) -> HopLock:
+        return HopLock(self.root / "locks" / f"{key}.lock", self.stale_after, self.poll)
 
     # ---- logit banks -------------------------------------------------------------------
     def load_bank(self, key: str) -> torch.Tensor | None:
@@ -524,150 +428,8 @@ class Store:
         for sub in ("corrupt", "tmp"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
             (self.root / sub).mkdir(exist_ok=True)
-        removed["locks"] = _remove_dead_locks(self.root / "locks")
+        removed["locks"] = remove_dead_locks(self.root / "locks")
         return removed
-
-
-class _Lock:
-    """An exclusive lock on `locks/<key>.lock` that a dead holder cannot keep.
-
-    Where the file system supports it (local disks, NFSv4) this is an `fcntl.flock`: the
-    kernel releases it the instant its holder dies, however it dies, so a crashed
-    trainer's lock is free at once and no waiter ever has to decide that a lock is stale.
-    The holder unlinks the file on exit; a waiter that then gets the lock on the unlinked
-    file sees it is no longer the one at the path and tries again.
-
-    Elsewhere (`flock` refused) it falls back to an O_EXCL file holding "host pid",
-    refreshed by a heartbeat. It is stale when its pid is dead on this host (at once), when
-    it stayed empty for `EMPTY_S` (its creator died before writing), or when its heartbeat
-    stopped for `stale_after` seconds (a holder on another host). Breaking it is one
-    waiter's job at a time (`<lock>.break`, O_EXCL), judged again under that guard, so
-    two waiters can never both break it and both train.
-    """
-
-    EMPTY_S = 5.0
-
-    def __init__(self, path: Path, stale_after: float, poll: float, use_flock: bool = True):
-        self.path, self.stale_after, self.poll = path, stale_after, poll
-        self.use_flock = use_flock
-        self._fd: int | None = None
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    def __enter__(self) -> _Lock:
-        if self.use_flock and self._enter_flock():
-            return self
-        self._enter_file()
-        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
-        self._beat.start()
-        return self
-
-    # ---- flock ---------------------------------------------------------------------------
-    def _enter_flock(self) -> bool:
-        """True once held; False if the file system has no flock (then use the file)."""
-        import fcntl
-
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # waits; a dead holder's lock is already gone
-            except OSError:
-                os.close(fd)
-                return False
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # the previous holder unlinked it: lock the file now at the path
-                os.close(fd)
-                continue
-            try:  # for people and for hosts on the fallback; the flock is the lock
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, _owner().encode(), 0)
-            except OSError:
-                pass
-            self._fd = fd
-            return True
-
-    # ---- the O_EXCL file fallback --------------------------------------------------------
-    def _enter_file(self) -> None:
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                judged = self._stale()
-                if judged is not None:
-                    self._break(judged)
-                else:
-                    time.sleep(self.poll)
-                continue
-            try:
-                os.write(fd, _owner().encode())
-            except OSError:  # a full disk: no empty lock left behind to wait on
-                os.close(fd)
-                self.path.unlink(missing_ok=True)
-                raise
-            os.close(fd)
-            return
-
-    def _stale(self) -> os.stat_result | None:
-        """The lock file's stat if its holder is gone, else None."""
-        try:
-            st = os.stat(self.path)
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return None
-        age = time.time() - st.st_mtime
-        owner = text.split()
-        if not owner:
-            return st if age > self.EMPTY_S else None
-        if len(owner) >= 2 and owner[0] == socket.gethostname() and owner[1].isdigit():
-            if not _alive(int(owner[1])):
-                return st
-        return st if age > self.stale_after else None
-
-    def _break(self, judged: os.stat_result) -> None:
-        """Unlink the stale lock, holding `<lock>.break` (O_EXCL) meanwhile and judging it
-        again under it: a waiter that judged it stale before another broke it and took a
-        fresh lock finds the fresh one alive and leaves it."""
-        breaker = self.path.with_name(self.path.name + ".break")
-        try:
-            fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:  # a breaker dies only inside these few lines; its file is gone in seconds
-                if time.time() - os.stat(breaker).st_mtime > self.EMPTY_S:
-                    breaker.unlink(missing_ok=True)
-            except FileNotFoundError:
-                pass
-            return
-        os.close(fd)
-        try:
-            now = self._stale()
-            if now is not None and (now.st_ino, now.st_mtime_ns) == (
-                judged.st_ino,
-                judged.st_mtime_ns,
-            ):
-                self.path.unlink(missing_ok=True)
-                log.warning("store: broke the stale lock %s", self.path)
-        finally:
-            breaker.unlink(missing_ok=True)
-
-    def _heartbeat(self) -> None:
-        interval = max(0.05, self.stale_after / 4)
-        while not self._stop.wait(interval):
-            try:
-                os.utime(self.path)
-            except FileNotFoundError:
-                return
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-        self.path.unlink(missing_ok=True)  # before the flock goes: see _enter_flock
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def _torch_save(obj, path: Path) -> None:
@@ -683,53 +445,6 @@ def _torch_save(obj, path: Path) -> None:
         if full:
             raise OSError(errno.ENOSPC, "No space left on device", str(path)) from e
         raise
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()} {os.getpid()}\n"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def _remove_dead_locks(folder: Path) -> int:
-    """Delete lock files nobody holds (a dead trainer's); returns how many."""
-    import fcntl
-
-    removed = 0
-    if not folder.is_dir():
-        return removed
-    for p in list(folder.iterdir()):
-        if not p.name.endswith(".lock"):
-            continue
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # held: a trainer is alive
-            except OSError:  # no flock here: judge it as the fallback does
-                if _Lock(p, 3600.0, 0.0, use_flock=False)._stale() is None:
-                    continue
-            try:
-                if os.fstat(fd).st_ino == os.stat(p).st_ino:
-                    p.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass
-        finally:
-            os.close(fd)
-    return removed
 
 
 def write_json_atomic(path: Path, obj) -> None:
