@@ -1,5 +1,5 @@
 """The value types of one hop: how it trains (`TrainConfig`) and distils (`HopParams`),
-what it yields (`HopResult`) and its full lineage (`HopSpec`, whose digest is the hop store's key).
+what it yields (`HopResult`) and its full lineage (`HopSpec`: its digest is the store's key).
 
 Plain dataclasses, no torch computation: the store, the chain, the trainable and the
 report all speak in these, so they live apart from the training loop.
