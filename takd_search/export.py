@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from takd_search import results
+from takd_search.atomic import replacing, write_json
 from takd_search.errors import UserError
 
 INPUT_NOTE = (
@@ -364,23 +365,21 @@ def export(
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":
         scripted = torch.jit.script(module)
-        tmp = out.with_name(f".{out.name}.tmp")
-        torch.jit.save(scripted, str(tmp), _extra_files={"student.json": json.dumps(sidecar)})
-        os.replace(tmp, out)
+        with replacing(out) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={"student.json": json.dumps(sidecar)})
     else:
         sidecar["format"] = "onnx"
         example = torch.rand(2, *sidecar["input_shape"])
-        tmp = out.with_name(f".{out.name}.tmp")
-        torch.onnx.export(
-            module,
-            (example,),
-            str(tmp),
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
-        os.replace(tmp, out)
-    results.write_json(side, sidecar)
+        with replacing(out) as tmp:
+            torch.onnx.export(
+                module,
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+            )
+    write_json(side, sidecar)
     return out, side
 
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from takd_search.atomic import write_atomic
+from takd_search.errors import UserError
 
 MAX_HOPS = 4  # per-hop columns T_1..T_4 etc.; longer paths keep all hops in `hops` (JSON)
 
@@ -91,42 +93,6 @@ CONFIRMATION = {
 SCHEMAS = {"trials": TRIALS, "baselines": BASELINES, "confirmation": CONFIRMATION}
 
 
-def _file_mode() -> int:
-    """0o666 minus the process umask: what open() would give a new file (mkstemp's own
-    0o600 would make run folders unreadable to the rest of a team or cluster)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write `data` to `path` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: str | os.PathLike, obj) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(x):
-    if hasattr(x, "item"):
-        return x.item()
-    return str(x)
-
-
 def frame(kind: str, rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
     """Rows (dicts, or a DataFrame) -> a DataFrame with exactly the schema's columns, in
     order, with its dtypes."""
@@ -175,8 +141,6 @@ def _near(path: Path) -> str:
 def check_run_dir(run_dir: str | os.PathLike) -> Path:
     """The folder, or a UserError (one line) when it does not exist or holds none of a
     run's files (space.json, the CSVs, summary.json, or a run-path's chain.json)."""
-    from takd_search.errors import UserError
-
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise UserError(
@@ -253,8 +217,6 @@ def require_run(run_dir: str | os.PathLike, *, finished: bool = True) -> Path:
 
     finished: also require summary.json, which a run writes only once it is complete.
     """
-    from takd_search.errors import UserError
-
     run_dir = run_dir_of(run_dir)
     if not run_dir.exists():
         raise UserError(

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from takd_search import results
+from takd_search.atomic import write_json
 
 SIZES = {"plain10": 2388970, "plain8": 303098, "plain6": 72890, "plain4": 17850, "plain2": 3194}
 
@@ -135,8 +136,8 @@ def make_run(
         "search": {"guidance": "chain"},
         "resources": {"cpu": 1.0, "gpu": 0.0},
     }
-    results.write_json(d / "space.json", space)
-    results.write_json(d / "versions.json", {"run": {"dataset": "digits", "store": None}})
+    write_json(d / "space.json", space)
+    write_json(d / "versions.json", {"run": {"dataset": "digits", "store": None}})
     hpath = f"plain10>{heuristic_ta}>plain2"
     tuned = {"top1": (4, 40.0), "heuristic": (4, 44.0), "blkd": (6, 6.0), "nokd": (0, 0.0)}
 
@@ -171,7 +172,7 @@ def make_run(
                     "hop_seconds": {"plain10": 30.0, "plain8": 8.0, "plain2": 1.0},
                     "wall_seconds": 99.0},
     }  # fmt: skip
-    results.write_json(d / "summary.json", summary)
+    write_json(d / "summary.json", summary)
     return d
 
 
@@ -215,12 +216,12 @@ def write_curves(d: Path, curves: dict = CURVES) -> None:
         for s, vals in zip((1, 2), per_seed)
     ]
     conf.append({"trial_id": "cx", "status": "failed", "config": {"method": "top1"}})
-    results.write_json(d / "phases" / "confirm.json", conf)
+    write_json(d / "phases" / "confirm.json", conf)
     search = [
         _phase_row(f"s{i}", {"T": 2.0, "alpha": a}, "plain10>plain4>plain2",
                    [0.5 + 0.4 * a, 0.7 + 0.2 * a, 0.9, 0.92, 0.93], alpha=a)
         for i, a in enumerate((0.1, 0.5, 0.9))
     ]  # fmt: skip
-    results.write_json(d / "phases" / "search.json", search)
+    write_json(d / "phases" / "search.json", search)
     nokd = [_phase_row("n0", {"method": "nokd", "seed": 0}, "plain2", CURVES["nokd"][0])]
-    results.write_json(d / "phases" / "nokd.json", nokd)
+    write_json(d / "phases" / "nokd.json", nokd)

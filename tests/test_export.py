@@ -12,6 +12,7 @@ import torch
 
 import takd_search
 from takd_search import results
+from takd_search.atomic import write_json
 from takd_search.cli import main
 from takd_search.errors import UserError
 from takd_search.export import export, pick
@@ -59,8 +60,8 @@ def run_dir(tmp_path_factory, digits):
     for r in search:
         del r["config"]["method"], r["config"]["seed"]  # search trials carry neither
     d = root / "run"
-    results.write_json(d / "phases" / "confirm.json", confirm)
-    results.write_json(d / "phases" / "search.json", search)
+    write_json(d / "phases" / "confirm.json", confirm)
+    write_json(d / "phases" / "search.json", search)
     results.write_csv(
         d,
         "confirmation",
@@ -72,15 +73,13 @@ def run_dir(tmp_path_factory, digits):
             for r in confirm
         ],
     )  # fmt: skip
-    results.write_json(d / "space.json", {"models": {"family": "plain"}})
-    results.write_json(
+    write_json(d / "space.json", {"models": {"family": "plain"}})
+    write_json(
         d / "versions.json",
         {"run": {"dataset": "digits", "data_dir": None, "image_size": None,
                  "store": str(store.root), "seed": 0}},
     )  # fmt: skip
-    results.write_json(
-        d / "summary.json", {"winner": "top1", "teacher": "plain4", "student": "plain2"}
-    )
+    write_json(d / "summary.json", {"winner": "top1", "teacher": "plain4", "student": "plain2"})
     return d
 
 
@@ -146,7 +145,7 @@ def test_unknown_path_and_missing_weights_are_user_errors(run_dir, tmp_path, cap
     shutil.copytree(run_dir, moved)
     v = json.loads((moved / "versions.json").read_text())
     v["run"]["store"] = str(tmp_path / "empty-store")
-    results.write_json(moved / "versions.json", v)
+    write_json(moved / "versions.json", v)
     with pytest.raises(UserError, match="is not in the store"):
         export(moved, tmp_path / "y.pt")
 
@@ -166,6 +165,7 @@ def test_an_exported_student_round_trips_as_a_teacher(run_dir, tmp_path, digits,
     from takd_search.chain import Context
     from takd_search.distill import TrainConfig
     from takd_search.store import Store
+
     from takd_search.teacher import attach_teacher, read_teacher
 
     out, side = export(run_dir, tmp_path / "student.pt")

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from takd_search import results
+from takd_search.atomic import write_json
 from takd_search.cli import main
 from takd_search.errors import UserError
 
@@ -130,14 +131,14 @@ def test_json_listings(tmp_path, capsys, chain_dir):
 
 # ---- Missing 3: status RUN_DIR, the live view, the console log ---------------------------
 def _fake_run(d, state="running", pid=None):
-    results.write_json(d / "space.json", {"name": "x"})
-    results.write_json(d / "state.json", {"status": state})
+    write_json(d / "space.json", {"name": "x"})
+    write_json(d / "state.json", {"status": state})
     rows = [
         {"status": "completed", "config": {"path": p}, "metrics": {"val_acc": v}}
         for p, v in (("plain10>plain4>plain2", 0.93), ("plain10>plain2", 0.91))
     ]
-    results.write_json(d / "phases" / "nokd.json", [])
-    results.write_json(d / "phases" / "search.json", rows)
+    write_json(d / "phases" / "nokd.json", [])
+    write_json(d / "phases" / "search.json", rows)
     from takd_search.progress import write_status
 
     write_status(
@@ -148,7 +149,7 @@ def _fake_run(d, state="running", pid=None):
     )  # fmt: skip
     if pid is not None:
         st = json.loads((d / "progress.json").read_text())
-        results.write_json(d / "progress.json", {**st, "pid": pid})
+        write_json(d / "progress.json", {**st, "pid": pid})
 
 
 def test_status_of_a_local_run(tmp_path, capsys):

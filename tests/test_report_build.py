@@ -13,6 +13,7 @@ import pytest
 from report_runs import make_run, png_size, write_curves
 
 from takd_search import results
+from takd_search.atomic import write_json
 from takd_search.cli import main
 from takd_search.report.build import report
 from takd_search.report.plots import PLOTS
@@ -141,7 +142,7 @@ def test_learning_curves_missing_in_old_runs_is_a_note(tmp_path):
     for r in rows:
         for h in (r.get("metrics") or {}).get("hop_rows", []):
             h.pop("curve")
-    results.write_json(d / "phases" / "confirm.json", rows)
+    write_json(d / "phases" / "confirm.json", rows)
     out = report(d)
     assert "curves" not in out["plots"] and not (d / PLOTS["curves"]).exists()
     assert "No learning-curve plot" in out["report"].read_text()

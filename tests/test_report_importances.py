@@ -9,6 +9,7 @@ import pytest
 from report_runs import make_run
 
 from takd_search import results
+from takd_search.atomic import write_json
 from takd_search.report.build import report
 from takd_search.report.importances import param_importances
 from takd_search.results import open_run
@@ -33,7 +34,7 @@ def test_per_hop_spaces_use_the_hop_into_each_model(tmp_path):
     d = make_run(tmp_path, n_search=12)
     space = json.loads((d / "space.json").read_text())
     space["distill"]["per_hop"] = True
-    results.write_json(d / "space.json", space)
+    write_json(d / "space.json", space)
     t = results.load(d)["trials"]
     # per hop: the hop into the student gets alpha 0.1..0.9 spread, earlier hops 0.5
     hops = []
@@ -54,7 +55,7 @@ def test_searched_learning_rate_is_analysed(tmp_path):
     d = make_run(tmp_path, n_search=12)
     space = json.loads((d / "space.json").read_text())
     space["train"] = {"lr": {"low": 0.01, "high": 0.1, "log": True}}
-    results.write_json(d / "space.json", space)
+    write_json(d / "space.json", space)
     t = results.load(d)["trials"]
     t["lr"] = [0.01 * (1 + i % 9) for i in range(len(t))]
     # now the learning rate decides the accuracy, alpha does not

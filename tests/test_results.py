@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from takd_search import results
+from takd_search.atomic import write_json
 from takd_search.errors import UserError
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
@@ -112,7 +113,7 @@ def test_frame_values_and_missing(tmp_path):
 
 def test_missing_files_give_empty_frames_with_schema(tmp_path):
     # a run folder that has started (space.json) but written no CSV yet
-    results.write_json(tmp_path / "space.json", {"name": "x"})
+    write_json(tmp_path / "space.json", {"name": "x"})
     r = results.load(tmp_path)
     for kind, schema in results.SCHEMAS.items():
         assert len(r[kind]) == 0 and list(r[kind].columns) == list(schema)
@@ -165,7 +166,7 @@ def test_require_run_names_the_problem(tmp_path):
     with pytest.raises(UserError, match="has not finished .*--resume"):
         results.require_run(tmp_path / "r")
     assert results.require_run(tmp_path / "r", finished=False) == tmp_path / "r"
-    results.write_json(tmp_path / "r" / "summary.json", {})
+    write_json(tmp_path / "r" / "summary.json", {})
     assert results.require_run(tmp_path / "r" / "trials.csv") == tmp_path / "r"
 
 
@@ -202,7 +203,7 @@ def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
     old = os.umask(0o027)
     try:
         results.write_csv(tmp_path, "trials", ROWS["trials"])
-        results.write_json(tmp_path / "summary.json", {"a": 1})
+        write_json(tmp_path / "summary.json", {"a": 1})
     finally:
         os.umask(old)
     for name in ("trials.csv", "summary.json"):

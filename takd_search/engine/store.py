@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from takd_search.atomic import replacing, write_json
 from takd_search.engine.hop import HopResult, HopSpec
 from takd_search.engine.locks import HopLock, remove_dead_locks
 from takd_search.engine.train import TrainingDiverged
@@ -308,7 +309,9 @@ class Store:
     # ---- failures and partial checkpoints ------------------------------------------------
     def mark_failed(self, key: str, why: str) -> None:
         if self.reuse:
-            write_json_atomic(self.root / "failed" / f"{key}.json", {"key": key, "error": why})
+            write_json(
+                self.root / "failed" / f"{key}.json", {"key": key, "error": why}, indent=None
+            )
 
     def failure(self, key: str) -> str | None:
         path = self.root / "failed" / f"{key}.json" if self.reuse else None
@@ -328,12 +331,9 @@ class Store:
         if now - last < self.checkpoint_every_s:
             return
         self._last_checkpoint[key] = now
-        tmp = self.root / "tmp" / f"{key}.{uuid.uuid4().hex}.partial"
-        try:
+        # a full disk leaves no truncated file behind (the temporary file is removed)
+        with replacing(self.root / "partial" / f"{key}.pt", tmp_dir=self.root / "tmp") as tmp:
             _torch_save(state(), tmp)
-            os.replace(tmp, self.root / "partial" / f"{key}.pt")
-        finally:  # a full disk leaves no truncated file behind
-            tmp.unlink(missing_ok=True)
 
     def resume_state(self, key: str) -> dict | None:
         """The latest checkpoint of hop `key`, if a killed attempt left one."""
@@ -376,12 +376,9 @@ class Store:
             return
         logits = logits.detach().to("cpu", torch.float16).contiguous()
         blob = {"logits": logits, "sha256": hashlib.sha256(logits.numpy().tobytes()).hexdigest()}
-        tmp = self.root / "tmp" / f"{key}.{uuid.uuid4().hex}.pt"
-        try:
+        # a full disk leaves no truncated bank behind (the temporary file is removed)
+        with replacing(self.root / "banks" / f"{key}.pt", tmp_dir=self.root / "tmp") as tmp:
             _torch_save(blob, tmp)
-            os.replace(tmp, self.root / "banks" / f"{key}.pt")
-        finally:  # a full disk leaves no truncated bank behind
-            tmp.unlink(missing_ok=True)
 
     # ---- listing and pruning -----------------------------------------------------------
     def entries(self) -> list[dict]:
@@ -445,12 +442,6 @@ def _torch_save(obj, path: Path) -> None:
         if full:
             raise OSError(errno.ENOSPC, "No space left on device", str(path)) from e
         raise
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def default_root(results_dir: str | os.PathLike = "results") -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from takd_search import results
+from takd_search.atomic import write_atomic
 from takd_search.errors import UserError
 from takd_search.report.stats import device_kind, method_stats
 from takd_search.report.tables import console_table, markdown_table, pct, pp
@@ -177,7 +178,7 @@ def analyze(paths, out_dir: str | os.PathLike | None = ".") -> dict:
     out = {"table": df, "text": _console(shown), "csv": None, "md": None}
     if out_dir is not None:
         od = Path(out_dir)
-        out["csv"] = results.write_atomic(od / "analysis.csv", df.to_csv(index=False))
+        out["csv"] = write_atomic(od / "analysis.csv", df.to_csv(index=False))
         md = [
             "# Runs compared",
             "",
@@ -188,7 +189,7 @@ def analyze(paths, out_dir: str | os.PathLike | None = ".") -> dict:
             markdown_table(shown),
             "",
         ]
-        out["md"] = results.write_atomic(od / "analysis.md", "\n".join(md))
+        out["md"] = write_atomic(od / "analysis.md", "\n".join(md))
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from takd_search import results
+from takd_search.atomic import write_atomic
 from takd_search.report.chain_report import report_chain
 from takd_search.report.importances import param_importances
 from takd_search.report.plots import (
@@ -146,7 +147,7 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
             "",
         ]
     md += [f"![hyper-parameters]({rel['hyper']})", "", "## Learning curves", "", *curves_md, ""]
-    path = results.write_atomic(out / "report.md", "\n".join(md))
+    path = write_atomic(out / "report.md", "\n".join(md))
     return {"report": path, "plots": plots, "table": console_table(keys), "stats": stats}
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from takd_search import results
+from takd_search.atomic import write_atomic
 from takd_search.progress import table
 from takd_search.report.plots import figure, save_png
 from takd_search.report.premise import chain_warnings
@@ -112,7 +113,7 @@ def report_chain(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
             f"![learning curves]({os.path.relpath(plots['curves'], out)})",
             "",
         ]
-    path = results.write_atomic(out / "report.md", "\n".join(md))
+    path = write_atomic(out / "report.md", "\n".join(md))
     text = table(
         [r for r in chain["hops"] + ([alone] if alone else [])],
         [("hop", "hop"), ("model", "model"), ("parent", "from"), ("val_acc", "val %"),

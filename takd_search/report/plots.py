@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from takd_search import results
+from takd_search.atomic import write_atomic
 from takd_search.report.importances import HYPER, HYPER_LABEL, TRIAL_LEVEL
 from takd_search.report.stats import (
     device_kind,
@@ -59,7 +59,7 @@ def save_png(fig, path: Path) -> Path:
     """`fig` as a PNG at `path`, written atomically; returns `path`."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return results.write_atomic(path, buf.getvalue())
+    return write_atomic(path, buf.getvalue())
 
 
 def _depth(model: str) -> float:
