@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine  # noqa: E402
 from hop_throughput import synthetic_cifar  # noqa: E402
 
-from takd_search.augment import PAD, DeviceData, Views  # noqa: E402
+from takd_search.engine.augment import PAD, DeviceData, Views  # noqa: E402
 
 
 def fast_train_batch(data: DeviceData, idx: torch.Tensor, views: Views) -> torch.Tensor:

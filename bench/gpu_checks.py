@@ -41,8 +41,9 @@ import hop_throughput as ht  # noqa: E402
 from _common import load, machine  # noqa: E402
 
 from takd_search import models  # noqa: E402
-from takd_search.augment import DeviceData  # noqa: E402
-from takd_search.distill import TrainConfig, train_hop  # noqa: E402
+from takd_search.engine.augment import DeviceData  # noqa: E402
+from takd_search.engine.hop import TrainConfig  # noqa: E402
+from takd_search.engine.train import train_hop  # noqa: E402
 
 # H100/H200 SXM dense bf16 tensor-core peak by NVIDIA's datasheet (989.4 TFLOP/s); the
 # rate measured by `env` (an 8192^3 bf16 product) is reported beside it

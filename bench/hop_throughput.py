@@ -58,9 +58,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load, machine  # noqa: E402
 
 from takd_search import models  # noqa: E402
-from takd_search.augment import DeviceData
 from takd_search.data import Dataset
-from takd_search.distill import HopDidNotLearn, TrainConfig, train_hop, train_logits
+from takd_search.engine.augment import DeviceData
+from takd_search.engine.distill import train_logits
+from takd_search.engine.hop import TrainConfig
+from takd_search.engine.train import HopDidNotLearn, train_hop
 
 PAIRS = {
     "plain": ("plain", 10, "plain", 2),  # CIFAR-10 book, plain10 -> plain2

@@ -100,10 +100,10 @@ def finished_run(results_dir: Path) -> Path | None:
 def nokd_seeds(space: Path, store: Path, seeds: int, out: Path) -> pd.DataFrame:
     """Every depth from scratch with seeds 0..seeds-1, on the run's data, split and recipe
     (so seed 0 is the search's own NoKD hop, reused from the store). Appends to `out`."""
-    from takd_search.chain import Context, hop_rows, run_chain
     from takd_search.config import load_space
-    from takd_search.experiment import open_data, recipe
-    from takd_search.store import Store
+    from takd_search.engine.chain import Context, hop_rows, run_chain
+    from takd_search.engine.store import Store
+    from takd_search.run_path import open_data, recipe
 
     sp, _, _ = load_space(str(space), {})
     train = recipe(sp.data.dataset, **{k: v for k, v in sp.train.model_dump().items() if v})

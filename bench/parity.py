@@ -48,10 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load, machine  # noqa: E402
 
 from takd_search import models  # noqa: E402
-from takd_search.augment import DeviceData  # noqa: E402
 from takd_search.data import load_dataset  # noqa: E402
-from takd_search.distill import TrainConfig, TrainingDiverged, train_hop  # noqa: E402
-from takd_search.experiment import recipe  # noqa: E402
+from takd_search.engine.augment import DeviceData  # noqa: E402
+from takd_search.engine.hop import TrainConfig  # noqa: E402
+from takd_search.engine.train import TrainingDiverged, train_hop  # noqa: E402
+from takd_search.run_path import recipe  # noqa: E402
 
 MODELS = ["plain2", "plain4", "plain6", "plain8", "plain10", "resnet8", "resnet20", "mlp2x256"]
 

@@ -41,12 +41,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load, machine  # noqa: E402
 
-from takd_search.augment import DeviceData  # noqa: E402
-from takd_search.chain import Context, HopParams, parse_path, run_chain
 from takd_search.data import load_dataset
-from takd_search.distill import TrainConfig, train_hop
+from takd_search.engine.augment import DeviceData  # noqa: E402
+from takd_search.engine.chain import Context, run_chain
+from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.path import parse_path
+from takd_search.engine.store import Store
+from takd_search.engine.train import train_hop
 from takd_search.models import create_model
-from takd_search.store import Store
 
 PATHS = (
     "10-2",

@@ -38,7 +38,7 @@ from hop_throughput import (  # noqa: E402
 )
 
 from takd_search import models  # noqa: E402
-from takd_search.augment import DeviceData  # noqa: E402
+from takd_search.engine.augment import DeviceData  # noqa: E402
 
 BUSY = "while True: pass"
 

@@ -22,8 +22,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from takd_search.chain import PathError
     from takd_search.data import DataError
+    from takd_search.engine.path import PathError
     from takd_search.models import ModelError
 
     return (DataError, ModelError, PathError, UserError)
@@ -301,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run_path(a) -> int:
-    from takd_search.chain import HopParams
-    from takd_search.experiment import recipe, run_path
+    from takd_search.engine.hop import HopParams
+    from takd_search.run_path import recipe, run_path
 
     if a.T <= 0:
         raise UserError(f"--T {a.T} must be > 0 (a softmax temperature)")
@@ -365,7 +365,7 @@ def cmd_run_path(a) -> int:
 
 def _teacher_flags(a):
     """--teacher and its companions -> a teacher.TeacherSource (None without --teacher)."""
-    from takd_search.teacher import FineTune, read_teacher
+    from takd_search.teacher.source import FineTune, read_teacher
 
     extra = [
         f"--{k.replace('_', '-')}"
@@ -465,7 +465,7 @@ def cmd_datasets(a) -> int:
             ],
         )
     )
-    from takd_search.experiment import RECIPES, TAKD_RECIPE, describe_recipe
+    from takd_search.run_path import RECIPES, TAKD_RECIPE, describe_recipe
 
     print("\ntraining recipe per data set (--recipe default; flags and train.* override):")
     for name, cfg in RECIPES.items():
@@ -476,7 +476,7 @@ def cmd_datasets(a) -> int:
 
 
 def cmd_store(a) -> int:
-    from takd_search.store import Store, default_root
+    from takd_search.engine.store import Store, default_root
 
     root = a.store or default_root()
     store = Store(root, create=a.action == "gc")  # ls/du only read: a read-only mount works

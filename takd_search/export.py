@@ -21,14 +21,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from takd_search import results
+from takd_search import models, results
 from takd_search.atomic import replacing, write_json
+from takd_search.engine.path import PathError, parse_path, path_text
 from takd_search.errors import UserError
 
 INPUT_NOTE = (
@@ -72,11 +72,18 @@ class NormalizedStudent(nn.Module):
 
 # ---- finding the network ------------------------------------------------------------------
 def _norm_path(text: str, family: str | None) -> str:
-    """'10-6-2' (with the space's family) or 'Plain10>plain6>plain2' -> 'plain10>plain6>plain2'."""
-    t = text.strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(-\d+)*", t) and family:
-        return ">".join(f"{family.lower()}{d}" for d in t.split("-"))
-    return t.replace("vgg", "plain")
+    """What the user typed for --path -> the stored form: a path ('10-6-2' with the
+    space's family, 'Plain10>vgg6>plain2') through the one path parser, a single model
+    name canonicalised, anything else (a method: 'nokd', 'top1') lower-cased."""
+    t = text.strip()
+    try:
+        return path_text(parse_path(t, family))
+    except PathError:
+        pass
+    try:
+        return models.model_name(*models.parse_model_name(t))
+    except models.ModelError:
+        return t.lower()
 
 
 def _phase_rows(run_dir: Path, phase: str) -> list[dict]:
@@ -232,8 +239,8 @@ def _chain_pick(run_dir: Path, path: str | None) -> tuple[dict, dict]:
 def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Module, dict]:
     """(NormalizedStudent in eval mode, sidecar dict) for the chosen network."""
     from takd_search.data import load_dataset
+    from takd_search.engine.store import Store
     from takd_search.models import create_model_from_name, parse_model_name
-    from takd_search.store import Store
 
     if results.is_chain(run_dir):  # a run-path folder: its student (or --path nokd)
         run_dir = results.run_dir_of(run_dir)

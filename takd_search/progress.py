@@ -201,7 +201,7 @@ def write_status(run_dir, info: dict) -> None:
     import socket
     import time
 
-    from takd_search.results import write_atomic
+    from takd_search.atomic import write_atomic
 
     info = {**info, "pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
     try:

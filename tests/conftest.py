@@ -58,13 +58,13 @@ def digits():
 
 @pytest.fixture
 def digits_data(digits):
-    from takd_search.augment import DeviceData
+    from takd_search.engine.augment import DeviceData
 
     return DeviceData(digits, "cpu", val_fraction=0.1, split_seed=0)
 
 
 @pytest.fixture
 def store(tmp_path):
-    from takd_search.store import Store
+    from takd_search.engine.store import Store
 
     return Store(tmp_path / "store")

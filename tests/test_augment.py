@@ -1,6 +1,6 @@
 import torch
 
-from takd_search.augment import PAD, DeviceData, Views, apply_views, epoch_views
+from takd_search.engine.augment import PAD, DeviceData, Views, apply_views, epoch_views
 
 
 def test_views_are_a_pure_function_of_seed_and_epoch():

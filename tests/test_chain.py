@@ -1,6 +1,7 @@
 import pytest
 
-from takd_search.chain import PathError, check_shrinking, hop_rows, parse_path
+from takd_search.engine.chain import hop_rows
+from takd_search.engine.path import PathError, check_shrinking, parse_path
 
 
 @pytest.mark.parametrize(
@@ -44,8 +45,8 @@ def test_check_shrinking():
 
 
 def test_hop_rows_report_status_and_seconds_saved(digits_data, store):
-    from takd_search.chain import Context, HopParams, run_chain
-    from takd_search.distill import TrainConfig
+    from takd_search.engine.chain import Context, run_chain
+    from takd_search.engine.hop import HopParams, TrainConfig
 
     ctx = Context(digits_data, TrainConfig(epochs=2, batch_size=128), store)
     run_chain(ctx, ["plain6", "plain2"], HopParams(T=2.0, alpha=0.3))
@@ -60,8 +61,8 @@ def test_hop_rows_report_status_and_seconds_saved(digits_data, store):
 def test_teacher_seed_keeps_the_teacher_and_reseeds_the_rest(digits_data, store):
     """Confirmation's shape: a new seed with teacher_seed reuses the teacher (same key,
     not retrained) and trains the student anew; without it the teacher is retrained."""
-    from takd_search.chain import Context, HopParams, run_chain
-    from takd_search.distill import TrainConfig
+    from takd_search.engine.chain import Context, run_chain
+    from takd_search.engine.hop import HopParams, TrainConfig
 
     # two epochs: a one-epoch hop of 11 steps, all of it warm-up, can end near chance,
     # which is now a failed hop (HopDidNotLearn), not a result

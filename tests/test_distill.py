@@ -5,14 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from takd_search import models
-from takd_search.distill import (
-    TrainConfig,
-    TrainingDiverged,
-    kd_loss,
-    soft_targets,
-    train_hop,
-    train_logits,
-)
+from takd_search.engine.distill import kd_loss, soft_targets, train_logits
+from takd_search.engine.hop import TrainConfig
+from takd_search.engine.train import TrainingDiverged, train_hop
 
 
 def test_alpha_zero_is_cross_entropy():
@@ -77,7 +72,7 @@ def test_cpu_run_is_bit_for_bit_repeatable(digits_data):
 
 
 def test_plain10_from_scratch_reaches_95_percent_on_digits(digits_data):
-    from takd_search.experiment import recipe
+    from takd_search.run_path import recipe
 
     cfg = recipe("digits")
     make = lambda: models.create_model("plain", 10, 10, digits_data.input_shape)  # noqa: E731
@@ -125,7 +120,7 @@ def test_diverging_hop_stops_at_once(digits_data):
 
 @pytest.mark.gpu
 def test_cuda_bf16_channels_last_hop(digits):
-    from takd_search.augment import DeviceData
+    from takd_search.engine.augment import DeviceData
 
     data = DeviceData(digits, "cuda")
     cfg = TrainConfig(epochs=3)

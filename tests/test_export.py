@@ -21,7 +21,7 @@ SEEDS = (1, 2)
 
 
 def _row(method, path, seed, chain, hop):
-    from takd_search.chain import hop_rows
+    from takd_search.engine.chain import hop_rows
 
     rows = hop_rows(chain)
     student = chain[-1].result
@@ -40,10 +40,10 @@ def _row(method, path, seed, chain, hop):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, digits):
-    from takd_search.augment import DeviceData
-    from takd_search.chain import Context, HopParams, run_chain
-    from takd_search.distill import TrainConfig
-    from takd_search.store import Store
+    from takd_search.engine.augment import DeviceData
+    from takd_search.engine.chain import Context, run_chain
+    from takd_search.engine.hop import HopParams, TrainConfig
+    from takd_search.engine.store import Store
 
     root = tmp_path_factory.mktemp("export")
     store = Store(root / "store")
@@ -161,12 +161,12 @@ def test_onnx_without_the_package_is_one_line(run_dir, tmp_path, capsys):
 def test_an_exported_student_round_trips_as_a_teacher(run_dir, tmp_path, digits, capsys):
     """Issue 18, Broken 3: an exported student passed back as a teacher without an input
     declaration was normalised twice (measured far below its own test accuracy)."""
-    from takd_search.augment import DeviceData
-    from takd_search.chain import Context
-    from takd_search.distill import TrainConfig
-    from takd_search.store import Store
-
-    from takd_search.teacher import attach_teacher, read_teacher
+    from takd_search.engine.augment import DeviceData
+    from takd_search.engine.chain import Context
+    from takd_search.engine.hop import TrainConfig
+    from takd_search.engine.own_teacher import attach_teacher
+    from takd_search.engine.store import Store
+    from takd_search.teacher.source import read_teacher
 
     out, side = export(run_dir, tmp_path / "student.pt")
     meta = json.loads(side.read_text())

@@ -339,8 +339,7 @@ def test_full_disk_is_one_line_before_training(tmp_path):
 
 # ---- the hop store's lock (no Ray: threads and processes on one store) --------------------
 def _hop_spec():
-    from takd_search.distill import TrainConfig
-    from takd_search.store import HopSpec
+    from takd_search.engine.hop import HopSpec, TrainConfig
 
     return HopSpec("abc", 0.1, 0, "plain4", TrainConfig(epochs=3), 0, ("p1",), 4.0, 0.5, 2)
 
@@ -348,7 +347,7 @@ def _hop_spec():
 def _hop_result(v=0.5):
     import torch
 
-    from takd_search.distill import HopResult
+    from takd_search.engine.hop import HopResult
 
     w = torch.full((3, 3), v)
     return HopResult(
@@ -371,7 +370,7 @@ def test_waiters_on_a_stale_lock_never_hold_it_together(tmp_path, use_flock):
     (Before: each saw it stale and unlinked it, and several held it at once.)"""
     import threading
 
-    from takd_search.store import HopLock
+    from takd_search.engine.locks import HopLock
 
     path = tmp_path / "k.lock"
     rounds, waiters = 20, 4
@@ -412,7 +411,7 @@ def test_a_dead_trainers_lock_is_free_at_once(tmp_path, use_flock):
 
     path = tmp_path / "k.lock"
     code = (
-        "import sys, time; from pathlib import Path; from takd_search.store import HopLock\n"
+        "import sys, time; from pathlib import Path; from takd_search.engine.locks import HopLock\n"
         f"with HopLock(Path({str(path)!r}), 3600.0, 0.01, use_flock={use_flock}):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
@@ -423,7 +422,7 @@ def test_a_dead_trainers_lock_is_free_at_once(tmp_path, use_flock):
         holder.kill()
         holder.wait(30)
     assert path.exists()  # the dead holder's lock file is still there
-    from takd_search.store import HopLock
+    from takd_search.engine.locks import HopLock
 
     got = threading.Event()
 
@@ -438,7 +437,7 @@ def test_a_dead_trainers_lock_is_free_at_once(tmp_path, use_flock):
 
 
 def test_gc_removes_dead_trainers_locks_and_keeps_live_ones(tmp_path):
-    from takd_search.store import Store
+    from takd_search.engine.store import Store
 
     store = Store(tmp_path / "s")
     dead = store.root / "locks" / "dead.lock"
@@ -453,7 +452,7 @@ def test_gc_removes_dead_trainers_locks_and_keeps_live_ones(tmp_path):
 def test_a_save_that_lost_the_race_keeps_the_winners_entry(tmp_path, monkeypatch):
     """Another process renames its entry into place between our check and our rename:
     ours is dropped, theirs stays (before: OSError: Directory not empty)."""
-    from takd_search.store import Store
+    from takd_search.engine.store import Store
 
     spec = _hop_spec()
     a, b = Store(tmp_path / "s"), Store(tmp_path / "s")

@@ -6,9 +6,10 @@ import time
 import pytest
 import torch
 
-from takd_search.chain import Context, HopParams, run_chain, teacher_logits
-from takd_search.distill import HopResult, TrainConfig, train_logits
-from takd_search.store import HopSpec, Store
+from takd_search.engine.chain import Context, run_chain, teacher_logits
+from takd_search.engine.distill import train_logits
+from takd_search.engine.hop import HopParams, HopResult, HopSpec, TrainConfig
+from takd_search.engine.store import Store
 
 
 def _spec(**kw):
@@ -117,7 +118,7 @@ def test_missing_snapshot_never_replaces_a_stored_entry(store):
     re-training is bit-identical only on one device and torch build, so the re-trained
     network is a fork with its own key, and the original keeps meaning what its children
     and logit banks were made from."""
-    from takd_search.store import EntryExists
+    from takd_search.engine.store import EntryExists
 
     spec = _spec()
     store.get_or_train(spec, _result)
@@ -202,7 +203,7 @@ def test_logit_bank_equals_fresh_parent_forward(digits_data, store):
 
 
 def test_augmented_banks_are_per_epoch(digits, store):
-    from takd_search.augment import DeviceData
+    from takd_search.engine.augment import DeviceData
 
     data = DeviceData(digits, "cpu", augment="flip")
     ctx = Context(data, TrainConfig(epochs=1, batch_size=128), store)
@@ -287,7 +288,7 @@ def test_a_killed_hop_resumes_from_its_checkpoint_exactly(digits_data, tmp_path)
 
 
 def test_a_diverged_hop_is_remembered_and_fails_fast(digits_data, tmp_path):
-    from takd_search.distill import TrainingDiverged
+    from takd_search.engine.train import TrainingDiverged
 
     cfg = TrainConfig(epochs=2, batch_size=64, lr=50.0, weight_decay=0.0)
     store = Store(tmp_path / "s")
@@ -355,8 +356,9 @@ GOLDEN = {
 
 def _fingerprint_run(digits) -> dict:
     from takd_search import models
-    from takd_search.augment import DeviceData
-    from takd_search.distill import load_model, train_hop
+    from takd_search.engine.augment import DeviceData
+    from takd_search.engine.distill import load_model
+    from takd_search.engine.train import train_hop
 
     torch.set_num_threads(1)
     plain = DeviceData(digits, "cpu", val_fraction=0.1, split_seed=0, augment="none")
@@ -383,11 +385,11 @@ def test_recipe_fingerprint_is_pinned(digits):
     """Fails when the engine's computation changes: bump store.RECIPE_VERSION and update
     GOLDEN (the numbers are printed). Compared to 1e-4 relative, so float rounding of
     another CPU passes and any change of recipe, schedule, loss or data path does not."""
-    from takd_search.store import RECIPE_VERSION
+    from takd_search.engine.hop import RECIPE_VERSION
 
     got = _fingerprint_run(digits)
     hint = (
-        f"the training computation changed: bump RECIPE_VERSION in takd_search/store.py "
+        f"the training computation changed: bump RECIPE_VERSION in takd_search/engine/store.py "
         f"(now {RECIPE_VERSION}) so stored hops of the old recipe are never served, then set "
         f"GOLDEN in tests/test_store.py to recipe_version {RECIPE_VERSION + 1} and {got}"
     )

@@ -14,18 +14,16 @@ import torch
 from torch import nn
 
 from takd_search import models
-from takd_search.augment import DeviceData
-from takd_search.chain import Context, HopParams, PathError, hop_rows, parse_path, run_chain
 from takd_search.cli import main
-from takd_search.distill import TrainConfig, accuracy, train_hop
-from takd_search.teacher import (
-    FineTune,
-    InputAdapter,
-    TeacherError,
-    TeacherInput,
-    attach_teacher,
-    read_teacher,
-)
+from takd_search.engine.augment import DeviceData
+from takd_search.engine.chain import Context, hop_rows, run_chain
+from takd_search.engine.distill import accuracy
+from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.own_teacher import attach_teacher
+from takd_search.engine.path import PathError, parse_path
+from takd_search.engine.train import train_hop
+from takd_search.teacher.build import InputAdapter
+from takd_search.teacher.source import FineTune, TeacherError, TeacherInput, read_teacher
 
 TEACHER_MEAN, TEACHER_STD = 0.5, 0.25  # the convention our test teacher was "trained" with
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from takd_search.errors import UserError
+from takd_search.errors import UserError, first_line
 from takd_search.ray_token import read_token
 
 
@@ -119,8 +119,3 @@ def call(fn, *args, address: str = "", **kw):
         raise UserError(
             f"lost the Ray job server at {address}: is the head still up? (`ray status` there)"
         ) from None
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__

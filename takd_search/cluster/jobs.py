@@ -31,11 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from takd_search.cluster.client import call, client, first_line, job_address, say
+from takd_search.cluster.client import call, client, job_address, say
 from takd_search.cluster.storage import storage_kind
 from takd_search.config.files import find_space, load_space
 from takd_search.config.flags import flag_overrides, job_flags
-from takd_search.errors import UserError
+from takd_search.errors import UserError, first_line
 
 META_KEY = "takd_search"  # marks our jobs in the cluster's job list
 STOP_GRACE_S = 120  # seconds between the stop signal and SIGKILL

@@ -9,8 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from takd_search.cluster.client import first_line
-from takd_search.errors import UserError
+from takd_search.errors import UserError, first_line
 
 
 def storage_kind(storage: str) -> str:

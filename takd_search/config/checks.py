@@ -193,8 +193,8 @@ def check(space: Space) -> list[str]:
 
 def _teacher_problems(m: Models) -> list[str]:
     """The teacher_* keys: only with `teacher: teacher`, and well formed."""
-    from takd_search.teacher import TeacherError, check_arch
-    from takd_search.teacher import TeacherInput as Contract
+    from takd_search.teacher.source import TeacherError, check_arch
+    from takd_search.teacher.source import TeacherInput as Contract
 
     out = []
     own = str(m.teacher).strip().lower() == "teacher"

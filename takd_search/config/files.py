@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from takd_search.config.checks import check
 from takd_search.config.schema import Space
-from takd_search.errors import UserError
+from takd_search.errors import UserError, first_line
 
 
 def _spaces_dir() -> Path:
@@ -144,7 +144,7 @@ def load_space(name_or_path: str, overrides: dict | None = None) -> tuple[Space,
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or first_line(e)
         raise SpecError(
             f"{where}: YAML syntax error{at}: {problem}: fix the file's indentation/quoting"
         ) from None

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from takd_search import models
+from takd_search.errors import first_line
 from takd_search.models import count_params
 from takd_search.teacher.source import TeacherError, TeacherInput, TeacherSource
 
@@ -90,7 +91,7 @@ def _torchscript(source: TeacherSource) -> nn.Module:
                 "such as plain10; models.teacher_arch in a space file), or save the model with "
                 "torch.jit.script(model).save(PATH)"
             ) from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise TeacherError(
             f"teacher file {source.path} is not a TorchScript archive ({first[:120]}): save "
             "it with torch.jit.script(model).save(PATH), or pass a state_dict with "
@@ -109,7 +110,7 @@ def _architecture(arch: str, num_classes: int, input_shape) -> nn.Module:
         else:
             import timm
     except Exception as e:  # torchvision's CUDA wheels raise RuntimeError next to CPU torch
-        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:100] if str(e) else ''}"
+        why = f"{type(e).__name__}: {first_line(e, 100)}"
         raise TeacherError(
             f"teacher architecture {arch} needs {lib}, which cannot be imported here ({why}): "
             f"install the {lib} build matching your torch, or save the teacher as TorchScript "
@@ -137,7 +138,7 @@ def _state_dict(source: TeacherSource) -> dict:
             raise TeacherError(
                 f"teacher file {source.path} is TorchScript: pass it without --teacher-arch"
             ) from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise TeacherError(
             f"teacher file {source.path} is not a state_dict torch.load can read safely "
             f"({first[:120]}): save it with torch.save(model.state_dict(), PATH)"
@@ -228,7 +229,7 @@ def check_teacher(source: TeacherSource, ds) -> int:
         try:
             out = module(x)
         except Exception as e:
-            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            first = first_line(e, 160)
             got = tuple(module.teacher_input(x).shape)
             raise TeacherError(
                 f"teacher {Path(source.path).name} fails on a batch of shape {list(got)} "
