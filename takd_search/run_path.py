@@ -9,14 +9,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from takd_search.augment import DeviceData
-from takd_search.chain import Context, HopParams, check_shrinking, hop_rows, parse_path, run_chain
+from takd_search.atomic import write_json
 from takd_search.data import dataset_recipes, load_dataset
-from takd_search.distill import TrainConfig, TrainingDiverged, pick_device
+from takd_search.engine.augment import DeviceData
+from takd_search.engine.chain import Context, hop_rows, run_chain
+from takd_search.engine.distill import pick_device
+from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.path import check_shrinking, parse_path
+from takd_search.engine.store import Store, default_root
+from takd_search.engine.train import TrainingDiverged
 from takd_search.errors import UserError
 from takd_search.progress import HopProgress, table
-from takd_search.results import write_json
-from takd_search.store import Store, default_root
 
 # Per-data-set recipes (`takd-search datasets` prints them), registered with each data set
 # (`recipe=` in takd_search/data/<name>.py) and made TrainConfigs here. Every one warms the lr up
@@ -147,7 +150,9 @@ def run_path(
     none at all with no_store=True. teacher: a `teacher.TeacherSource` (or a TorchScript
     file's path) that the path's first token `teacher` stands for. image_size: side in
     pixels for folder:PATH data sets."""
-    from takd_search.teacher import NAME, attach_teacher, check_teacher, read_teacher
+    from takd_search.engine.own_teacher import attach_teacher
+    from takd_search.teacher.build import check_teacher
+    from takd_search.teacher.source import NAME, read_teacher
 
     names = parse_path(path, family)
     if (NAME in names) != (teacher is not None):

@@ -411,7 +411,8 @@ def test_a_dead_trainers_lock_is_free_at_once(tmp_path, use_flock):
 
     path = tmp_path / "k.lock"
     code = (
-        "import sys, time; from pathlib import Path; from takd_search.engine.locks import HopLock\n"
+        "import sys, time; from pathlib import Path\n"
+        "from takd_search.engine.locks import HopLock\n"
         f"with HopLock(Path({str(path)!r}), 3600.0, 0.01, use_flock={use_flock}):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
