@@ -1,0 +1,111 @@
+"""The package's shape, as rules a change cannot break silently (issue 16): imports follow
+the data flow with no cycle, only search/ and cluster/ import Ray, nothing below the CLI
+imports it at module level, and no module grows past a size that says it holds several
+stories. Read from the source with `ast`, so nothing is imported or run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "takd_search"
+# modules allowed over MAX_LINES because they hold one story each (said in their docstring)
+ONE_STORY = {"takd_search.report.plots"}
+MAX_LINES = 460
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted(PKG.rglob("*.py")):
+        rel = p.relative_to(PKG.parent).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        out[".".join(parts)] = p
+    return out
+
+
+def _imports(path: Path, module: str, top_level_only: bool) -> set[str]:
+    """Project modules `module` imports (at module level only, or anywhere)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:  # relative: resolve against this package
+                pkg = module.split(".")[: -node.level] if path.name != "__init__.py" else (
+                    module.split(".")[: len(module.split(".")) - node.level + 1]
+                )
+                base = ".".join([*pkg, node.module])
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def _graph(top_level_only: bool) -> dict[str, set[str]]:
+    mods = _modules()
+    graph = {}
+    for m, p in mods.items():
+        deps = {d for d in _imports(p, m, top_level_only) if d in mods and d != m}
+        # importing a.b.c also runs a.b's __init__: but package inits here only re-export
+        graph[m] = deps
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(graph.get(n, ())):
+            if state.get(d) == 1:
+                return stack[stack.index(d) :] + [d]
+            if d not in state and (found := visit(d)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_module_level_imports_have_no_cycle():
+    cycle = _cycle(_graph(top_level_only=True))
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_the_cli_is_imported_by_nothing_at_module_level():
+    users = [m for m, deps in _graph(top_level_only=True).items() if "takd_search.cli" in deps]
+    assert users == [], users
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_only_search_and_cluster_import_ray(module):
+    path = _modules()[module]
+    rays = {d for d in _imports(path, module, top_level_only=False) if d.split(".")[0] == "ray"}
+    if module.startswith(("takd_search.search", "takd_search.cluster")):
+        return
+    assert not rays, f"{module} imports {sorted(rays)}"
+
+
+def test_modules_stay_small():
+    big = {
+        m: n
+        for m, p in _modules().items()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES and m not in ONE_STORY
+    }
+    assert not big, big
+
+
+def test_the_cycle_check_finds_a_cycle():
+    """The checker itself: a made-up graph with a cycle a -> b -> c -> a is caught."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
