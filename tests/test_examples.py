@@ -18,17 +18,20 @@ import pytest
 import torch
 
 from takd_search import baselines, models
-from takd_search.augment import DeviceData
-from takd_search.chain import Context, HopParams, check_shrinking, hop_rows, run_chain
 from takd_search.cli import main
 from takd_search.config import load_space
 from takd_search.data import load_dataset
-from takd_search.distill import HopDidNotLearn, TrainConfig
+from takd_search.engine.augment import DeviceData
+from takd_search.engine.chain import Context, hop_rows, run_chain
+from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.own_teacher import attach_teacher
+from takd_search.engine.path import check_shrinking
+from takd_search.engine.train import HopDidNotLearn
 from takd_search.examples import make_letters, make_shapes_folder
 from takd_search.examples import pretrained_elsewhere as _pretrained_elsewhere
-from takd_search.experiment import recipe
+from takd_search.run_path import recipe
 from takd_search.search.space import PathSpace
-from takd_search.teacher import IMAGENET, attach_teacher, teacher_from_space
+from takd_search.teacher.source import IMAGENET, teacher_from_space
 
 EXAMPLES = (
     "own_teacher_finetune",
@@ -133,7 +136,7 @@ def test_pretrained_teacher_finetune_then_distil_over_the_T_alpha_grid(shapes, t
     assert source.input.mean == IMAGENET["mean"] and source.input.size == 32
     ds = load_dataset(space.data.dataset, image_size=space.data.image_size)
     train = recipe(space.data.dataset, epochs=8, batch_size=16, lr=0.02)
-    from takd_search.store import Store
+    from takd_search.engine.store import Store
 
     store = Store(tmp_path / "store")
     ctx = Context(DeviceData(ds, "cpu"), train, store)
@@ -199,7 +202,7 @@ def test_alpha_by_seed_table_on_letters(letters_npz, tmp_path):
     teacher, student, _ = space.model_names()
     alphas, seeds = space.distill.alpha, space.baselines.confirm_seeds
     ds = load_dataset(space.data.dataset)
-    from takd_search.store import Store
+    from takd_search.engine.store import Store
 
     store = Store(tmp_path / "store")
     ctx = Context(DeviceData(ds, "cpu"), TrainConfig(epochs=6, batch_size=32), store)

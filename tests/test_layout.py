@@ -34,8 +34,10 @@ def _imports(path: Path, module: str, top_level_only: bool) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
             if node.level:  # relative: resolve against this package
-                pkg = module.split(".")[: -node.level] if path.name != "__init__.py" else (
-                    module.split(".")[: len(module.split(".")) - node.level + 1]
+                pkg = (
+                    module.split(".")[: -node.level]
+                    if path.name != "__init__.py"
+                    else (module.split(".")[: len(module.split(".")) - node.level + 1])
                 )
                 base = ".".join([*pkg, node.module])
             found.add(base)

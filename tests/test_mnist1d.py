@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from takd_search import data, models
-from takd_search.augment import DeviceData
 from takd_search.cli import main
 from takd_search.data import DataError, load_dataset
 from takd_search.data.mnist1d import _MNIST1D_VERSION, _load_mnist1d
+from takd_search.engine.augment import DeviceData
 from takd_search.errors import UserError
 
 
@@ -314,9 +314,9 @@ def test_known_counts_and_2d_builds_unchanged():
 
 def test_a_small_1d_training_run_learns_well_above_chance(small, tmp_path):
     """The engine's own hop training (and a distillation hop) on 1-D signals."""
-    from takd_search.chain import Context, hop_rows, run_chain
-    from takd_search.distill import TrainConfig
-    from takd_search.store import Store
+    from takd_search.engine.chain import Context, hop_rows, run_chain
+    from takd_search.engine.hop import TrainConfig
+    from takd_search.engine.store import Store
 
     dd = DeviceData(small, "cpu", val_fraction=0.2, split_seed=0)
     ctx = Context(dd, TrainConfig(epochs=6, batch_size=64, lr=0.05), Store(tmp_path / "s"))
@@ -373,8 +373,8 @@ def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("name", ["mnist1d_plain", "mnist1d_cnn_mlp"])
 def test_shipped_mnist1d_spaces_are_valid_and_every_path_shrinks(name):
-    from takd_search.chain import check_shrinking
     from takd_search.config import load_space
+    from takd_search.engine.path import check_shrinking
     from takd_search.search.space import PathSpace
 
     space = load_space(name)[0]

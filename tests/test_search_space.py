@@ -151,7 +151,7 @@ def test_lambda_conversion_matches_takds_mean_reduced_loss(classes, lam):
     batch: the same minimiser and the same gradient direction."""
     import torch
 
-    from takd_search.distill import kd_loss, soft_targets
+    from takd_search.engine.distill import kd_loss, soft_targets
     from takd_search.search.space import alpha_from_lambda, lambda_from_alpha
 
     a = alpha_from_lambda(lam, classes)

@@ -78,7 +78,7 @@ def plan(
 ) -> dict:
     """The plan as a dict (see the module doc): {'space', 'data', 'models', 'phases',
     'resources', 'where', 'compute'}; seconds are estimates, accuracies absent."""
-    from takd_search.distill import pick_device
+    from takd_search.engine.distill import pick_device
 
     teacher, student, candidates = space.model_names()
     everyone = [teacher, *candidates, student]

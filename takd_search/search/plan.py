@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from takd_search import models
-from takd_search.chain import check_shrinking
 from takd_search.config import Space, load_space
+from takd_search.engine.path import check_shrinking
 from takd_search.errors import UserError
-from takd_search.experiment import recipe
+from takd_search.run_path import recipe
 from takd_search.search import resume as saved_run
 from takd_search.search.run_dir import _check_writable
 from takd_search.search.space import reference_lr
@@ -43,7 +43,7 @@ class RunPlan:
     candidates: list[str]
     own: object  # a brought teacher (takd_search.teacher.TeacherSource), or None
     sizes: dict[str, int]
-    train: object  # takd_search.distill.TrainConfig: the fixed recipe of every hop
+    train: object  # engine.hop.TrainConfig: the fixed recipe of every hop
     store: str | None = None  # the hop store's folder, known after check_machine
 
 
@@ -94,7 +94,8 @@ def make_plan(
         )
     teacher, student, candidates = space.model_names()
     shape, classes = ds.input_shape, ds.num_classes
-    from takd_search.teacher import check_teacher, teacher_from_space
+    from takd_search.teacher.build import check_teacher
+    from takd_search.teacher.source import teacher_from_space
 
     own = teacher_from_space(space)  # a brought teacher (`teacher: teacher`), or None
     sizes = {
@@ -164,7 +165,7 @@ def check_machine(plan: RunPlan, address: str | None, store_root, no_store: bool
     # an unwritable store: one line now, before the run folder is written; after the checks
     # above, so a failed check leaves nothing behind, not even an empty store
     if store is not None:
-        from takd_search.store import Store
+        from takd_search.engine.store import Store
 
         Store(store)
     plan.store = store

@@ -31,7 +31,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from takd_search import baselines, progress
-from takd_search.results import write_csv, write_json
+from takd_search.atomic import write_json
+from takd_search.results import write_csv
 from takd_search.search import resume as saved_run
 from takd_search.search import study
 from takd_search.search.disk import DiskFull, full_message, is_disk_full

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from takd_search.atomic import write_atomic, write_json
 from takd_search.config import Space
 from takd_search.errors import UserError
-from takd_search.results import write_atomic, write_json
 from takd_search.search import resume as saved_run
 
 PHASES = ("nokd", "search", "blkd", "tune", "confirm")

@@ -25,10 +25,11 @@ def _context(run: dict, dataset, teacher=None):
     are reused between trials), store opened once. The data set itself comes from the
     driver through Ray's object store, so workers (and cluster nodes) need no data files
     and the driver's checks (md5, formats) are the only ones."""
-    from takd_search.augment import DeviceData
-    from takd_search.chain import Context
-    from takd_search.distill import TrainConfig, pick_device
-    from takd_search.experiment import open_store
+    from takd_search.engine.augment import DeviceData
+    from takd_search.engine.chain import Context
+    from takd_search.engine.distill import pick_device
+    from takd_search.engine.hop import TrainConfig
+    from takd_search.run_path import open_store
 
     key = (
         dataset.fingerprint,
@@ -48,7 +49,7 @@ def _context(run: dict, dataset, teacher=None):
             data, TrainConfig(**run["train"]), store, snapshot_epochs=tuple(run["snapshots"])
         )
         if teacher is not None:  # a brought teacher: measured (or fine-tuned) once per process
-            from takd_search.teacher import attach_teacher
+            from takd_search.engine.own_teacher import attach_teacher
 
             attach_teacher(ctx, teacher, seed=run["seed"])
         _CONTEXTS[key] = ctx
@@ -66,7 +67,8 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     """
     import torch
 
-    from takd_search.chain import HopParams, hop_rows, run_chain
+    from takd_search.engine.chain import hop_rows, run_chain
+    from takd_search.engine.hop import HopParams
     from takd_search.search.space import resolve_hops
 
     torch.set_num_threads(max(1, int(run["cpus"])))
