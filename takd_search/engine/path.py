@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from takd_search import models
 from takd_search.errors import UserError
 
 
@@ -23,6 +22,8 @@ def parse_path(path: str | Sequence[str], family: str | None = None) -> list[str
     resnet families, by parameter count otherwise (checked by the caller that knows the
     input shape, see `check_shrinking`). A path needs at least two models.
     """
+    from takd_search import models  # torch: this module also serves the torch-free report
+
     if isinstance(path, str):
         text = path.strip()
         sep = ">" if ">" in text else "-"
@@ -68,6 +69,8 @@ def check_shrinking(names: list[str], num_classes: int, input_shape) -> None:
     within its family (plain, resnet: by depth; mlp: by parameter count). A hop that
     changes family (plain10>mlp2x800, a CNN teacher for an MLP student) is not checked:
     parameter counts of different families do not say which one is the bigger teacher."""
+    from takd_search import models  # torch: this module also serves the torch-free report
+
     for big, small in zip(names, names[1:]):
         if big in models_external_names():
             continue

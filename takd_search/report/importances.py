@@ -14,6 +14,7 @@ import json
 
 import pandas as pd
 
+from takd_search.engine.path import path_models
 from takd_search.results import Run
 
 HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
@@ -48,7 +49,7 @@ def _hop_params(row: dict, per_hop: bool) -> dict:
         hops = json.loads(row["hops"]) if isinstance(row["hops"], str) else []
     except ValueError:
         hops = []
-    names = str(row["path"]).split(">")
+    names = path_models(row["path"])
     out = {}
     for child, hop in zip(names[1:], hops):
         for h in HYPER:
@@ -78,7 +79,7 @@ def param_importances(run: Run) -> tuple[pd.Series | None, str]:
     teacher, student = run.summary.get("teacher"), run.summary.get("student")
     rows = done.to_dict("records")
     candidates = sorted(
-        {m for r in rows for m in str(r["path"]).split(">")[1:-1]} - {teacher, student}
+        {m for r in rows for m in path_models(r["path"])[1:-1]} - {teacher, student}
     )
     dists: dict = {f"ta_{c}": optuna.distributions.CategoricalDistribution([False, True])
                    for c in candidates}  # fmt: skip
@@ -86,7 +87,7 @@ def param_importances(run: Run) -> tuple[pd.Series | None, str]:
         dists["guidance"] = optuna.distributions.CategoricalDistribution(["chain", "dense"])
     trials = []
     for r in rows:
-        names = str(r["path"]).split(">")
+        names = path_models(r["path"])
         params = {f"ta_{c}": c in names[1:-1] for c in candidates}
         if "guidance" in dists:
             params["guidance"] = r["guidance"]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from takd_search.atomic import write_atomic
+from takd_search.engine.path import path_models
 from takd_search.report.importances import HYPER, HYPER_LABEL, TRIAL_LEVEL
 from takd_search.report.stats import (
     device_kind,
@@ -84,7 +85,7 @@ def plot_nokd_vs_size(run: Run, path: Path) -> Path:
     n["depth"] = n["model"].map(_depth)
     s = run.summary
     teacher, student, ta = s.get("teacher"), s.get("student"), s.get("heuristic_ta")
-    best_tas = set(str((s.get("best") or {}).get("path", "")).split(">")[1:-1])
+    best_tas = set(path_models((s.get("best") or {}).get("path", ""))[1:-1])
     family = (run.space.get("models", {}) or {}).get("family")
     fig = figure(11, 4.6)
     axes = fig.subplots(1, 2, sharey=True)

@@ -12,6 +12,7 @@ import math
 import re
 from pathlib import Path
 
+from takd_search.engine.path import path_models
 from takd_search.results import hop_columns
 
 
@@ -40,7 +41,7 @@ def _trial_rows(rows: list[dict], phase: str, seed: int | None = None) -> list[d
     )
     for r in order:
         cfg, m = r["config"], r["metrics"]
-        names = str(cfg.get("path", "")).split(">")
+        names = path_models(cfg.get("path", ""))
         out.append(
             {
                 "trial_id": r["trial_id"],

@@ -29,6 +29,7 @@ import math
 from collections import Counter
 
 from takd_search.config import ParamSpace, Space
+from takd_search.engine.path import path_models
 
 HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
 
@@ -88,7 +89,7 @@ class PathSpace:
         pre = ""
         if self.schedule:  # a top-up space: the trial's number names its path
             one = self.schedule[trial.number % len(self.schedule)]
-            path, pre = one.split(">"), f"p{self._slot[one]}_"
+            path, pre = path_models(one), f"p{self._slot[one]}_"
         else:
             flags = {
                 c: bool(trial.suggest_categorical(f"ta_{c}", [False, True]))

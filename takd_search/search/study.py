@@ -25,6 +25,8 @@ import json
 import os
 from pathlib import Path
 
+from takd_search.engine.path import path_models
+
 FILE = "study.db"
 PHASES = ("nokd", "search", "blkd", "tune", "confirm")
 
@@ -34,7 +36,7 @@ def _params(config: dict, space) -> tuple[dict, dict]:
     define-by-run space (a FixedTrial asks exactly what the real trial asked)."""
     import optuna
 
-    path = str(config.get("path", "")).split(">")
+    path = path_models(config.get("path", ""))
     fixed: dict = {f"ta_{c}": c in path[1:-1] for c in space.candidates}
     if "guidance" in config:
         fixed["guidance"] = config["guidance"]

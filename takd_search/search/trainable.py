@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ray import tune
 
+from takd_search.engine.path import path_models
+
 METRIC = "score"  # the running best validation accuracy of the path's student
 
 _CONTEXTS: dict = {}
@@ -79,7 +81,7 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     ctx.evaluate_test = "method" in config
     if config.get("lr") is not None:  # a searched learning rate: part of every hop's key
         ctx.train = replace(ctx.train, lr=float(config["lr"]))
-    names = config["path"].split(">")
+    names = path_models(config["path"])
     epochs = ctx.train.epochs
     hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), epochs)]
     seed = int(config.get("seed", run["seed"]))
