@@ -20,22 +20,11 @@ import os
 import socket
 from pathlib import Path
 
+from takd_search.config.flags import FLAG_OF  # the flag that sets each space key
 from takd_search.errors import UserError
 
 SETTINGS = "settings.json"
 LOCK = "driver.lock"
-
-# the flags of `run` that override the space file, by their dotted key (spec.flag_overrides)
-FLAG_OF = {
-    "search.n_trials": "--trials",
-    "search.time_budget_s": "--time-budget",
-    "train.epochs": "--epochs",
-    "data.dataset": "--dataset",
-    "data.data_dir": "--data-dir",
-    "resources.gpu": "--gpus-per-trial",
-    "resources.cpu": "--cpus-per-trial",
-    "baselines.confirm_seeds": "--seeds",
-}
 
 
 def resume_dir(resume: str | os.PathLike) -> Path:
@@ -146,10 +135,6 @@ def check_flags(
         refuse("--device", device, f"device {prev.get('device') or 'auto'}")
 
 
-def _abs(p):
-    return str(Path(p).expanduser().resolve()) if p else None
-
-
 def command(run_dir: Path, address: str | None = None) -> str:
     """The one command that resumes `run_dir` (its settings are in the folder)."""
     join = f" --address {address}" if address not in (None, "", "local") else ""
@@ -203,3 +188,8 @@ def is_live(run_dir: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _abs(p):
+    """A user's path as stored in a run folder: absolute, ~ expanded (None stays None)."""
+    return str(Path(p).expanduser().resolve()) if p else None

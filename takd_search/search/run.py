@@ -38,9 +38,9 @@ from takd_search.search import study
 from takd_search.search.disk import DiskFull, full_message, is_disk_full
 from takd_search.search.methods import _budget, _candidates, _hop_seconds, _methods
 from takd_search.search.plan import check_machine, make_plan
+from takd_search.search.resume import _abs
 from takd_search.search.rows import _baseline_rows, _confirm_rows, _trial_rows
 from takd_search.search.run_dir import (
-    _abs,
     _link,
     _load_done,
     _pick_run_dir,

@@ -31,10 +31,6 @@ def say(msg: str = "") -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _abs(p):
-    return str(Path(p).expanduser().resolve()) if p else None
-
-
 def _check_writable(results_dir: Path) -> None:
     """One clear line now rather than a traceback after an hour of training. A results
     folder this check had to create is removed again: a later failed check must leave

@@ -26,9 +26,9 @@ import os
 from pathlib import Path
 
 from takd_search.engine.path import path_models
+from takd_search.search.run_dir import PHASES
 
 FILE = "study.db"
-PHASES = ("nokd", "search", "blkd", "tune", "confirm")
 
 
 def _params(config: dict, space) -> tuple[dict, dict]:
