@@ -20,7 +20,6 @@ torch.set_num_threads(1)
 SLOW = {
     "test_search.py": {
         "test_digits_search_with_4_trials_writes_the_run_folder",
-        "test_cifar100_vgg_space_runs_on_a_tiny_real_format_archive",
     },
     "test_mnist1d.py": {"test_run_mnist1d_plain_end_to_end"},
     "test_faults.py": {
