@@ -3,7 +3,7 @@
 Every loader returns a `Dataset` of uint8 image tensors [N, C, H, W] (or float32 1-D
 signals [N, C, L]) with int64 labels, the per-channel mean/std of the training inputs (in
 [0, 1] units for images, the signal's own units for signals) and a content fingerprint.
-Nothing here augments or batches: that happens on the training device (`augment.py`).
+Nothing here augments or batches: that happens on the training device (`engine/augment.py`).
 
 Names: "digits" (scikit-learn's bundled 8x8 digits, works offline), "mnist1d" and
 "mnist1d:N" (Greydanus' MNIST-1D, 40-point signals generated offline from a seed),

@@ -6,7 +6,7 @@ signals [N, C, L]) with int64 labels, the per-channel mean/std of the training i
 `make_dataset` is the one constructor the loaders call, so every data set gets the same
 checks (dtype, shape, label range) and the same statistics; `split_train_val` is the seeded
 validation split every trial selects on. Nothing here augments or batches: that happens on
-the training device (`augment.py`). The loaders themselves live one per file beside this
+the training device (`engine/augment.py`). The loaders themselves live one per file beside this
 one and are found through `registry.py`.
 """
 

@@ -3,7 +3,7 @@
 As `models.register_model` does for model families, each data-set module decorates its
 loader with `register_dataset`, giving the data set's name (or the prefix of a `name:ARG`
 spec such as `npz:PATH`), its row in `takd-search datasets` and its default training recipe.
-`load_dataset`, `dataset_status`, `dataset_recipes` (what `experiment.RECIPES` is built
+`load_dataset`, `dataset_status`, `dataset_recipes` (what `run_path.RECIPES` is built
 from) and `is_dataset_name` (the check of a space file's `data.dataset`) all read this one
 table, so a new data set is one file plus one registration (and its import in
 `data/__init__.py`); before, data sets were listed by hand in four places.
@@ -81,7 +81,7 @@ def register_dataset(
     status: the data set's row in `takd-search datasets` ({"name", "description",
     "available", "where"}): a dict, or a function of the data folder returning one (to say
     whether its files are there). recipe: its default training settings as TrainConfig
-    field -> value (`experiment.RECIPES` builds the TrainConfig; data imports no training
+    field -> value (`run_path.RECIPES` builds the TrainConfig; data imports no training
     code). arg: the placeholder of the form `name:ARG` ("N", "PATH"), None when the name takes
     no argument. bare: whether the name alone is a data set (mnist1d beside mnist1d:N) or
     only `name:ARG` is (npz:PATH). Registering a name again replaces it, as models does.
@@ -119,7 +119,7 @@ def is_dataset_name(name: str) -> bool:
     """Whether `name` is a data set spelled as a space file must spell it: a bare name
     exactly ("digits", "mnist1d"), or `name:` and an argument for one that takes one
     ("mnist1d:N", "npz:PATH"). `load_dataset` also takes "Digits" or "cifar-10"; a space
-    file does not, since its spelling also picks the recipe (`experiment.recipe`)."""
+    file does not, since its spelling also picks the recipe (`run_path.recipe`)."""
     return any(
         (name == e.name and e.bare) or (e.arg is not None and name.startswith(f"{e.name}:"))
         for e in _REGISTRY.values()
