@@ -24,6 +24,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from takd_search import models
+from takd_search.data import load_dataset
+from takd_search.engine.augment import DeviceData
+from takd_search.engine.hop import TrainConfig
+from takd_search.engine.train import train_hop
+from takd_search.teacher.source import IMAGENET
+
 
 def make_letters(path, per_class=30, test_per_class=10, size=16, letters="ABCDEFGHIJ", seed=0):
     """Letter-like images as an npz: the glyphs of Pillow's bundled font at random sizes,
@@ -84,12 +91,6 @@ def make_shapes_folder(root, size=64, per_class=8, test_per_class=4, seed=0):
 def pretrained_elsewhere(shapes, path):
     """A plain4 'pretrained' on another task: two of the three classes, at 32 px, with
     ImageNet normalisation (as torchvision's weights are), saved as a state_dict."""
-    from takd_search import models
-    from takd_search.data import load_dataset
-    from takd_search.engine.augment import DeviceData
-    from takd_search.engine.hop import TrainConfig
-    from takd_search.engine.train import train_hop
-    from takd_search.teacher.source import IMAGENET
 
     ds = load_dataset(f"folder:{shapes}", image_size=32)
     keep = ds.y_train < 2
@@ -127,11 +128,6 @@ class _FixedInput(torch.nn.Module):
 def make_digits_teacher(path, epochs: int = 4, mean: float = 0.5, std: float = 0.25):
     """A plain6 trained `epochs` on digits, saved as TorchScript expecting grey pixels
     normalised (x/255 - mean)/std (own_teacher_digits' teacher_input)."""
-    from takd_search import models
-    from takd_search.data import load_dataset
-    from takd_search.engine.augment import DeviceData
-    from takd_search.engine.hop import TrainConfig
-    from takd_search.engine.train import train_hop
 
     ds = load_dataset("digits")
     make = lambda: models.create_model_from_name("plain6", 10, ds.input_shape)  # noqa: E731

@@ -28,8 +28,11 @@ from torch import nn
 
 from takd_search import models, results
 from takd_search.atomic import replacing, write_json
+from takd_search.data import load_dataset
 from takd_search.engine.path import PathError, parse_path, path_text
+from takd_search.engine.store import Store
 from takd_search.errors import UserError
+from takd_search.models import create_model_from_name, parse_model_name
 
 INPUT_NOTE = (
     "float32 [N, C, H, W] in [0, 1] (or uint8 in [0, 255]); the normalisation "
@@ -238,9 +241,6 @@ def _chain_pick(run_dir: Path, path: str | None) -> tuple[dict, dict]:
 # ---- building and saving ------------------------------------------------------------------
 def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Module, dict]:
     """(NormalizedStudent in eval mode, sidecar dict) for the chosen network."""
-    from takd_search.data import load_dataset
-    from takd_search.engine.store import Store
-    from takd_search.models import create_model_from_name, parse_model_name
 
     if results.is_chain(run_dir):  # a run-path folder: its student (or --path nokd)
         run_dir = results.run_dir_of(run_dir)

@@ -6,9 +6,17 @@ rewritten in place, elsewhere (CI, logs, Ray workers) a line is printed every fe
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+
+from takd_search.atomic import write_atomic
+from takd_search.results import read_json, require_run
 
 
 def fmt_acc(x) -> str:
@@ -196,12 +204,6 @@ STATUS_FILE = "progress.json"
 def write_status(run_dir, info: dict) -> None:
     """Atomically replace RUN/progress.json: the phase now running, trials done/running/
     failed/total, the best so far, per running trial its epoch, the driver's pid/host."""
-    import json
-    import os
-    import socket
-    import time
-
-    from takd_search.atomic import write_atomic
 
     info = {**info, "pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
     try:
@@ -217,12 +219,6 @@ def run_status(run_dir) -> dict:
 
     A run whose state.json says running but whose driver (same host) is gone is
     reported as 'stopped' (a crash or a kill: resume it)."""
-    import os
-    import socket
-    import time
-    from pathlib import Path
-
-    from takd_search.results import read_json, require_run
 
     d = require_run(run_dir, finished=False)
     state = (read_json(d, "state.json", {}) or {}).get("status", "unknown")

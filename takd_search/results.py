@@ -22,6 +22,7 @@ a reader (or a crash) never sees half a file. Accuracies are fractions in [0, 1]
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import os
@@ -127,7 +128,6 @@ CHAIN = "chain.json"
 
 def _near(path: Path) -> str:
     """' (did you mean results/x?)' for a misspelled folder name, else ''."""
-    import difflib
 
     parent = path.parent if str(path.parent) else Path(".")
     try:

@@ -9,17 +9,22 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from takd_search import __version__
 from takd_search.atomic import write_json
 from takd_search.data import dataset_recipes, load_dataset
 from takd_search.engine.augment import DeviceData
 from takd_search.engine.chain import Context, hop_rows, run_chain
 from takd_search.engine.distill import pick_device
 from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.own_teacher import attach_teacher
 from takd_search.engine.path import check_shrinking, parse_path
 from takd_search.engine.store import Store, default_root
 from takd_search.engine.train import TrainingDiverged
 from takd_search.errors import UserError
 from takd_search.progress import HopProgress, table
+from takd_search.report.premise import chain_warnings
+from takd_search.teacher.build import check_teacher
+from takd_search.teacher.source import NAME, read_teacher
 
 # Per-data-set recipes (`takd-search datasets` prints them), registered with each data set
 # (`recipe=` in takd_search/data/<name>.py) and made TrainConfigs here. Every one warms the lr up
@@ -150,9 +155,6 @@ def run_path(
     none at all with no_store=True. teacher: a `teacher.TeacherSource` (or a TorchScript
     file's path) that the path's first token `teacher` stands for. image_size: side in
     pixels for folder:PATH data sets."""
-    from takd_search.engine.own_teacher import attach_teacher
-    from takd_search.teacher.build import check_teacher
-    from takd_search.teacher.source import NAME, read_teacher
 
     names = parse_path(path, family)
     if (NAME in names) != (teacher is not None):
@@ -219,8 +221,6 @@ def run_path(
         except TrainingDiverged as e:
             scratch = _failed_row("NoKD", names[-1], None, str(e))
             failed.append(str(e))
-    from takd_search import __version__
-    from takd_search.report.premise import chain_warnings
 
     warnings = chain_warnings(rows, scratch, teacher)
     out = {

@@ -12,6 +12,7 @@ client is made, so that a missing extra is one line, not an ImportError.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -55,7 +56,6 @@ def client(address: str | None):
             " (it installs ray[default])"
         ) from None
     address = job_address(address)
-    import logging
 
     for name in (  # no INFO lines about uploads and websockets (these set INFO themselves)
         "ray",

@@ -8,6 +8,7 @@ one trains, the others wait and load. It is an fcntl lock where the file system 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -55,7 +56,6 @@ class HopLock:
     # ---- flock ---------------------------------------------------------------------------
     def _enter_flock(self) -> bool:
         """True once held; False if the file system has no flock (then use the file)."""
-        import fcntl
 
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -176,7 +176,6 @@ def _alive(pid: int) -> bool:
 
 def remove_dead_locks(folder: Path) -> int:
     """Delete lock files nobody holds (a dead trainer's); returns how many."""
-    import fcntl
 
     removed = 0
     if not folder.is_dir():

@@ -19,6 +19,8 @@ import os
 import time
 from pathlib import Path
 
+from takd_search.engine.distill import pick_device
+from takd_search.models import create_model_from_name
 from takd_search.progress import fmt_seconds
 from takd_search.search.space import PathSpace
 
@@ -27,8 +29,6 @@ def _probe(name: str, ds, batch_size: int, device: str, steps: int = 3) -> tuple
     """(seconds per training step, seconds per forward pass) of model `name` on a
     batch of `batch_size` real training images (after one warm-up step)."""
     import torch
-
-    from takd_search.models import create_model_from_name
 
     shape = (1, ds.input_shape[0]) + (1,) * (len(ds.input_shape) - 1)  # images or signals
     n = min(batch_size, len(ds.x_train))
@@ -78,7 +78,6 @@ def plan(
 ) -> dict:
     """The plan as a dict (see the module doc): {'space', 'data', 'models', 'phases',
     'resources', 'where', 'compute'}; seconds are estimates, accuracies absent."""
-    from takd_search.engine.distill import pick_device
 
     teacher, student, candidates = space.model_names()
     everyone = [teacher, *candidates, student]

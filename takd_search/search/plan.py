@@ -16,12 +16,15 @@ from pathlib import Path
 
 from takd_search import models
 from takd_search.config import Space, load_space
+from takd_search.data import load_dataset
 from takd_search.engine.path import check_shrinking
 from takd_search.errors import UserError
 from takd_search.run_path import recipe
 from takd_search.search import resume as saved_run
 from takd_search.search.run_dir import _check_writable
 from takd_search.search.space import reference_lr
+from takd_search.teacher.build import check_teacher
+from takd_search.teacher.source import teacher_from_space
 
 
 @dataclass
@@ -81,7 +84,6 @@ def make_plan(
         space_ref = space_ref or "digits_vgg"
         space, space_path, text = load_space(space_ref, overrides)
         space_file = str(space_path.resolve())
-    from takd_search.data import load_dataset
 
     ds = load_dataset(space.data.dataset, space.data.data_dir, image_size=space.data.image_size)
     # the split now: a data set too small to split fails here, before Ray starts, and the
@@ -94,8 +96,6 @@ def make_plan(
         )
     teacher, student, candidates = space.model_names()
     shape, classes = ds.input_shape, ds.num_classes
-    from takd_search.teacher.build import check_teacher
-    from takd_search.teacher.source import teacher_from_space
 
     own = teacher_from_space(space)  # a brought teacher (`teacher: teacher`), or None
     sizes = {

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import socket
+import tempfile
 from pathlib import Path
 
 import ray
 
 from takd_search.errors import UserError
+from takd_search.ray_token import read_token
+from takd_search.search import reaper
 
 TOKEN_FILE = "ray_token"  # the local cluster's auth token, in the run folder, mode 600
 _AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -111,7 +116,6 @@ def _unreachable(address: str, e: BaseException | str) -> str:
 def probe_address(address: str, timeout_s: float = 5.0) -> None:
     """A HOST:PORT that accepts no TCP connection within `timeout_s` is one line now;
     ray.init would retry for minutes, printing C++ warnings every few seconds."""
-    import socket
 
     if address in (None, "", "local", "auto") or address.startswith("ray://"):
         return
@@ -133,8 +137,6 @@ def probe_address(address: str, timeout_s: float = 5.0) -> None:
 def _local_token(token_dir) -> None:
     """Token auth for the local cluster about to start: a fresh token in token_dir."""
     global _saved_auth
-    import secrets
-    import tempfile
 
     from ray._raylet import AuthenticationTokenLoader, Config
 
@@ -176,7 +178,6 @@ def _token_mode_if_token() -> None:
     (Ray turns it on by itself only for address="auto"); turn it on when a token exists."""
     if "RAY_AUTH_MODE" in os.environ:
         return
-    from takd_search.ray_token import read_token
 
     if read_token()[0]:
         os.environ["RAY_AUTH_MODE"] = "token"
@@ -191,7 +192,6 @@ _reaper = None  # the watcher that ends this local session's processes if the dr
 def _watch_session() -> None:
     """A SIGKILLed driver cannot stop the Ray it started; a watcher does (reaper.py)."""
     global _reaper
-    from takd_search.search import reaper
 
     try:
         _reaper = reaper.start(ray._private.worker._global_node.session_name)  # noqa: SLF001

@@ -15,6 +15,7 @@ reused pid is never hit) and processes whose command line names the session.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -102,7 +103,6 @@ def reap(session: str, known: dict[int, int], grace_s: float = GRACE_S) -> int:
 
 def watch(session: str, driver: int, every_s: float = 2.0) -> None:
     """Note the driver's descendants every `every_s` until stdin ends, then reap."""
-    import select
 
     known: dict[int, int] = {}
     while True:

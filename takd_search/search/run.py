@@ -32,6 +32,8 @@ from pathlib import Path
 
 from takd_search import baselines, progress
 from takd_search.atomic import write_json
+from takd_search.report import report
+from takd_search.report.premise import run_warnings
 from takd_search.results import write_csv
 from takd_search.search import resume as saved_run
 from takd_search.search import study
@@ -319,7 +321,6 @@ def run_search(
 def _warn_teacher(nokd: list[dict], teacher: str, student: str, own=None) -> None:
     """One line each when the teacher is not better than the student alone, or a
     brought teacher measures far below its sidecar's claim (validation, `premise`)."""
-    from takd_search.report.premise import run_warnings
 
     done = [r for r in nokd if r["status"] == "completed"]
     val = {r["config"]["path"]: r["metrics"].get("val_acc") for r in done}
@@ -337,7 +338,6 @@ def _mirror_study(run_dir: Path, done: dict, spaces: dict) -> None:
 
 def _write_report(run_dir: Path) -> None:
     """report.md and its plots at the end of a run (what `takd-search report` writes)."""
-    from takd_search.report import report
 
     try:
         out = report(run_dir)

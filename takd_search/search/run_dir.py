@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from takd_search import __version__
 from takd_search.atomic import write_atomic, write_json
 from takd_search.config import Space
 from takd_search.errors import UserError
@@ -97,8 +98,6 @@ def _versions(run: dict, res: dict) -> dict:
     import optuna
     import ray
     import torch
-
-    from takd_search import __version__
 
     try:
         rev = (

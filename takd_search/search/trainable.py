@@ -15,7 +15,13 @@ from pathlib import Path
 
 from ray import tune
 
+from takd_search.engine.augment import DeviceData
+from takd_search.engine.chain import Context, hop_rows, run_chain
+from takd_search.engine.distill import pick_device
+from takd_search.engine.hop import HopParams, TrainConfig
 from takd_search.engine.path import path_models
+from takd_search.run_path import open_store
+from takd_search.search.space import resolve_hops
 
 METRIC = "score"  # the running best validation accuracy of the path's student
 
@@ -27,11 +33,6 @@ def _context(run: dict, dataset, teacher=None):
     are reused between trials), store opened once. The data set itself comes from the
     driver through Ray's object store, so workers (and cluster nodes) need no data files
     and the driver's checks (md5, formats) are the only ones."""
-    from takd_search.engine.augment import DeviceData
-    from takd_search.engine.chain import Context
-    from takd_search.engine.distill import pick_device
-    from takd_search.engine.hop import TrainConfig
-    from takd_search.run_path import open_store
 
     key = (
         dataset.fingerprint,
@@ -68,10 +69,6 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     replayed, so a restarted or retried trial resumes at its first unfinished hop.
     """
     import torch
-
-    from takd_search.engine.chain import hop_rows, run_chain
-    from takd_search.engine.hop import HopParams
-    from takd_search.search.space import resolve_hops
 
     torch.set_num_threads(max(1, int(run["cpus"])))
     config = {**config, **config.get("case", {})}  # fixed phases nest their config

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,6 @@ def _fit(phase: Phase, root: Path, exp: Path, progress: Progress) -> list[dict]:
 
 
 def _set_aside(exp: Path, e: BaseException) -> None:
-    import sys
 
     dest = exp.with_name(f"{exp.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
     print(
