@@ -31,11 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from takd_search import __version__
 from takd_search.cluster.client import call, client, job_address, say
 from takd_search.cluster.storage import storage_kind
 from takd_search.config.files import find_space, load_space
 from takd_search.config.flags import flag_overrides, job_flags
 from takd_search.errors import UserError, first_line
+from takd_search.progress import table
 
 META_KEY = "takd_search"  # marks our jobs in the cluster's job list
 STOP_GRACE_S = 120  # seconds between the stop signal and SIGKILL
@@ -134,7 +136,6 @@ def submit(a) -> int:
                 "RAY_JOB_STOP_WAIT_TIME_S": str(int(a.stop_grace)),
             },
         }
-        from takd_search import __version__
 
         metadata = {
             META_KEY: __version__,
@@ -261,7 +262,6 @@ def status(a) -> int:
     if a.job_id is None:
         if a.follow:
             raise UserError("--follow needs a JOB_ID: takd-search status JOB_ID --follow")
-        from takd_search.progress import table
 
         jobs = [j for j in call(c.list_jobs, address=address) if (j.metadata or {}).get(META_KEY)]
         jobs.sort(key=lambda j: j.start_time or 0)

@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+from takd_search.baselines import default_select_seeds
 from takd_search.engine.distill import pick_device
 from takd_search.models import create_model_from_name
 from takd_search.progress import fmt_seconds
@@ -90,8 +91,6 @@ def plan(
     k, seeds = space.baselines.confirm_top_k, list(space.baselines.confirm_seeds)
     select = space.baselines.select_seeds
     if select is None:
-        from takd_search.baselines import default_select_seeds
-
         select = default_select_seeds(seeds, space.search.seed)
     select = list(select)
     # equal budgets (methods.py): BLKD and every confirmed candidate path are topped up to

@@ -18,6 +18,7 @@ from takd_search import models
 from takd_search.config import Space, load_space
 from takd_search.data import load_dataset
 from takd_search.engine.path import check_shrinking
+from takd_search.engine.store import Store
 from takd_search.errors import UserError
 from takd_search.run_path import recipe
 from takd_search.search import resume as saved_run
@@ -165,8 +166,6 @@ def check_machine(plan: RunPlan, address: str | None, store_root, no_store: bool
     # an unwritable store: one line now, before the run folder is written; after the checks
     # above, so a failed check leaves nothing behind, not even an empty store
     if store is not None:
-        from takd_search.engine.store import Store
-
         Store(store)
     plan.store = store
     return store

@@ -20,6 +20,7 @@ import os
 import socket
 from pathlib import Path
 
+from takd_search.config import load_space
 from takd_search.config.flags import FLAG_OF  # the flag that sets each space key
 from takd_search.errors import UserError
 
@@ -109,8 +110,6 @@ def check_flags(
         )
 
     if space_ref is not None:  # by name: a job's copy of the same file is the same space
-        from takd_search.config import load_space
-
         name = load_space(space_ref)[0].name
         if name != prev["space"].get("name"):
             refuse("--space", space_ref, f"space {prev['space'].get('name')!r}")

@@ -19,6 +19,7 @@ from takd_search.engine.augment import DeviceData
 from takd_search.engine.chain import Context, hop_rows, run_chain
 from takd_search.engine.distill import pick_device
 from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.own_teacher import attach_teacher
 from takd_search.engine.path import path_models
 from takd_search.run_path import open_store
 from takd_search.search.space import resolve_hops
@@ -52,8 +53,6 @@ def _context(run: dict, dataset, teacher=None):
             data, TrainConfig(**run["train"]), store, snapshot_epochs=tuple(run["snapshots"])
         )
         if teacher is not None:  # a brought teacher: measured (or fine-tuned) once per process
-            from takd_search.engine.own_teacher import attach_teacher
-
             attach_teacher(ctx, teacher, seed=run["seed"])
         _CONTEXTS[key] = ctx
     ctx = _CONTEXTS[key]
