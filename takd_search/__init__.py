@@ -10,6 +10,6 @@ __version__ = "0.1.0"
 def load_student(path):
     """A student exported by `takd-search export`, ready to call: float images
     [N, C, H, W] in [0, 1] -> logits. (Imports torch only when called.)"""
-    from takd_search.export import load_student as _load
+    from takd_search.export import load_student as _load  # torch: only when called
 
     return _load(path)

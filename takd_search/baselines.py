@@ -188,7 +188,7 @@ def paired_test(diffs: Sequence[float]) -> dict:
     if np.allclose(d, d[0], rtol=0, atol=1e-12):
         out["note"] = ZERO_VARIANCE
         return out
-    from scipy import stats
+    from scipy import stats  # scipy: only for this statistic
 
     half = float(stats.t.ppf(0.975, len(d) - 1)) * out["std"] / math.sqrt(len(d))
     out["ci"] = [out["mean"] - half, out["mean"] + half]

@@ -34,6 +34,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    # torch (data, models): a usage error or --help answers without it
     from takd_search.data import DataError
     from takd_search.engine.path import PathError
     from takd_search.models import ModelError
@@ -117,7 +118,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from takd_search import __version__
+    from takd_search import __version__  # only for --version
 
     p = Parser(prog="takd-search", description="Search teacher-assistant distillation paths.")
     p.add_argument("--version", action="version", version=f"takd-search {__version__}")

@@ -48,6 +48,7 @@ def job_address(address: str | None) -> str:
 def client(address: str | None):
     """A JobSubmissionClient for the cluster, or one line saying what is wrong."""
     try:
+        # Ray: imported only once a command needs it
         from ray.exceptions import AuthenticationError
         from ray.job_submission import JobSubmissionClient
     except ImportError:
@@ -108,7 +109,7 @@ def _auth_error(address: str, token, source: str, err) -> UserError:
 
 def call(fn, *args, address: str = "", **kw):
     """A client call with auth/connection failures as one line."""
-    from ray.exceptions import AuthenticationError
+    from ray.exceptions import AuthenticationError  # Ray: imported only once a command needs it
 
     try:
         return fn(*args, **kw)

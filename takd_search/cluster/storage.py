@@ -17,7 +17,7 @@ def storage_kind(storage: str) -> str:
     if "://" in storage:
         scheme = storage.split("://", 1)[0].lower()
         try:
-            import pyarrow.fs as pafs
+            import pyarrow.fs as pafs  # pyarrow: only for remote storage
 
             pafs.FileSystem.from_uri(storage)
         except ImportError:
@@ -40,7 +40,7 @@ def storage_kind(storage: str) -> str:
 
 def download(uri: str, local: Path) -> int:
     """Copy the tree at `uri` into `local` (nothing if it does not exist); files copied."""
-    import pyarrow.fs as pafs
+    import pyarrow.fs as pafs  # pyarrow: only for remote storage
 
     fs, root = pafs.FileSystem.from_uri(uri)
     if fs.get_file_info(root).type == pafs.FileType.NotFound:
@@ -59,7 +59,7 @@ def download(uri: str, local: Path) -> int:
 
 def upload(local: Path, uri: str) -> int:
     """Copy the files under `local` to `uri` (symlinks such as ray_logs are skipped)."""
-    import pyarrow.fs as pafs
+    import pyarrow.fs as pafs  # pyarrow: only for remote storage
 
     fs, root = pafs.FileSystem.from_uri(uri)
     n = 0

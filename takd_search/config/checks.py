@@ -15,7 +15,7 @@ from takd_search.config.schema import Models, ParamSpace, Space, canonical_name
 
 def check(space: Space) -> list[str]:
     """Problems beyond types: model names, path geometry, value ranges, budgets."""
-    from takd_search import models
+    from takd_search import models  # torch: `takd-search spaces` and --help stay light
     from takd_search.data import dataset_choices, is_dataset_name  # torch: not for --help
 
     out: list[str] = []
@@ -193,6 +193,7 @@ def check(space: Space) -> list[str]:
 
 def _teacher_problems(m: Models) -> list[str]:
     """The teacher_* keys: only with `teacher: teacher`, and well formed."""
+    # torch: `takd-search spaces` and --help stay light
     from takd_search.teacher.source import TeacherError, check_arch
     from takd_search.teacher.source import TeacherInput as Contract
 
@@ -227,7 +228,7 @@ def _teacher_problems(m: Models) -> list[str]:
 
 
 def _first_depth(family: str):
-    from takd_search import models
+    from takd_search import models  # torch: `takd-search spaces` and --help stay light
 
     fams = models.families()
     fam = "plain" if family == "vgg" else family
@@ -235,7 +236,7 @@ def _first_depth(family: str):
 
 
 def _size_key(name: str) -> tuple:
-    from takd_search import models
+    from takd_search import models  # torch: `takd-search spaces` and --help stay light
 
     fam, depth = models.parse_model_name(name)
     if fam in ("plain", "resnet"):

@@ -36,6 +36,8 @@ def _load_digits() -> Dataset:
     20% test split (random_state=0) stands in for the missing official one: 1437 / 360."""
     # scikit-learn takes 0.8 s to import: only when digits is loaded, not in every worker
     from sklearn.datasets import load_digits
+
+    # scikit-learn (0.8 s to import): only when digits are loaded
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()

@@ -112,6 +112,7 @@ def _load_mnist1d(num_samples: int, seed: int, root: Path) -> Dataset:
 def _generate_mnist1d(num_samples: int, seed: int) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test): float32 [N, 1, 40] signals and int64 labels."""
     try:  # an optional package: imported only when MNIST-1D is generated
+        # optional package: only when this data set is generated
         from mnist1d.data import get_dataset_args
         from mnist1d.data import make_dataset as make_mnist1d
     except Exception as e:  # not installed, or broken

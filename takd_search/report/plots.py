@@ -346,9 +346,9 @@ def plot_curves(run: Run, confirm: pd.DataFrame, search: pd.DataFrame, path: Pat
     recorded curves, each searched student coloured by alpha (or T) against NoKD's."""
     # lazily, like every matplotlib import here
     from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LogNorm, Normalize
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.cm import ScalarMappable  # matplotlib: only when a plot is drawn
+    from matplotlib.colors import LogNorm, Normalize  # matplotlib: only when a plot is drawn
+    from matplotlib.ticker import MaxNLocator  # matplotlib: only when a plot is drawn
 
     s = run.summary
     win = s.get("winner")

@@ -29,7 +29,7 @@ from takd_search.search.space import PathSpace
 def _probe(name: str, ds, batch_size: int, device: str, steps: int = 3) -> tuple[float, float]:
     """(seconds per training step, seconds per forward pass) of model `name` on a
     batch of `batch_size` real training images (after one warm-up step)."""
-    import torch
+    import torch  # torch: not loaded by torch-free callers
 
     shape = (1, ds.input_shape[0]) + (1,) * (len(ds.input_shape) - 1)  # images or signals
     n = min(batch_size, len(ds.x_train))
@@ -146,7 +146,7 @@ def plan(
     if address:
         concurrency, where_ray = None, f"the Ray cluster at {address}"
     else:
-        import torch
+        import torch  # torch: not loaded by torch-free callers
 
         cpus = os.cpu_count() or 1
         by_cpu = max(1, int(cpus // max(space.resources.cpu, 1e-9)))

@@ -138,6 +138,7 @@ def _local_token(token_dir) -> None:
     """Token auth for the local cluster about to start: a fresh token in token_dir."""
     global _saved_auth
 
+    # Ray: imported only once a command needs it
     from ray._raylet import AuthenticationTokenLoader, Config
 
     folder = Path(token_dir) if token_dir else Path(tempfile.mkdtemp(prefix="takd-ray-"))
@@ -161,6 +162,7 @@ def _restore_auth() -> None:
     global _saved_auth
     if _saved_auth is None:
         return
+    # Ray: imported only once a command needs it
     from ray._raylet import AuthenticationTokenLoader, Config
 
     for k, v in _saved_auth.items():
@@ -181,7 +183,7 @@ def _token_mode_if_token() -> None:
 
     if read_token()[0]:
         os.environ["RAY_AUTH_MODE"] = "token"
-        from ray._raylet import Config
+        from ray._raylet import Config  # Ray: imported only once a command needs it
 
         Config.initialize("")  # Ray caches the mode at import; refresh it as Ray itself does
 
@@ -213,7 +215,7 @@ def check_device(device: str | None) -> None:
     """--device names a device this machine has: one line now, not a failure per trial."""
     if device is None:
         return
-    import torch
+    import torch  # torch: not loaded by torch-free callers
 
     try:
         dev = torch.device(device)
@@ -242,10 +244,10 @@ def check_device(device: str | None) -> None:
 
 def local_resources() -> dict:
     """The CPUs and GPUs a local Ray will see (what ray.init detects), without starting it."""
-    from ray._private.utils import get_num_cpus
+    from ray._private.utils import get_num_cpus  # Ray: imported only once a command needs it
 
     try:
-        import torch
+        import torch  # torch: not loaded by torch-free callers
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:

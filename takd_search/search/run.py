@@ -25,6 +25,7 @@ so an interrupted run keeps everything finished and the same command resumes it.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from dataclasses import asdict
@@ -122,8 +123,6 @@ def run_search(
     except BaseException:
         owner.release()
         if fresh:  # nothing of a run that never started stays behind
-            import shutil
-
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     run = {

@@ -95,9 +95,9 @@ def _write_start(run_dir: Path, space_json: dict, text: str, run: dict, res: dic
 
 
 def _versions(run: dict, res: dict) -> dict:
-    import optuna
-    import ray
-    import torch
+    import optuna  # optuna: only when a study or importances are made
+    import ray  # Ray: imported only once a command needs it
+    import torch  # torch: not loaded by torch-free callers
 
     try:
         rev = (

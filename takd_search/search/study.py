@@ -34,7 +34,7 @@ FILE = "study.db"
 def _params(config: dict, space) -> tuple[dict, dict]:
     """(params, distributions) of a searched trial: its config answered back through the
     define-by-run space (a FixedTrial asks exactly what the real trial asked)."""
-    import optuna
+    import optuna  # optuna: only when a study or importances are made
 
     path = path_models(config.get("path", ""))
     fixed: dict = {f"ta_{c}": c in path[1:-1] for c in space.candidates}
@@ -53,8 +53,8 @@ def _params(config: dict, space) -> tuple[dict, dict]:
 
 
 def _trial(row: dict, params: dict, dists: dict):
-    import optuna
-    from optuna.trial import TrialState
+    import optuna  # optuna: only when a study or importances are made
+    from optuna.trial import TrialState  # optuna: only when a study or importances are made
 
     m = row.get("metrics") or {}
     cfg = row.get("config") or {}
@@ -97,6 +97,7 @@ def _trial(row: dict, params: dict, dists: dict):
 
 def _fixed_params(rows: list[dict]) -> tuple[dict, list[dict]]:
     """Distributions (fixed per study) and params for a fixed phase: path and seed."""
+    # optuna: only when a study or importances are made
     from optuna.distributions import CategoricalDistribution
 
     paths = sorted({str((r.get("config") or {}).get("path")) for r in rows})
@@ -113,7 +114,7 @@ def mirror(run_dir: str | os.PathLike, done: dict[str, list[dict]], spaces: dict
     """(Re)write RUN/study.db from the finished phases. done: phase name -> its rows
     (as in phases/*.json); spaces: phase name -> the PathSpace it searched (search,
     blkd). Returns the file's path."""
-    import optuna
+    import optuna  # optuna: only when a study or importances are made
 
     run_dir = Path(run_dir)
     final = run_dir / FILE

@@ -67,7 +67,7 @@ def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
     Hops already in the store are loaded, and a reused student's stored curve is
     replayed, so a restarted or retried trial resumes at its first unfinished hop.
     """
-    import torch
+    import torch  # torch: not loaded by torch-free callers
 
     torch.set_num_threads(max(1, int(run["cpus"])))
     config = {**config, **config.get("case", {})}  # fixed phases nest their config

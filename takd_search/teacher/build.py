@@ -106,9 +106,9 @@ def _architecture(arch: str, num_classes: int, input_shape) -> nn.Module:
         return models.create_model_from_name(arch, num_classes, input_shape)
     try:
         if lib == "torchvision":
-            import torchvision.models as tvm
+            import torchvision.models as tvm  # optional package: only for a torchvision: teacher
         else:
-            import timm
+            import timm  # optional package: only for a timm: teacher
     except Exception as e:  # torchvision's CUDA wheels raise RuntimeError next to CPU torch
         why = f"{type(e).__name__}: {first_line(e, 100)}"
         raise TeacherError(
