@@ -8,17 +8,16 @@ pickles, so torchvision is not needed (its CUDA wheels fail to import beside a C
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import sys
 import tarfile
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from takd_search.atomic import replacing
 from takd_search.data.dataset import DataError, Dataset, make_dataset, resolve_data_dir
 from takd_search.data.registry import LoadRequest, register_dataset
 
@@ -145,22 +144,21 @@ def _download(title: str, archive: Path) -> None:
     md5, then rename into place, so a failed or cut-off download leaves nothing behind."""
     url = CIFAR_URL + archive.name
     made_dir = not archive.parent.exists()
-    tmp = None
     try:
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".part", dir=archive.parent)
         print(f"downloading {title} from {url} to {archive}", file=sys.stderr, flush=True)
         h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+        # a cut-off or mismatched download raises inside the block: nothing is renamed
+        with (
+            replacing(archive) as tmp,
+            open(tmp, "wb") as out,
+            urllib.request.urlopen(url, timeout=60) as resp,
+        ):
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
                 h.update(chunk)
-        if h.hexdigest() != CIFAR_MD5[archive.name]:
-            raise OSError(f"got md5 {h.hexdigest()}, expected {CIFAR_MD5[archive.name]}")
-        os.replace(tmp, archive)
+            if h.hexdigest() != CIFAR_MD5[archive.name]:
+                raise OSError(f"got md5 {h.hexdigest()}, expected {CIFAR_MD5[archive.name]}")
     except Exception as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         if made_dir:  # do not leave behind an empty folder we created
             try:
                 archive.parent.rmdir()

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from takd_search.atomic import replacing
 from takd_search.errors import UserError
 
 
@@ -235,18 +235,10 @@ def _fingerprint(*tensors: torch.Tensor) -> str:
 
 
 def write_cache(path: Path, x_tr, y_tr, x_te, y_te) -> None:
-    """Save the decoded tensors atomically (temp file + os.replace); best effort, since a
-    read-only data folder should still load, only more slowly."""
-    tmp = None
+    """Save the decoded tensors whole or not at all (atomic.replacing); best effort, since
+    a read-only data folder should still load, only more slowly."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}, f)
-        os.replace(tmp, path)
-        tmp = None
+        with replacing(path) as tmp:
+            torch.save({"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}, tmp)
     except OSError:
         pass
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ import json
 import os
 from pathlib import Path
 
+from takd_search.atomic import replacing
 from takd_search.engine.path import path_models
 from takd_search.search.run_dir import PHASES
 
@@ -118,33 +119,31 @@ def mirror(run_dir: str | os.PathLike, done: dict[str, list[dict]], spaces: dict
 
     run_dir = Path(run_dir)
     final = run_dir / FILE
-    tmp = run_dir / f".{FILE}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
-    try:
-        for name in PHASES:
-            rows = done.get(name)
-            if rows is None or (not rows and name not in spaces):
-                continue  # not run yet, or a top-up phase that had nothing to do
-            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-            study.set_user_attr("run_dir", str(run_dir.resolve()))
-            study.set_user_attr("phase", name)
-            trials = []
-            if name in spaces:
-                try:
-                    for r in rows:
-                        params, dists = _params(r.get("config") or {}, spaces[name])
-                        trials.append(_trial(r, params, dists))
-                except (ValueError, KeyError):
-                    # a space whose names a config cannot answer back (the top-up phase's
-                    # per-path names): path and seed, its hops in the user attributes
-                    trials = []
-            if not trials and rows:
-                dists, params = _fixed_params(rows)
-                trials = [_trial(r, p, dists) for r, p in zip(rows, params)]
-            study.add_trials(trials)
-    finally:
-        storage.engine.dispose()
-    os.replace(tmp, final)
+    with replacing(final) as tmp:  # an empty file is a new SQLite database
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
+        try:
+            for name in PHASES:
+                rows = done.get(name)
+                if rows is None or (not rows and name not in spaces):
+                    continue  # not run yet, or a top-up phase that had nothing to do
+                study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+                study.set_user_attr("run_dir", str(run_dir.resolve()))
+                study.set_user_attr("phase", name)
+                trials = []
+                if name in spaces:
+                    try:
+                        for r in rows:
+                            params, dists = _params(r.get("config") or {}, spaces[name])
+                            trials.append(_trial(r, params, dists))
+                    except (ValueError, KeyError):
+                        # a space whose names a config cannot answer back (the top-up phase's
+                        # per-path names): path and seed, its hops in the user attributes
+                        trials = []
+                if not trials and rows:
+                    dists, params = _fixed_params(rows)
+                    trials = [_trial(r, p, dists) for r, p in zip(rows, params)]
+                study.add_trials(trials)
+        finally:
+            storage.engine.dispose()
     return final
