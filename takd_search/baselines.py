@@ -19,17 +19,31 @@ seeded confirmation that names the winner. Pure Python/numpy/scipy: no training 
 
 Every choice is deterministic: ties in validation accuracy go to the earlier proposed
 trial (its `trial_number`, the searcher's proposal order), never to Ray's random trial ids.
+
+Accuracies are counts of images. A confirmation row carries `val_correct`/`val_total` and
+`test_correct`/`test_total`; the statistics turn them into exact fractions
+(`fractions.Fraction`), so two methods that differ by the same number of images on every
+seed have *identical* per-seed differences and the paired test is undefined (zero
+variance), not p ~ 1e-10 from float32 rounding. Rows without counts (older run folders)
+get them derived as round(acc * total) when the total is known, and otherwise are
+compared as floats with a tolerance of `FLOAT_TOL`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 
 import numpy as np
 
 ZERO_VARIANCE = "undefined (zero variance)"
 TOO_FEW = "too few paired seeds for a test"
+# accuracies known only as floats (a run folder from before counts, total unknown) are the
+# engine's float32 fractions: two values closer than this (fraction) are the same count,
+# since a real one-image difference is at least 1/n >= 1e-6 for n <= 10^6 images, while
+# float32 rounding of a fraction in [0, 1] is below 6e-8
+FLOAT_TOL = 1e-6
 
 
 def heuristic_ta(
@@ -169,14 +183,50 @@ def confirmation_plan(
     return sel + [one(label, cfg, s, "report") for label, cfg in methods.items() for s in seeds]
 
 
-def paired_test(diffs: Sequence[float]) -> dict:
+def acc_of(
+    row: dict, metric: str = "test_acc", total: int | None = None
+) -> Fraction | float | None:
+    """One accuracy of a confirmation row, exact where possible.
+
+    `metric` is `val_acc` or `test_acc`. With the row's counts (`val_correct`/`val_total`,
+    `test_correct`/`test_total`): Fraction(correct, total). Without counts but with the
+    number of images (`total`, e.g. n_val of an older run folder): the count is derived as
+    round(acc * total), exact for any total below ~10^7 at float32. Otherwise the float
+    (None when missing or not finite)."""
+    stem = metric.removesuffix("_acc")
+    correct, n = row.get(f"{stem}_correct"), row.get(f"{stem}_total")
+    if _finite(correct) and _finite(n) and int(n) > 0:
+        return Fraction(int(correct), int(n))
+    acc = row.get(metric)
+    if not _finite(acc):
+        return None
+    if _finite(n) and int(n) > 0:
+        total = int(n)
+    if total:
+        return Fraction(round(float(acc) * int(total)), int(total))
+    return float(acc)
+
+
+def _all_equal(d: Sequence) -> bool:
+    """Are all values the same: exactly for fractions of images, within FLOAT_TOL for
+    floats (see FLOAT_TOL)."""
+    if all(isinstance(x, Fraction) for x in d):
+        return len(set(d)) == 1
+    v = np.asarray([float(x) for x in d], dtype="float64")
+    return float(v.max() - v.min()) <= FLOAT_TOL
+
+
+def paired_test(diffs: Sequence[float | Fraction]) -> dict:
     """Mean, std (ddof 1), t-based 95 % confidence interval and two-sided paired t-test p
-    of per-seed differences. With < 2 pairs, or all differences equal (zero variance),
-    the test is undefined: ci and p are None and `note` says why (never p = 0)."""
-    d = np.asarray(list(diffs), dtype="float64")
+    of per-seed differences (fractions; exact `Fraction`s when the accuracies came from
+    counts of images). With < 2 pairs, or all differences equal (zero variance: exactly
+    equal fractions, or floats within FLOAT_TOL), the test is undefined: ci and p are None
+    and `note` says why (never p = 0). The statistics are computed in float64."""
+    exact = list(diffs)
+    d = np.asarray([float(x) for x in exact], dtype="float64")
     out = {
         "n": len(d),
-        "mean": float(d.mean()) if len(d) else None,
+        "mean": _mean(exact) if len(d) else None,
         "std": float(d.std(ddof=1)) if len(d) > 1 else None,
         "ci": None,
         "p": None,
@@ -185,7 +235,7 @@ def paired_test(diffs: Sequence[float]) -> dict:
     if len(d) < 2:
         out["note"] = TOO_FEW
         return out
-    if np.allclose(d, d[0], rtol=0, atol=1e-12):
+    if _all_equal(exact):
         out["note"] = ZERO_VARIANCE
         return out
     from scipy import stats  # scipy: only for this statistic
@@ -208,29 +258,34 @@ def holm(ps: dict[str, float | None]) -> dict[str, float | None]:
 
 
 def paired_summary(
-    rows: Sequence[dict], reference: str, metric: str = "test_acc"
+    rows: Sequence[dict], reference: str, metric: str = "test_acc", total: int | None = None
 ) -> dict[str, dict]:
     """Per method: `metric` mean/std over seeds, and the paired difference against
     `reference`: mean, std, 95 % CI (`diff_ci_vs_<ref>`, [low, high]), two-sided paired
     t-test p (`p_vs_<ref>`; None with < 2 pairs or zero variance, `p_note_vs_<ref>` says
     which).
 
-    rows: dicts with method, seed and the metric (fractions).
+    rows: dicts with method, seed and the metric (fractions), and where known the counts
+    behind it (`val_correct`, `val_total`, `test_correct`, `test_total`: see `acc_of`);
+    total: the number of images behind `metric` when rows carry no counts (None: unknown).
+    Only rows with a value count: pass completed rows (failures: `failed_seeds`).
     """
     by = {}
     for r in rows:
-        if _finite(r.get(metric)):
-            by.setdefault(r["method"], {})[r["seed"]] = float(r[metric])
+        a = acc_of(r, metric, total)
+        if a is not None:
+            by.setdefault(r["method"], {})[r["seed"]] = a
     ref = by.get(reference, {})
     out = {}
     for method, accs in by.items():
-        vals = np.array(list(accs.values()))
+        exact = list(accs.values())
+        vals = np.array([float(a) for a in exact], dtype="float64")
         common = sorted(set(accs) & set(ref))
         test = paired_test([accs[s] - ref[s] for s in common])
         own = method == reference
         out[method] = {
             "n": len(vals),
-            "mean": float(vals.mean()),
+            "mean": _mean(exact),
             "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
             f"diff_vs_{reference}": test["mean"],
             f"diff_std_vs_{reference}": test["std"],
@@ -241,13 +296,128 @@ def paired_summary(
     return out
 
 
+def _exact_mean(values: Sequence) -> Fraction | float:
+    """Mean of accuracies: an exact Fraction when they all are fractions of images, else
+    a float64."""
+    if all(isinstance(v, Fraction) for v in values):
+        return sum(values, Fraction(0)) / len(values)
+    return float(np.mean([float(v) for v in values]))
+
+
+def _mean(values: Sequence) -> float:
+    """Mean of accuracies in float64 (computed exactly first from fractions of images)."""
+    return float(_exact_mean(values))
+
+
+def failed_seeds(rows: Sequence[dict]) -> dict[str, list[int]]:
+    """Method -> the seeds whose row did not complete (status other than `completed`),
+    sorted; methods with none are left out. What the report lists per method and seed."""
+    out: dict[str, set] = {}
+    for r in rows:
+        if r.get("status") != "completed":
+            out.setdefault(r["method"], set()).add(int(r["seed"]))
+    return {m: sorted(v) for m, v in out.items()}
+
+
+TIE_RULE = "fewer TAs, then the higher selection score, then the search's rank"
+
+
+def n_tas(path: str | None) -> int:
+    """Teacher assistants on a path `a>b>c` (models between the first and the last)."""
+    return max(0, str(path or "").count(">") - 1)
+
+
+def selection_scores(
+    rows: Sequence[dict], candidates: Sequence[str], total: int | None = None
+) -> dict[str, dict]:
+    """Each candidate's selection score from its selection-seed rows: `score` (mean
+    validation accuracy over the seeds that completed, a fraction; exact from counts),
+    `seeds` (how many rows it has), `failed` (the seeds that did not complete).
+
+    A failed seed is a failure of the configuration, not a missing value: `select_winner`
+    ranks a candidate with any failed selection seed after every candidate with none, so an
+    unstable configuration is never scored on its survivors alone."""
+    out = {}
+    for c in candidates:
+        mine = [r for r in rows if r.get("method") == c]
+        ok = [acc_of(r, "val_acc", total) for r in mine if r.get("status") == "completed"]
+        ok = [a for a in ok if a is not None]
+        failed = sorted({int(r["seed"]) for r in mine if r.get("status") != "completed"})
+        out[c] = {
+            "score": _exact_mean(ok) if ok else None,
+            "seeds": len(mine),
+            "failed": failed,
+        }
+    return out
+
+
+def select_winner(
+    scores: dict[str, dict],
+    candidates: Sequence[str],
+    paths: dict[str, str] | None = None,
+    n_val: int | None = None,
+) -> dict:
+    """The winner among `candidates` by the stated rule, and who it is tied with.
+
+    scores: `selection_scores` (or {label: {"score": x}}); n_val: validation images of
+    one evaluation (None: ties are exact equality only).
+
+    Rule. Candidates with a failed selection seed come after every candidate without one
+    (then by fewer failures). Among the rest, the *band* is every candidate whose score
+    is within one validation image (1/n_val, on the mean's scale) of the best; the winner
+    is the band's candidate with the fewest TAs, then the higher score, then the earlier
+    candidate (top1 before top2: the search's rank). `tied` lists every candidate that a
+    one-image change of one validation number could make the winner: those within
+    1/n_val + 1/(k n_val) of the best, where k is the number of selection seeds (one
+    image moves a k-seed mean by 1/(k n_val)). So the winner never flips on one image
+    without the report having said the candidates tie.
+
+    Returns {"winner", "tied" (labels, winner first; [] when alone), "band" (fraction),
+    "step" (fraction: one image on the mean), "rule"}."""
+    have = [c for c in candidates if c in scores and scores[c].get("score") is not None]
+    out = {"winner": None, "tied": [], "band": None, "step": None, "rule": TIE_RULE}
+    if not have:
+        return out
+    order = {c: i for i, c in enumerate(candidates)}
+    fails = {c: len(scores[c].get("failed") or []) for c in have}
+    clean = [c for c in have if fails[c] == min(fails.values())]
+    k = max(1, max(int(scores[c].get("seeds") or 1) - fails[c] for c in clean))
+    band = Fraction(1, int(n_val)) if n_val else Fraction(0)
+    step = Fraction(1, int(n_val) * k) if n_val else Fraction(0)
+
+    def gap(c):  # best score minus c's, exact where the scores are fractions
+        g = best - scores[c]["score"]
+        return g if isinstance(g, Fraction) else Fraction(g).limit_denominator(10**9)
+
+    best = max(scores[c]["score"] for c in clean)
+    in_band = [c for c in clean if gap(c) <= band]
+    win = min(
+        in_band,
+        key=lambda c: (
+            n_tas((paths or {}).get(c)),
+            -float(scores[c]["score"]),
+            order[c],
+        ),
+    )
+    near = [c for c in clean if gap(c) <= band + step] if n_val else in_band
+    tied = [win, *(c for c in sorted(near, key=order.get) if c != win)]
+    out.update(
+        winner=win,
+        tied=tied if len(tied) > 1 else [],
+        band=float(band),
+        step=float(step),
+    )
+    return out
+
+
 def winner(
     val_summary: dict[str, dict], candidates: Sequence[str], paths: dict[str, str] | None = None
 ) -> str | None:
     """The method with the best mean *validation* accuracy among `candidates` (pass the
     summary of the selection seeds' val_acc, never of test_acc). Exact ties go to the
     shorter path (`paths`: label -> path), then to the earlier candidate (top1 before top2:
-    the search's rank, itself ordered by proposal)."""
+    the search's rank, itself ordered by proposal). (`select_winner` is the rule a run
+    applies: it also treats one validation image as a tie.)"""
     have = [c for c in candidates if c in val_summary]
     if not have:
         return None
