@@ -289,6 +289,7 @@ def paired_summary(
             "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
             f"diff_vs_{reference}": test["mean"],
             f"diff_std_vs_{reference}": test["std"],
+            f"diff_n_vs_{reference}": None if own else test["n"],
             f"diff_ci_vs_{reference}": None if own else test["ci"],
             f"p_vs_{reference}": None if own else test["p"],
             f"p_note_vs_{reference}": None if own else test["note"],
@@ -372,7 +373,7 @@ def select_winner(
     image moves a k-seed mean by 1/(k n_val)). So the winner never flips on one image
     without the report having said the candidates tie.
 
-    Returns {"winner", "tied" (labels, winner first; [] when alone), "band" (fraction),
+    Returns {"winner", "tied" (labels in candidate order; [] when alone), "band" (fraction),
     "step" (fraction: one image on the mean), "rule"}."""
     have = [c for c in candidates if c in scores and scores[c].get("score") is not None]
     out = {"winner": None, "tied": [], "band": None, "step": None, "rule": TIE_RULE}
@@ -400,7 +401,7 @@ def select_winner(
         ),
     )
     near = [c for c in clean if gap(c) <= band + step] if n_val else in_band
-    tied = [win, *(c for c in sorted(near, key=order.get) if c != win)]
+    tied = sorted(near, key=order.get)
     out.update(
         winner=win,
         tied=tied if len(tied) > 1 else [],
@@ -430,3 +431,45 @@ def winner(
             order[c],
         ),
     )
+
+
+ALPHA = 0.05  # the level of every claim (Holm-adjusted over a method's two comparisons)
+
+
+def verdict(
+    mean: float | None,
+    ci: Sequence[float] | None,
+    p_holm: float | None,
+    note: str | None,
+    ref: str,
+    *,
+    subject: str = "the path",
+    fixed_teacher: bool = False,
+    seeds: int | None = None,
+) -> str:
+    """The paired difference (subject minus `ref`, fractions) in words, worded from the
+    interval: "`subject` beats REF by X pp [95% CI lo, hi]" only when the Holm-adjusted
+    test rejects at ALPHA (the interval then excludes zero on that side); otherwise "no
+    difference detected at this budget: REF is as good" with the numbers in brackets, so
+    a difference that is noise never reads as a signed gain. A zero-variance or too-few-
+    seeds difference gets no claim either. With `fixed_teacher` (every seed distils from
+    one teacher) the verdict says "for this teacher": the seeds sample the TAs and the
+    student, not the teacher."""
+    if mean is None:
+        return f"not compared with {ref}"
+    tail = ", for this teacher" if fixed_teacher else ""
+    n = f"{seeds} paired seeds" if seeds else "paired seeds"
+    nums = f"{100 * mean:+.2f} pp"
+    if ci:
+        nums += f" [95% CI {100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
+    if ci and p_holm is not None and p_holm < ALPHA and (ci[0] > 0 or ci[1] < 0):
+        size = f"{100 * abs(mean):.2f} pp [95% CI {100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
+        head = f"{subject} beats {ref}" if ci[0] > 0 else f"{ref} beats {subject}"
+        return f"{head} by {size} (Holm p={p_holm:.2g}, {n}){tail}"
+    if note == ZERO_VARIANCE:
+        why = f"every seed gave the same difference, {nums}: the test is undefined"
+    elif note == TOO_FEW or not ci:
+        why = f"{nums}; {note or TOO_FEW}"
+    else:
+        why = f"{nums}, Holm p={p_holm:.2g}, {n}" if p_holm is not None else nums
+    return f"no difference detected at this budget: {ref} is as good ({why}){tail}"

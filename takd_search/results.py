@@ -88,6 +88,16 @@ CONFIRMATION = {
     "status": "string",
     "val_acc": "float64",
     "test_acc": "float64",
+    # the counts behind val_acc / test_acc (images right, images evaluated): the paired
+    # statistics use these exact fractions (baselines.acc_of); empty in older folders
+    "val_correct": "Int64",
+    "val_total": "Int64",
+    "test_correct": "Int64",
+    "test_total": "Int64",
+    # the teacher of this row as it was measured (fractions): with reseed_teacher one
+    # teacher per seed, the spread the report gives; empty for NoKD and older folders
+    "teacher_val_acc": "float64",
+    "teacher_test_acc": "float64",
     "hops": "string",
     "error": "string",
 }

@@ -15,6 +15,8 @@ from pathlib import Path
 from takd_search.engine.path import path_models
 from takd_search.results import hop_columns
 
+COUNTS = ("val_correct", "val_total", "test_correct", "test_total")
+
 
 def _trial_number(r: dict) -> int | None:
     """The trial's place in the searcher's proposal order (0-based; for an Optuna phase
@@ -130,7 +132,21 @@ def _baseline_rows(nokd, teacher, student, sizes, methods=None, ta=None) -> list
     return out
 
 
+def _count(m: dict, key: str) -> int | None:
+    v = m.get(key)
+    return None if v is None else int(v)
+
+
+def _teacher_acc(m: dict, split: str) -> float | None:
+    """The path's first model's (the teacher's) accuracy from the trial's hop rows, when
+    the path has a teacher (more than one hop)."""
+    hops = m.get("hop_rows") or []
+    return hops[0].get(f"{split}_acc") if len(hops) > 1 else None
+
+
 def _confirm_rows(rows: list[dict]) -> list[dict]:
+    """confirmation.csv rows: one per (method, seed), with the counts of correct images
+    behind each accuracy (what the paired statistics use) and the teacher's accuracy."""
     return [
         {
             "method": r["config"].get("method"),
@@ -143,6 +159,9 @@ def _confirm_rows(rows: list[dict]) -> list[dict]:
             "status": r["status"],
             "val_acc": r["metrics"].get("val_acc"),
             "test_acc": r["metrics"].get("test_acc"),
+            **{k: _count(r["metrics"], k) for k in COUNTS},
+            "teacher_val_acc": _teacher_acc(r["metrics"], "val"),
+            "teacher_test_acc": _teacher_acc(r["metrics"], "test"),
             "hops": json.dumps(r["config"].get("hops", [])),
             "error": r["error"],
         }

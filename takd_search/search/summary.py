@@ -6,14 +6,46 @@ report seeds give the test accuracies and the paired comparisons with BLKD and N
 
 from __future__ import annotations
 
+import numpy as np
+
 from takd_search import baselines
 from takd_search.search.methods import _candidates
 
 SELECTION_RULE = (
     "the candidate (top-k, heuristic) with the best mean validation accuracy over the "
-    "selection seeds, which are disjoint from the report seeds; exact ties go to the "
-    "shorter path, then to the search's rank (validation accuracy, then proposal order)"
+    "selection seeds, which are disjoint from the report seeds; a candidate with a failed "
+    "selection seed ranks after every candidate without one; candidates within one "
+    "validation image (1/n_val) of the best are a tie band, won by " + baselines.TIE_RULE
 )
+
+
+def _teacher_spread(report: list[dict]) -> dict | None:
+    """The teacher's accuracy over the report seeds when it was retrained per seed
+    (`reseed_teacher`): one value per seed (the teacher of any distilled method with that
+    seed), as n, mean, std (ddof 1), min and max, for val and test. None when no row
+    measured a teacher."""
+    per_seed: dict[int, dict] = {}
+    for r in report:
+        if r.get("method") == "nokd":
+            continue
+        for split in ("val", "test"):
+            v = r.get(f"teacher_{split}_acc")
+            if baselines._finite(v):
+                per_seed.setdefault(int(r["seed"]), {}).setdefault(split, float(v))
+    if not per_seed:
+        return None
+    out: dict = {"seeds": sorted(per_seed)}
+    for split in ("val", "test"):
+        v = np.array([d[split] for d in per_seed.values() if split in d], dtype="float64")
+        if len(v):
+            out[split] = {
+                "n": len(v),
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if len(v) > 1 else None,
+                "min": float(v.min()),
+                "max": float(v.max()),
+            }
+    return out
 
 
 def _summary(
@@ -34,33 +66,44 @@ def _summary(
     budget=None,
     hop_seconds=None,
 ) -> dict:
+    """summary.json from the run's methods, confirmation rows (`crow`, with the counts of
+    correct images: the statistics are exact fractions, baselines.acc_of) and trials.
+
+    The winner: `baselines.select_winner` on the selection seeds (SELECTION_RULE). The
+    report seeds give every method's test accuracy and its paired differences against
+    BLKD and NoKD, each with a verdict worded from its interval (`baselines.verdict`).
+    Failed rows are listed per method and seed (`failed`)."""
     ok = [r for r in crow if r["status"] == "completed"]
     report = [r for r in ok if r.get("seed_set", "report") != "select"]
-    chosen = [r for r in ok if r.get("seed_set") == "select"]
+    chosen = [r for r in crow if r.get("seed_set") == "select"]
     test = baselines.paired_summary(report, "blkd")
     vs_nokd = baselines.paired_summary(report, "nokd")
-    val = baselines.paired_summary(report, "blkd", metric="val_acc")
+    val = baselines.paired_summary(report, "blkd", metric="val_acc", total=n_val)
     cands = _candidates(methods)
+    paths = {k: methods[k]["path"] for k in methods}
     if select_seeds:
-        scores = {
-            k: v["mean"]
-            for k, v in baselines.paired_summary(chosen, "blkd", metric="val_acc").items()
-        }
+        sel = baselines.selection_scores(chosen, cands, total=n_val)
         on = f"mean validation accuracy over selection seeds {list(select_seeds)}"
     else:  # no selection seeds: the search's own validation ranking (the search seed)
-        scores = {k: methods[k]["val_acc"] for k in cands if methods[k].get("val_acc") is not None}
+        sel = {
+            k: {"score": methods[k]["val_acc"], "seeds": 1, "failed": []}
+            for k in cands
+            if methods[k].get("val_acc") is not None
+        }
         on = f"validation accuracy in its tuning trials (search seed {space.search.seed})"
-    win = baselines.winner(
-        {k: {"mean": v} for k, v in scores.items()},
-        cands,
-        paths={k: methods[k]["path"] for k in methods},
-    )
+    choice = baselines.select_winner(sel, cands, paths, n_val)
+    win = choice["winner"]
+    scores = {k: float(v["score"]) for k, v in sel.items() if v["score"] is not None}
     resolution = 1.0 / n_val if n_val else None
-    tied = (
-        [k for k in cands if k in scores and scores[win] - scores[k] < resolution - 1e-12]
-        if win and resolution
-        else []
-    )
+    fixed_teacher = not space.baselines.reseed_teacher
+    failed = {
+        m: {"select": sel_seeds, "report": []}
+        for m, sel_seeds in baselines.failed_seeds(chosen).items()
+    }
+    for m, seeds in baselines.failed_seeds(
+        [r for r in crow if r.get("seed_set", "report") != "select"]
+    ).items():
+        failed.setdefault(m, {"select": [], "report": []})["report"] = seeds
 
     def method(k):
         if k not in methods:
@@ -75,6 +118,8 @@ def _summary(
         }
         if methods[k].get("note"):
             d["note"] = methods[k]["note"]
+        if k in failed:
+            d["failed_seeds"] = failed[k]
         if k in test:
             t, n = test[k], vs_nokd.get(k, {})
             adj = baselines.holm(
@@ -100,6 +145,16 @@ def _summary(
                         f"p_vs_{ref}": src.get(f"p_vs_{ref}"),
                         f"p_holm_vs_{ref}": adj[ref],
                         f"p_note_vs_{ref}": src.get(f"p_note_vs_{ref}"),
+                        f"verdict_vs_{ref}": baselines.verdict(
+                            src.get(f"diff_vs_{ref}"),
+                            src.get(f"diff_ci_vs_{ref}"),
+                            adj[ref],
+                            src.get(f"p_note_vs_{ref}"),
+                            dict(blkd="BLKD", nokd="NoKD")[ref],
+                            subject="BLKD" if k == "blkd" else "the path",
+                            fixed_teacher=fixed_teacher and k != "nokd",
+                            seeds=src.get(f"diff_n_vs_{ref}"),
+                        ),
                     }
                 )
         return d
@@ -108,8 +163,9 @@ def _summary(
     if win and "heuristic" in methods and win != "heuristic":
         by = {}
         for r in report:
-            if r["method"] in (win, "heuristic") and r.get("test_acc") is not None:
-                by.setdefault(r["seed"], {})[r["method"]] = float(r["test_acc"])
+            a = baselines.acc_of(r, "test_acc")
+            if r["method"] in (win, "heuristic") and a is not None:
+                by.setdefault(r["seed"], {})[r["method"]] = a
         diffs = [v["heuristic"] - v[win] for v in by.values() if len(v) == 2]
         heur_vs_best = baselines.paired_test(diffs) if diffs else None
 
@@ -143,8 +199,14 @@ def _summary(
             "scores": scores,
             "n_val": n_val,
             "resolution": resolution,
-            "tied": tied if len(tied) > 1 else [],
+            "band": choice["band"],
+            "step": choice["step"],
+            "tie_rule": baselines.TIE_RULE,
+            "tied": choice["tied"],
         },
+        "failed": failed,
+        "teacher_fixed": fixed_teacher,
+        "teacher_spread": None if fixed_teacher else _teacher_spread(report),
         "budget": budget,
         "compute": {
             "search_trials": n("search"),
@@ -172,26 +234,23 @@ def _pm(d: dict | None, key="test") -> str:
     return f"{100 * d[f'{key}_mean']:.2f} +- {100 * d[f'{key}_std']:.2f} %"
 
 
-def _diff_text(d: dict, ref: str) -> str:
-    """' BLKD +1.20 pp [95% CI -0.3, +2.7], Holm p=0.2' (or why there is no test)."""
-    v = d.get(f"diff_vs_{ref}")
-    if v is None:
-        return ""
-    name = dict(blkd="BLKD", nokd="NoKD")[ref]
-    ci, p = d.get(f"diff_ci_vs_{ref}"), d.get(f"p_holm_vs_{ref}")
-    out = f" {name} {100 * v:+.2f} pp"
-    if ci:
-        out += f" [95% CI {100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
-    if p is not None:
-        out += f" (Holm p={p:.2g})"
-    elif d.get(f"p_note_vs_{ref}"):
-        out += f" (p {d[f'p_note_vs_{ref}']})"
-    return out
+def _failed_text(s: dict) -> str | None:
+    """'top2 seed 6 (selection); blkd seed 3' or None when every row completed."""
+    parts = []
+    for m, f in (s.get("failed") or {}).items():
+        for kind, label in (("select", " (selection)"), ("report", "")):
+            if f.get(kind):
+                seeds = ", ".join(str(x) for x in f[kind])
+                parts.append(f"{m} seed{'s' if len(f[kind]) > 1 else ''} {seeds}{label}")
+    return "; ".join(parts) or None
 
 
 def answer(s: dict) -> str:
-    """The closing lines: best path, its accuracy, the heuristic's, BLKD's, NoKD's, each
-    with the number of tuning trials its configuration was chosen from."""
+    """The closing lines: the best path with its accuracy, its verdicts against BLKD and
+    NoKD (worded from the paired interval: `baselines.verdict`; "for this teacher" when
+    the teacher is fixed), ties in the choice, the heuristic's, BLKD's and NoKD's
+    accuracies, each with the tuning trials (and seconds) its configuration came from,
+    failed seeds, and the compute."""
     best = s.get("best")
     lines = [
         "",
@@ -201,19 +260,35 @@ def answer(s: dict) -> str:
     ]
 
     def tuned(d):
-        return f"  [{d.get('tuning_trials', '?')} tuning trials]" if d else ""
+        if not d:
+            return ""
+        secs = d.get("tuning_seconds")
+        return f"  [{d.get('tuning_trials', '?')} tuning trials" + (
+            f", {secs:.0f} s]" if secs else "]"
+        )
 
     if best:
-        lines.append(
-            f"best path  {best['path']:<40} {_pm(best)}  vs"
-            f"{_diff_text(best, 'blkd')};{_diff_text(best, 'nokd')}{tuned(best)}"
-        )
+        lines.append(f"best path  {best['path']:<40} {_pm(best)}{tuned(best)}")
+        for ref, name in (("blkd", "BLKD"), ("nokd", "NoKD")):
+            v = best.get(f"verdict_vs_{ref}")
+            if v:
+                lines.append(f"vs {name:<7} {v}")
         tied = (s.get("selection") or {}).get("tied") or []
         if tied:
+            sel = s.get("selection") or {}
+            rule = sel.get("tie_rule") or "shorter path, then search rank"
             lines.append(
-                f"           tied within one validation image with "
-                f"{', '.join(t for t in tied if t != s['winner'])}; "
-                "chosen by the stated tie rule (shorter path, then search rank)"
+                f"tied       {', '.join(tied)}: within one validation image of the best "
+                f"selection score; {s['winner']} chosen by the stated rule ({rule}), "
+                "not by evidence"
+            )
+    if s.get("teacher_spread"):
+        t = s["teacher_spread"].get("test") or s["teacher_spread"].get("val") or {}
+        which = "test" if s["teacher_spread"].get("test") else "val"
+        if t:
+            lines.append(
+                f"teacher    retrained per seed ({t['n']} seeds): {which} "
+                f"{100 * t['mean']:.2f} % (min {100 * t['min']:.2f}, max {100 * t['max']:.2f})"
             )
     h = s.get("heuristic")
     if h:
@@ -229,6 +304,9 @@ def answer(s: dict) -> str:
         lines.append(f"BLKD       {s['blkd']['path']:<40} {_pm(s['blkd'])}{tuned(s['blkd'])}")
     if s.get("nokd"):
         lines.append(f"NoKD       {s['nokd']['path']:<40} {_pm(s['nokd'])}")
+    failed = _failed_text(s)
+    if failed:
+        lines.append(f"failed     {failed}")
     c = s["compute"]
     lines.append(
         f"compute    {c['search_trials']} search + {c['blkd_trials']} BLKD + "
