@@ -44,6 +44,7 @@ TOO_FEW = "too few paired seeds for a test"
 # since a real one-image difference is at least 1/n >= 1e-6 for n <= 10^6 images, while
 # float32 rounding of a fraction in [0, 1] is below 6e-8
 FLOAT_TOL = 1e-6
+ALPHA = 0.05  # the level of every claim (Holm-adjusted over a method's two comparisons)
 
 
 def heuristic_ta(
@@ -433,7 +434,24 @@ def winner(
     )
 
 
-ALPHA = 0.05  # the level of every claim (Holm-adjusted over a method's two comparisons)
+def verdict_kind(
+    mean: float | None, ci: Sequence[float] | None, p_holm: float | None, note: str | None
+) -> str:
+    """Which claim a paired difference supports: `beats` / `beaten` (the Holm-adjusted
+    test rejects at ALPHA and the interval excludes zero on that side), `suggestive` (the
+    interval excludes zero but the Holm-adjusted p does not reach ALPHA), `none` (the
+    interval includes zero), `undefined` (zero variance), `too_few` (< 2 pairs) or
+    `missing` (no difference). Only `beats` and `beaten` are claims."""
+    if mean is None:
+        return "missing"
+    if not ci:
+        return "undefined" if note == ZERO_VARIANCE else "too_few"
+    lo, hi = ci
+    if lo > 0 or hi < 0:
+        if p_holm is not None and p_holm < ALPHA:
+            return "beats" if lo > 0 else "beaten"
+        return "suggestive"
+    return "none"
 
 
 def verdict(
@@ -462,7 +480,7 @@ def verdict(
     nums = f"{100 * mean:+.2f} pp"
     if ci:
         nums += f" [95% CI {100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
-    if ci and p_holm is not None and p_holm < ALPHA and (ci[0] > 0 or ci[1] < 0):
+    if verdict_kind(mean, ci, p_holm, note) in ("beats", "beaten"):
         size = f"{100 * abs(mean):.2f} pp [95% CI {100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
         head = f"{subject} beats {ref}" if ci[0] > 0 else f"{ref} beats {subject}"
         return f"{head} by {size} (Holm p={p_holm:.2g}, {n}){tail}"

@@ -63,7 +63,8 @@ def run_row(run_dir: str | os.PathLike) -> dict:
     """One finished run as one analysis row (numbers recomputed from confirmation.csv)."""
     run = open_run(run_dir)
     s = run.summary
-    stats = {r["method"]: r for r in method_stats(run.confirmation).to_dict("records")}
+    n_val = (s.get("selection") or {}).get("n_val")
+    stats = {r["method"]: r for r in method_stats(run.confirmation, n_val).to_dict("records")}
     win = s.get("winner")
     best, heur = stats.get(win, {}), stats.get("heuristic", {})
     blkd, nokd = stats.get("blkd", {}), stats.get("nokd", {})

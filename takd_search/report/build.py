@@ -48,7 +48,7 @@ def report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None)
     run = open_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.dir
     out.mkdir(parents=True, exist_ok=True)
-    stats = method_stats(run.confirmation)
+    stats = method_stats(run.confirmation, (run.summary.get("selection") or {}).get("n_val"))
     imp, note = param_importances(run)
     plots = {
         "nokd_size": plot_nokd_vs_size(run, out / PLOTS["nokd_size"]),

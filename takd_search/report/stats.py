@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from takd_search import results
-from takd_search.baselines import holm, paired_summary, paired_test
+from takd_search.baselines import acc_of, failed_seeds, holm, paired_summary, paired_test
 from takd_search.results import Run
 
 
@@ -28,7 +28,31 @@ def method_key(m: str) -> tuple:
     return ({"heuristic": 1, "blkd": 2, "nokd": 3}.get(m, 4), 0, m)
 
 
-def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
+COUNT_COLS = ("val_correct", "val_total", "test_correct", "test_total")
+
+
+def _records(confirmation: pd.DataFrame) -> list[dict]:
+    """The completed report-seed rows as plain dicts (method, seed, accuracies and the
+    counts behind them where the folder has them), for `baselines`' exact statistics."""
+    ok = confirmation[confirmation["status"] == "completed"]
+    if "seed_set" in ok:
+        ok = ok[ok["seed_set"].fillna("report") != "select"]
+    out = []
+    for r in ok.to_dict("records"):
+        rec = {
+            "method": r["method"],
+            "seed": None if pd.isna(r["seed"]) else int(r["seed"]),
+            "val_acc": None if pd.isna(r["val_acc"]) else float(r["val_acc"]),
+            "test_acc": None if pd.isna(r["test_acc"]) else float(r["test_acc"]),
+        }
+        for c in COUNT_COLS:
+            v = r.get(c)
+            rec[c] = None if v is None or pd.isna(v) else int(v)
+        out.append(rec)
+    return out
+
+
+def method_stats(confirmation: pd.DataFrame, n_val: int | None = None) -> pd.DataFrame:
     """One row per confirmed method: path, seeds, val/test mean and std, and the paired
     test-accuracy difference against BLKD and against NoKD: mean, std, t-based 95 % CI
     (`ci_lo_vs_*`, `ci_hi_vs_*`), the paired t-test p, and p Holm-adjusted over the
@@ -36,8 +60,11 @@ def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
     variance, `p_note_vs_*` says which).
 
     Only rows with status `completed` of the *report* seeds count (`seed_set` not
-    `select`: the selection seeds chose the winner and are not reported). Columns are
-    fractions, like the CSVs.
+    `select`: the selection seeds chose the winner and are not reported); `failed_seeds`
+    lists the report seeds whose row failed. The statistics use the rows' counts of
+    correct images as exact fractions (`baselines.acc_of`); a folder from before the
+    counts gets them derived from `n_val` (validation images, summary.json) for the
+    validation accuracy. Columns are fractions, like the CSVs.
     """
     cols = [
         "method",
@@ -62,22 +89,25 @@ def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
         "p_holm_vs_nokd",
         "p_note_vs_blkd",
         "p_note_vs_nokd",
+        "failed_seeds",
     ]
     ok = confirmation[confirmation["status"] == "completed"]
     if "seed_set" in ok:
         ok = ok[ok["seed_set"].fillna("report") != "select"]
-    recs = [
-        {
-            "method": r["method"],
-            "seed": None if pd.isna(r["seed"]) else int(r["seed"]),
-            "val_acc": None if pd.isna(r["val_acc"]) else float(r["val_acc"]),
-            "test_acc": None if pd.isna(r["test_acc"]) else float(r["test_acc"]),
-        }
-        for r in ok.to_dict("records")
-    ]
+    recs = _records(confirmation)
+    reported = confirmation
+    if "seed_set" in reported:
+        reported = reported[reported["seed_set"].fillna("report") != "select"]
+    failed = failed_seeds(
+        [
+            {"method": m, "seed": int(sd), "status": st}
+            for m, sd, st in zip(reported["method"], reported["seed"], reported["status"])
+            if not pd.isna(sd)
+        ]
+    )
     vs_blkd = paired_summary(recs, "blkd")
     vs_nokd = paired_summary(recs, "nokd")
-    val = paired_summary(recs, "blkd", metric="val_acc")
+    val = paired_summary(recs, "blkd", metric="val_acc", total=n_val)
     rows = []
     for m in sorted(set(ok["method"].dropna()), key=method_key):
         first = ok[ok["method"] == m].iloc[0]
@@ -108,13 +138,14 @@ def method_stats(confirmation: pd.DataFrame) -> pd.DataFrame:
                 "p_holm_vs_nokd": adj["nokd"],
                 "p_note_vs_blkd": t.get("p_note_vs_blkd") if m != "blkd" else None,
                 "p_note_vs_nokd": n.get("p_note_vs_nokd") if m != "nokd" else None,
+                "failed_seeds": failed.get(m, []),
             }
         )
     df = pd.DataFrame(rows, columns=cols)
     return df.astype(
-        {c: "float64" for c in cols[4:-2]}
+        {c: "float64" for c in cols[4:-3]}
         | {"seeds": "Int64"}
-        | dict.fromkeys(cols[-2:], "object")
+        | dict.fromkeys(cols[-3:], "object")
     )
 
 
@@ -126,8 +157,13 @@ def paired_vs(confirmation: pd.DataFrame, a: str, b: str) -> dict | None:
     by = c[c["method"].isin([a, b])].pivot_table(index="seed", columns="method", values="test_acc")
     if a not in by or b not in by:
         return None
-    d = (by[a] - by[b]).dropna()
-    return paired_test(d.tolist()) if len(d) else None
+    recs = {(r["method"], r["seed"]): acc_of(r, "test_acc") for r in _records(confirmation)}
+    diffs = [
+        recs[(a, s)] - recs[(b, s)]
+        for s in by.index
+        if recs.get((a, s)) is not None and recs.get((b, s)) is not None
+    ]
+    return paired_test(diffs) if diffs else None
 
 
 def tuning_of(summary: dict) -> dict[str, tuple]:
