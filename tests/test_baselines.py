@@ -180,3 +180,153 @@ def test_selection_seeds_are_disjoint_and_only_for_candidates():
         ("nokd", 1, "report"),
         ("nokd", 2, "report"),
     ]
+
+
+# ---- statistics from counts (issue 24) --------------------------------------------------
+
+
+def _f32(k, n):
+    import numpy as np
+
+    return float(np.float32(k / n))
+
+
+def test_one_image_gain_on_every_seed_is_zero_variance_not_p_1e10():
+    """The issue's case: the path gets exactly one more test image right than BLKD on every
+    seed (360 test images). As float32 fractions the differences differ by ~1e-8 and a
+    t-test on them gives p ~ 1e-10; from counts they are identical: undefined."""
+    n = 360
+    blkd = [300, 311, 322, 333, 344]
+    rows = []
+    for s, k in enumerate(blkd, 1):
+        rows.append({"method": "blkd", "seed": s, "test_acc": _f32(k, n)})
+        rows.append({"method": "top1", "seed": s, "test_acc": _f32(k + 1, n)})
+    floats = [r["test_acc"] for r in rows if r["method"] == "top1"]
+    raw = [a - b["test_acc"] for a, b in zip(floats, [r for r in rows if r["method"] == "blkd"])]
+    assert max(raw) - min(raw) > 1e-9  # what slipped past the old atol=1e-12 guard
+    # counts carried (the new confirmation.csv): exact, undefined
+    counted = [dict(r, test_correct=round(r["test_acc"] * n), test_total=n) for r in rows]
+    s = paired_summary(counted, "blkd")["top1"]
+    assert s["diff_vs_blkd"] == pytest.approx(1 / n, abs=1e-15)
+    assert s["p_vs_blkd"] is None and s["diff_ci_vs_blkd"] is None
+    assert s["p_note_vs_blkd"] == ZERO_VARIANCE and s["diff_n_vs_blkd"] == 5
+    # an older folder: no counts, but the total is known -> derived, still exact
+    s = paired_summary(rows, "blkd", total=n)["top1"]
+    assert s["p_note_vs_blkd"] == ZERO_VARIANCE
+    # no counts and no total: floats within FLOAT_TOL are the same count
+    assert paired_summary(rows, "blkd")["top1"]["p_note_vs_blkd"] == ZERO_VARIANCE
+    # one seed two images better: a real spread, a real test
+    counted[-1]["test_correct"] += 1
+    s = paired_summary(counted, "blkd")["top1"]
+    assert s["p_vs_blkd"] is not None and s["diff_std_vs_blkd"] == pytest.approx(
+        (1 / n) * math.sqrt(0.2), rel=1e-9
+    )
+
+
+def test_acc_of_prefers_counts_and_derives_them_from_a_known_total():
+    from fractions import Fraction
+
+    from takd_search.baselines import acc_of
+
+    assert acc_of({"val_acc": 0.5, "val_correct": 7, "val_total": 12}, "val_acc") == Fraction(
+        7, 12
+    )
+    assert acc_of({"test_acc": _f32(83, 144)}, "test_acc", total=144) == Fraction(83, 144)
+    assert acc_of({"test_acc": 0.25}, "test_acc") == 0.25
+    assert acc_of({"test_acc": float("nan")}) is None and acc_of({}) is None
+
+
+def test_failed_selection_seed_ranks_a_candidate_after_every_stable_one():
+    """top1 scores 0.99 on the one selection seed it survived; the heuristic 0.90 on both.
+    top1 must not win on its survivor."""
+    from takd_search.baselines import failed_seeds, select_winner, selection_scores
+
+    rows = [
+        {"method": "top1", "seed": 4, "status": "completed", "val_acc": 0.99},
+        {"method": "top1", "seed": 5, "status": "failed", "val_acc": None},
+        {"method": "heuristic", "seed": 4, "status": "completed", "val_acc": 0.90},
+        {"method": "heuristic", "seed": 5, "status": "completed", "val_acc": 0.90},
+    ]
+    sc = selection_scores(rows, ["top1", "heuristic"], total=100)
+    assert sc["top1"]["failed"] == [5] and float(sc["top1"]["score"]) == pytest.approx(0.99)
+    assert select_winner(sc, ["top1", "heuristic"], n_val=100)["winner"] == "heuristic"
+    assert failed_seeds(rows) == {"top1": [5]}
+
+
+def test_candidates_within_one_image_tie_and_fewer_tas_win():
+    from takd_search.baselines import select_winner
+
+    paths = {"top1": "a>x>y>b", "top2": "a>x>b", "heuristic": "a>y>b"}
+    cands = ["top1", "top2", "heuristic"]
+
+    def sc(v1, v2, vh):  # two selection seeds each, 200 validation images
+        return {
+            "top1": {"score": v1, "seeds": 2, "failed": []},
+            "top2": {"score": v2, "seeds": 2, "failed": []},
+            "heuristic": {"score": vh, "seeds": 2, "failed": []},
+        }
+
+    # top1 one image (0.5 pp) ahead of top2: in the band -> the 1-TA path wins, said tied
+    c = select_winner(sc(0.905, 0.900, 0.850), cands, paths, n_val=200)
+    assert c["winner"] == "top2" and c["tied"] == ["top1", "top2"]
+    assert c["band"] == pytest.approx(0.005) and c["step"] == pytest.approx(0.0025)
+    # 1.75 images ahead: top1 wins, and a one-image change of one seed (0.25 pp on the mean)
+    # cannot bring top2 into the band: not tied
+    c = select_winner(sc(0.90875, 0.900, 0.850), cands, paths, n_val=200)
+    assert c["winner"] == "top1" and c["tied"] == []
+    # exactly 1.5 images ahead: one image on one seed puts top2 in the band: tied
+    c = select_winner(sc(0.9075, 0.900, 0.850), cands, paths, n_val=200)
+    assert c["winner"] == "top1" and c["tied"] == ["top1", "top2"]
+    # 1.25 images ahead: top1 wins, but one image on one seed could flip it: said tied
+    c = select_winner(sc(0.90625, 0.900, 0.850), cands, paths, n_val=200)
+    assert c["winner"] == "top1" and c["tied"] == ["top1", "top2"]
+    # two 1-TA paths in the band: the higher score, then the search's rank
+    c = select_winner(sc(0.80, 0.900, 0.900), cands, paths, n_val=200)
+    assert c["winner"] == "top2" and c["tied"] == ["top2", "heuristic"]
+
+
+def test_a_one_image_change_never_flips_the_winner_unannounced():
+    """Property: for random selection scores at image resolution, changing one validation
+    number of one candidate by one image either keeps the winner or the original answer
+    listed the new winner among the tied."""
+    import random
+    from fractions import Fraction
+
+    from takd_search.baselines import select_winner
+
+    rng = random.Random(0)
+    n, k = 50, 2
+    cands = ["top1", "top2", "top3", "heuristic"]
+    paths = {"top1": "a>x>y>b", "top2": "a>x>b", "top3": "a>y>b", "heuristic": "a>z>b"}
+    for _ in range(3000):
+        counts = {c: [rng.randint(40, 44) for _ in range(k)] for c in cands}
+
+        def scores(cs):
+            return {c: {"score": Fraction(sum(v), k * n), "seeds": k, "failed": []}
+                    for c, v in cs.items()}  # fmt: skip
+
+        before = select_winner(scores(counts), cands, paths, n_val=n)
+        c, s, d = rng.choice(cands), rng.randrange(k), rng.choice((-1, 1))
+        moved = {x: list(v) for x, v in counts.items()}
+        moved[c][s] += d
+        after = select_winner(scores(moved), cands, paths, n_val=n)
+        if after["winner"] != before["winner"]:
+            assert after["winner"] in before["tied"] and before["winner"] in before["tied"]
+
+
+def test_verdict_is_worded_from_the_interval():
+    from takd_search.baselines import verdict
+
+    none = verdict(-0.0153, [-0.042, 0.0113], 0.4, None, "BLKD", fixed_teacher=True, seeds=3)
+    assert none.startswith("no difference detected at this budget: BLKD is as good")
+    assert "-1.53 pp [95% CI -4.20, +1.13]" in none and none.endswith("for this teacher")
+    win = verdict(0.012, [0.004, 0.020], 0.01, None, "BLKD", seeds=5)
+    assert (
+        win == "the path beats BLKD by 1.20 pp [95% CI +0.40, +2.00] (Holm p=0.01, 5 paired seeds)"
+    )
+    # the interval excludes zero but Holm does not reject: no claim
+    assert verdict(0.012, [0.001, 0.02], 0.06, None, "BLKD").startswith("no difference")
+    lose = verdict(-0.012, [-0.02, -0.004], 0.01, None, "NoKD", subject="BLKD")
+    assert lose.startswith("NoKD beats BLKD by 1.20 pp")
+    flat = verdict(1 / 360, None, None, ZERO_VARIANCE, "BLKD")
+    assert flat.startswith("no difference detected") and "test is undefined" in flat
