@@ -417,8 +417,16 @@ def teacher_note(confirmation: pd.DataFrame) -> str:
 
 def premise_lines(run: Run) -> list[str]:
     """The run's premise warnings (`premise.run_warnings`: the teacher not better than
-    the student alone, a brought teacher far below its claim) as quoted lines + blank."""
+    the student alone, a brought teacher far below its claim or trained on another split
+    of this data) as quoted lines + blank."""
     s = run.summary
-    claims = ((run.versions.get("run") or {}).get("teacher") or {}).get("claims")
-    lines = run_warnings(run.baselines, s.get("teacher"), s.get("student"), claims)
+    r = run.versions.get("run") or {}
+    claims = (r.get("teacher") or {}).get("claims")
+    split = {
+        "dataset": r.get("dataset"),
+        "data": r.get("data_fingerprint"),
+        "val_fraction": r.get("val_fraction"),
+        "split_seed": r.get("split_seed"),
+    }
+    lines = run_warnings(run.baselines, s.get("teacher"), s.get("student"), claims, split)
     return [*(f"> **{w}**" for w in lines), *([""] if lines else [])]
