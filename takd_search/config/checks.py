@@ -138,6 +138,8 @@ def check(space: Space) -> list[str]:
     se = space.search
     if se.n_trials is not None and se.n_trials < 1:
         out.append(f"search.n_trials: {se.n_trials} must be at least 1")
+    if se.batch < 1:
+        out.append(f"search.batch: {se.batch} must be at least 1 (proposals asked together)")
     if se.time_budget_s is not None and se.time_budget_s <= 0:
         out.append(f"search.time_budget_s: {se.time_budget_s} must be > 0 seconds")
     if se.n_trials is None and se.time_budget_s is None and se.sampler != "grid":

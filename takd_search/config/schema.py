@@ -157,6 +157,10 @@ class Search(Strict):
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     n_trials: Int | None = 16
     time_budget_s: Num | None = None
+    # proposals asked together (TPE sees every earlier batch, none of its own): fixed by
+    # the space, never by the machine, so concurrency and load never change the answer;
+    # trials at once are at most this many
+    batch: Int = 4
     seed: Int = 0
     scheduler: Literal["none", "asha"] = "none"
     grace_epochs: Int | None = None

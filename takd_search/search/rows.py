@@ -23,6 +23,8 @@ def _trial_number(r: dict) -> int | None:
     Optuna's trial number): the counter Tune puts at the start of `experiment_tag`
     (1-based), read from the last result or, for a trial that never reported, its folder
     name `<trainable>_<trial id>_<tag>...`. Ray's trial ids are random: never an order."""
+    if r.get("trial_number") is not None:  # the runners' own (the proposer's) number
+        return int(r["trial_number"])
     tag = (r.get("metrics") or {}).get("experiment_tag")
     if not tag and r.get("path_dir") and r.get("trial_id"):
         name = Path(r["path_dir"]).name

@@ -40,7 +40,9 @@ from takd_search.search import resume as saved_run
 from takd_search.search import study
 from takd_search.search.disk import DiskFull, full_message, is_disk_full
 from takd_search.search.methods import _budget, _candidates, _hop_seconds, _methods
+from takd_search.search.phase import Phase
 from takd_search.search.plan import check_machine, make_plan
+from takd_search.search.runner import make_runner
 from takd_search.search.resume import _abs
 from takd_search.search.rows import _baseline_rows, _confirm_rows, _trial_rows
 from takd_search.search.run_dir import (
@@ -75,11 +77,14 @@ def run_search(
     device: str | None = None,
     dry_run: bool = False,
     write_report: bool = True,
+    runner=None,
 ) -> Path | None:
     """Run (or resume) a search; returns the run folder. Raises UserError on bad input
     (before anything is written) and Interrupted when stopped (state kept).
     dry_run: check everything, print the plan (`dryrun.plan`), write nothing, return None.
     write_report: write report.md and its plots into the run folder at the end.
+    runner: 'ray' (Ray Tune, the default), 'inprocess' (every trial in this process, no
+    Ray), or a runner object (runner.py); None: $TAKD_SEARCH_RUNNER, else 'ray'.
 
     space_ref / results_dir None: `digits_vgg` / `results`, or with `resume` the run's own.
     A resumed run keeps its saved settings (resume.py); a flag contradicting them is refused.
@@ -102,9 +107,7 @@ def run_search(
                                            p.resume)))  # fmt: skip
         return None
 
-    # Ray is imported only once the input is known good
-    from takd_search.search import ray_session, tune_phase
-
+    runner = make_runner(runner)
     store = check_machine(p, address, store_root, no_store)
     space, space_json, text, space_file = p.space, p.space_json, p.text, p.space_file
     overrides, results_dir, device, ds, own = p.overrides, p.results_dir, p.device, p.ds, p.own
@@ -116,10 +119,7 @@ def run_search(
     fresh = not (run_dir / "space.json").exists()
     owner = saved_run.DriverLock(run_dir).acquire()  # the same command twice: one line
     try:
-        res = ray_session.start_ray(address, token_dir=run_dir)
-        concurrency = ray_session.check_resources(
-            space.resources.cpu, space.resources.gpu, space.resources.concurrency
-        )
+        concurrency = runner.start(address, run_dir, space.resources)
     except BaseException:
         owner.release()
         if fresh:  # nothing of a run that never started stays behind
@@ -147,7 +147,7 @@ def run_search(
             run_dir / saved_run.SETTINGS,
             saved_run.settings(space_file, overrides, results_dir, store, device),
         )
-        _write_start(run_dir, space_json, text, run, res)
+        _write_start(run_dir, space_json, text, run, runner.resources)
     progress.attach_log(run_dir / "console.log")  # the console, copied into the run folder
     common = dict(
         run=run,
@@ -157,6 +157,7 @@ def run_search(
         concurrency=concurrency,
         max_failures=space.search.max_failures,
         seed=space.search.seed,
+        batch=space.search.batch,
     )
     tune_root = run_dir / "tune"
     say(
@@ -172,9 +173,7 @@ def run_search(
         if name in done:
             say(f"[{name}] already complete ({len(done[name])} trials), kept")
             return done[name]
-        rows = tune_phase.run_phase(
-            tune_phase.Phase(name=name, dataset=ds, **common, **kw), tune_root
-        )
+        rows = runner.run_phase(Phase(name=name, dataset=ds, **common, **kw), tune_root)
         _report_corrupt(run_dir, rows)
         write_json(run_dir / "phases" / f"{name}.json", rows)
         done[name] = rows
@@ -307,7 +306,7 @@ def run_search(
             raise DiskFull(full_message([run_dir, store], "writing results")) from None
         raise
     finally:
-        logs = ray_session.session_logs()
+        logs = runner.logs()
         if logs:
             _link(run_dir / "ray_logs", logs)
         owner.release()

@@ -96,7 +96,6 @@ def _write_start(run_dir: Path, space_json: dict, text: str, run: dict, res: dic
 
 def _versions(run: dict, res: dict) -> dict:
     import optuna  # optuna: only when a study or importances are made
-    import ray  # Ray: imported only once a command needs it
     import torch  # torch: not loaded by torch-free callers
 
     try:
@@ -116,7 +115,7 @@ def _versions(run: dict, res: dict) -> dict:
         "takd_search": __version__,
         "git_revision": rev,
         "torch": torch.__version__,
-        "ray": ray.__version__,
+        "ray": _dist_version("ray"),  # without importing Ray (the in-process runner)
         "optuna": optuna.__version__,
         "python": platform.python_version(),
         "host": platform.node(),
@@ -124,6 +123,15 @@ def _versions(run: dict, res: dict) -> dict:
         "run": run,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 STATE_BYTES = 512  # state.json's fixed size: rewritten in place when the disk is full

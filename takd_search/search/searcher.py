@@ -1,61 +1,58 @@
-"""The searcher of the search phases: Optuna through Tune, told which trials were pruned.
+"""The searcher of the search phases in Ray Tune: `proposer.Proposer` as a Tune Searcher.
 
-`PruningOptunaSearch` runs our define-by-run PathSpace (space.py) with the sampler
-`make_sampler` builds (TPE, random or grid, seeded). Its state lives in Tune's experiment
-snapshot (DESIGN.md: no Optuna `storage=`); study.py mirrors the trials into study.db.
+Tune asks `suggest(trial_id)` whenever a slot is free; we hand out the proposer's batch in
+proposal order and answer None (wait) until the batch has finished, so Tune's concurrency
+never changes what is proposed (proposer.py). Optuna learns PRUNED for trials a scheduler
+stopped early (no `finished` flag in their last result), never a truncated score as
+COMPLETE. The proposer, with its Optuna study, is pickled into Tune's experiment snapshot
+(DESIGN.md: no Optuna `storage=`), so a restored phase carries on from it; study.py
+mirrors finished trials into study.db.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
+import pickle
 
-import optuna
-from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
-from takd_search.search.trainable import METRIC
-
-log = logging.getLogger(__name__)
-# a resumed trial re-reports its epochs; Optuna warns for each and ignores them
-warnings.filterwarnings("ignore", message=".*is already reported.*")
+from takd_search.search.proposer import FINISHED, Proposer
+from takd_search.search.trial import METRIC, outcome
 
 
-class PruningOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna PRUNED for trials a scheduler stopped early.
+class BatchedOptunaSearch(Searcher):
+    """Tune Searcher over a Proposer; `trial_number` and `batch` go into each config."""
 
-    Tune reports a scheduler stop like a normal end (`done` is True for both), and the
-    stock searcher would record the truncated score as COMPLETE, teaching TPE that a
-    stopped trial was a finished one. A trial is early-stopped when its last result has
-    no `finished` flag (set only by `run_trial`'s final report).
-    """
+    def __init__(self, proposer: Proposer):
+        super().__init__()
+        self.proposer = proposer
+        self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
 
-    def on_trial_complete(self, trial_id, result=None, error=False):
-        if (
-            not error
-            and result
-            and trial_id not in self._completed_trials
-            and trial_id in self._ot_trials
-            and not result.get("finished")
-        ):
-            ot_trial = self._ot_trials[trial_id]
-            try:
-                if METRIC in result:
-                    ot_trial.report(result[METRIC], int(result.get("epoch", 0)))
-                self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
-            except Exception as exc:  # a value Optuna rejects must not stop the search
-                log.warning("optuna: %s", exc)
-            self._completed_trials.add(trial_id)
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        self._metric, self._mode = metric or METRIC, mode or "max"
+        return True
+
+    def suggest(self, trial_id: str):
+        if trial_id in self.numbers:  # asked again for a trial we already gave a config
+            return None
+        cfg = self.proposer.next()
+        if cfg is FINISHED or cfg == FINISHED:
+            return Searcher.FINISHED
+        if cfg is None:
+            return None
+        self.numbers[trial_id] = cfg["trial_number"]
+        return cfg
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
+        number = self.numbers.get(trial_id)
+        if number is None:
             return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        status, score, epoch = outcome(result, error)
+        self.proposer.tell(number, status, score, epoch)
 
+    def save(self, checkpoint_path: str):
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__.copy(), f)
 
-def make_sampler(kind: str, seed: int, grid: dict | None = None, n_trials: int | None = None):
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "grid":
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    # random start-up trials before TPE models the space: a third of the budget, 4..10
-    startup = 10 if not n_trials else max(4, min(10, n_trials // 3))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    def restore(self, checkpoint_path: str):
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

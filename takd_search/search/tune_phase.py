@@ -1,9 +1,10 @@
-"""One phase of a run as a Tune experiment: building the Tuner, running and restoring it.
+"""The Ray Tune runner: one phase of a run as a Tune experiment (build, run, restore).
 
-Every phase of a run (NoKD baselines, the path search, the BLKD search, the top-up, the
-seeded confirmation) is one Tune experiment of the same trainable (trainable.run_trial).
-Search phases get their trials from Optuna (searcher.py, with our define-by-run
-`PathSpace`); fixed phases from a list of configs. Each experiment lives in
+Every phase of a run (NoKD baselines, the tuning searches, the confirmation) is one Tune
+experiment of the same trainable (trainable.run_trial). Search phases get their trials
+from Optuna in fixed batches (searcher.py over proposer.py, with our define-by-run
+`PathSpace`); fixed phases from a list of configs. The in-process runner (inprocess.py)
+runs the same phases without Ray and gives the same rows. Each experiment lives in
 `<run>/tune/<phase>` and is restored from there after an interruption, so no completed
 trial is lost or run twice; one Tune cannot read back is set aside and the phase runs
 again (its finished hops come back from the store).
@@ -16,43 +17,43 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
 from ray.tune.search import BasicVariantGenerator
 
 from takd_search.errors import UserError
-from takd_search.search.callback import Progress, _error_line
+from takd_search.search import ray_session
+from takd_search.search.callback import Progress
+from takd_search.search.console import _error_line
 from takd_search.search.disk import DiskFull, full_message, is_disk_full, low_disk
+from takd_search.search.phase import Phase, label, make_row
 from takd_search.search.pruning import FairASHA
-from takd_search.search.searcher import PruningOptunaSearch, make_sampler
+from takd_search.search.searcher import BatchedOptunaSearch
 from takd_search.search.stop import Interrupted, _main_thread, _StopFlag
 from takd_search.search.trainable import METRIC, run_trial
 
+__all__ = ["Phase", "TuneRunner", "run_phase"]
 
-@dataclass
-class Phase:
-    """One Tune experiment of a run. Either `space` (an Optuna define-by-run callable,
-    searched for `n_trials` / `time_budget_s`) or `configs` (a fixed list)."""
 
-    name: str
-    run: dict
-    dataset: object = None  # takd_search.data.Dataset, shipped to workers by Ray
-    teacher: object = None  # takd_search.teacher.TeacherSource of a brought teacher, or None
-    configs: list[dict] | None = None
-    space: object | None = None
-    sampler: str = "tpe"
-    n_trials: int | None = None
-    time_budget_s: float | None = None
-    seed: int = 0
-    grid: dict | None = None
-    asha: bool = False
-    grace_epochs: int | None = None
-    cpu: float = 1.0
-    gpu: float = 0.0
-    concurrency: int = 1
-    max_failures: int = 1
+class TuneRunner:
+    """Runs phases as Ray Tune experiments: on a local Ray this tool starts, or on the
+    cluster at `address`."""
+
+    name = "ray"
+
+    def start(self, address: str | None, run_dir: Path, resources) -> int:
+        """Start (or join) Ray; returns how many trials run at once."""
+        self.resources = ray_session.start_ray(address, token_dir=run_dir)
+        return ray_session.check_resources(
+            resources.cpu, resources.gpu, resources.concurrency
+        )
+
+    def logs(self) -> str | None:
+        return ray_session.session_logs()
+
+    def run_phase(self, phase: Phase, root: Path) -> list[dict]:
+        return run_phase(phase, root)
 
 
 def _trainable(phase: Phase):
@@ -71,12 +72,7 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
         failure_config=tune.FailureConfig(max_failures=phase.max_failures),
     )
     if phase.space is not None:
-        search = PruningOptunaSearch(
-            space=phase.space,
-            metric=METRIC,
-            mode="max",
-            sampler=make_sampler(phase.sampler, phase.seed, phase.grid, phase.n_trials),
-        )
+        search = BatchedOptunaSearch(phase.proposer())
         num_samples = phase.n_trials if phase.n_trials is not None else -1
     else:
         search = BasicVariantGenerator(
@@ -85,15 +81,11 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
         num_samples = 1
     scheduler = None
     if phase.asha:
-        epochs = phase.run["train"]["epochs"]
         # metric/mode come from TuneConfig: Tune refuses them in both places
         scheduler = FairASHA(
-            time_attr="epoch",
-            max_t=epochs,
-            grace_period=min(epochs, phase.grace_epochs or max(1, epochs // 4)),
-            reduction_factor=3,
+            time_attr="epoch", max_t=phase.run["train"]["epochs"], grace_period=phase.grace()
         )
-    param_space = {"case": tune.grid_search(phase.configs)} if phase.configs else None
+    param_space = {"case": tune.grid_search(phase.cases())} if phase.configs else None
     tune_config = tune.TuneConfig(
         search_alg=search,
         metric=METRIC,
@@ -119,11 +111,10 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
     its finished hops come back from the store, so little is retrained.
     """
     exp = root / phase.name
-    total = phase.n_trials if phase.space is not None else len(phase.configs or [])
     progress = Progress(
         phase.name,
-        total,
-        label=_label,
+        phase.total,
+        label=label,
         run_dir=str(root.parent),
         max_failures=phase.max_failures,
     )
@@ -215,39 +206,12 @@ def _full_message(phase: Phase, root: Path) -> str:
     return full_message(_places(phase, root), f"the {phase.name} phase")
 
 
-def _label(cfg: dict) -> str:
-    case = cfg.get("case", cfg)
-    tag = case.get("method")
-    return (
-        f"{tag} {case.get('path')}" + (f" seed {case['seed']}" if "seed" in case else "")
-        if tag
-        else str(case.get("path", "?"))
-    )
-
-
 def _row(result) -> dict:
-    """A trial as a flat dict: its config, its last metrics, status and error."""
-    cfg = dict(result.config or {})
-    case = cfg.pop("case", None)
-    if case:
-        cfg.update(case)
-    m = dict(result.metrics or {})
-    if result.error is not None:
-        status, error = "failed", _error_line(result.error)
-    elif m.get("finished"):
-        status, error = "completed", None
-    elif m:
-        status, error = "pruned", None
-    else:
-        status, error = "interrupted", None
-    return {
-        "trial_id": m.get("trial_id") or Path(result.path).name.split("_")[1]
-        if result.path
-        else None,
-        "status": status,
-        "error": error,
-        "config": cfg,
-        "metrics": m,
-        "retries": max(0, int(m.get("attempt", 1)) - 1),
-        "path_dir": result.path,
-    }
+    """A trial of Tune's ResultGrid as a runner's row (phase.make_row)."""
+    cfg = result.config or {}
+    m = result.metrics or {}
+    case = cfg.get("case") or cfg
+    number = case.get("trial_number")
+    tid = m.get("trial_id") or (Path(result.path).name.split("_")[1] if result.path else None)
+    error = _error_line(result.error) if result.error is not None else None
+    return make_row(tid, number, cfg, m, error, result.path)
