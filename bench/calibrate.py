@@ -164,6 +164,16 @@ def evaluate(
             "test_total": n_test}  # fmt: skip
 
 
+def _sees_test(config: dict) -> bool:
+    """The run's own rule (trial.sees_test_set) where the package has it: NoKD baselines
+    and report seeds see the test set, selection seeds and search trials never."""
+    try:
+        from takd_search.search.trial import sees_test_set
+    except ImportError:  # before the runner seam
+        return config.get("method") is not None and config.get("seed_set") != "select"
+    return sees_test_set(config)
+
+
 class SimTrainer:
     """A trial function with `run_trial`'s signature that trains nothing: `evaluate` gives
     the student's counts; it reports a rising per-epoch validation curve ending at them,
@@ -183,7 +193,7 @@ class SimTrainer:
         for ep in range(1, epochs + 1):
             v = val * (0.9 + 0.1 * ep / epochs)
             report({"score": v, "val_acc": v, "epoch": ep, "epochs": epochs})
-        sees_test = config.get("method") is not None
+        sees_test = _sees_test(config)
         report(
             {
                 "score": val,
@@ -213,7 +223,7 @@ class SimTrainer:
         if dataset is not None:
             try:
                 val = dataset.split(run["val_fraction"], run["split_seed"])[1]
-                return len(val), len(dataset.test_y if hasattr(dataset, "test_y") else [])
+                return int(len(val)), int(len(dataset.y_test))
             except Exception:  # noqa: BLE001 - an unknown Dataset shape: the landscape's
                 pass
         return self.land.n_val, self.land.n_test
@@ -265,8 +275,7 @@ baselines: {{confirm_top_k: {top_k}, confirm_seeds: {report}, select_seeds: {sel
 
 def full_run(args: dict) -> dict:
     """One simulated run of the real procedure; returns its claims (and what failed)."""
-    from takd_search.search.runner import InProcessRunner
-
+    from takd_search.search.inprocess import InProcessRunner
     from takd_search.search.run import run_search
 
     land, i = Landscape(**args["landscape"]), args["index"]
