@@ -84,3 +84,47 @@ def test_learning_curves_plot_and_epochs_to_reach(tmp_path):
     md = report(d)["report"].read_text()
     assert "the winner `top1` **never reaches it** in its 5 epochs (best mean 86.00 %)" in md
     assert (d / PLOTS["curves"]).exists()
+
+
+def test_old_folder_without_counts_derives_them_from_n_val(tmp_path):
+    """A folder from before the count columns: validation accuracies as float32 fractions
+    of 144 images, top1 exactly 2 images above BLKD on every seed. Derived counts make the
+    differences identical: undefined, not a tiny p."""
+    from takd_search import results
+
+    d = make_run(tmp_path)
+    c = results.load(d)["confirmation"]
+    rep = c["seed_set"] != "select"
+    for i in c.index[rep]:
+        base = 120 + int(c.loc[i, "seed"]) * 3
+        k = base + 2 if c.loc[i, "method"] == "top1" else base
+        c.loc[i, "val_acc"] = float(np.float32(k / 144))
+    results.write_csv(d, "confirmation", c)
+    s = method_stats(results.load(d)["confirmation"], n_val=144).set_index("method")
+    # val is not what the diffs are on; check the exact path on val directly
+    from takd_search.baselines import paired_summary
+
+    recs = c[rep].to_dict("records")
+    v = paired_summary(recs, "blkd", metric="val_acc", total=144)["top1"]
+    assert v["diff_vs_blkd"] == pytest.approx(2 / 144, abs=1e-15)
+    assert v["p_note_vs_blkd"] == "undefined (zero variance)"
+    # top1: 125, 128, 131 of 144 images on seeds 1, 2, 3
+    assert s.loc["top1", "val_mean"] == pytest.approx(128 / 144)
+
+
+def test_failed_report_seeds_are_listed_per_method_and_seed(tmp_path):
+    from takd_search import results
+
+    d = make_run(tmp_path)
+    c = results.load(d)["confirmation"]
+    hit = (c["method"] == "blkd") & (c["seed"] == 2) & (c["seed_set"] != "select")
+    c.loc[hit, ["status", "val_acc", "test_acc"]] = ["failed", np.nan, np.nan]
+    c.loc[hit, "error"] = "RuntimeError: diverged"
+    c.loc[c["method"] != "nokd", "teacher_seed"] = 0  # the search's teacher throughout
+    results.write_csv(d, "confirmation", c)
+    s = method_stats(results.load(d)["confirmation"]).set_index("method")
+    assert s.loc["blkd", "failed_seeds"] == [2] and s.loc["top1", "failed_seeds"] == []
+    assert s.loc["blkd", "seeds"] == 2 and s.loc["top1", "seeds"] == 3
+    md = report(d)["report"].read_text()
+    assert "**Failed confirmation runs**: `blkd` report seed 2." in md
+    assert "*For this teacher*" in md

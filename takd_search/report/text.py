@@ -85,6 +85,14 @@ def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
                 f"(paired by seed; 95 % t interval; p Holm-adjusted over the two comparisons): "
                 f"{_verdict(b, key, name, fixed)}."
             )
+        if fixed and (blkd is not None or nokd is not None):
+            out.append(
+                "- *For this teacher*: every seed distilled from the one teacher the search "
+                "trained, so the seeds sample the TAs and the student, not the teacher; "
+                "another teacher of the same architecture may give another answer "
+                "(`baselines.reseed_teacher: true` retrains it per seed, and the report then "
+                "gives the teacher-to-teacher spread)."
+            )
     ta = s.get("heuristic_ta")
     h = by.get("heuristic")
     nv = s.get("nokd_val") or {}
@@ -154,12 +162,7 @@ def _verdict(r: dict, ref: str, name: str, fixed_teacher: bool = False) -> str:
     ci = None if lo is None or pd.isna(lo) else (float(lo), float(hi))
     p = None if p is None or pd.isna(p) else float(p)
     kind = verdict_kind(r.get(f"diff_vs_{ref}"), ci, p, note)
-    teacher = (
-        ", for this teacher (every seed distilled from the same teacher; the seeds sample "
-        "the TAs and the student, not the teacher)"
-        if fixed_teacher
-        else ""
-    )
+    teacher = ", for this teacher" if fixed_teacher else ""
     none = f"**no difference detected at this budget: {name} is as good**"
     if kind == "undefined":
         return (
