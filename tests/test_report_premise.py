@@ -44,3 +44,12 @@ def test_run_warnings_carry_the_split_warning_from_the_claims():
     lines = run_warnings(val, "teacher", "plain2", claims, dict(RUN, split_seed=5))
     assert len(lines) == 1 and "another split of the same data" in lines[0]
     assert run_warnings(val, "teacher", "plain2", claims, RUN) == []
+
+
+def test_run_warnings_read_the_raw_sidecar_keys_from_the_claims():
+    claims = {"sidecar": EXPORTED}  # what teacher/source.py keeps of the sidecar
+    lines = run_warnings({}, "teacher", "plain2", claims, dict(RUN, split_seed=1))
+    assert len(lines) == 1 and "another split of the same data" in lines[0]
+    hand = {"sidecar": {"dataset": "digits", "trained_on": {"val_fraction": 0}}}
+    (line,) = run_warnings({}, "teacher", "plain2", hand, dict(RUN, data=None))
+    assert "the whole training set" in line

@@ -56,7 +56,8 @@ def sidecar_split(meta: dict | None) -> dict | None:
     if not isinstance(meta, dict):
         return None
     hop = (meta.get("lineage") or {}).get("student_hop") or meta.get("trained_on") or {}
-    ds = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
+    ds = meta.get("dataset")
+    ds = ds if isinstance(ds, dict) else {"name": ds} if isinstance(ds, str) else {}
     out = {
         "dataset": ds.get("name") or hop.get("dataset"),
         "data": hop.get("data") or ds.get("fingerprint"),
@@ -140,7 +141,8 @@ def run_warnings(
 ) -> list[str]:
     """The warnings for a search run from its NoKD rows (baselines.csv as a DataFrame,
     or {model: val_acc}); claims: a brought teacher's sidecar claims (`trained_on`: what
-    `sidecar_split` read from its sidecar); split: this run's {'dataset', 'data',
+    `sidecar_split` read from its sidecar, or `sidecar`: the sidecar's `dataset`,
+    `lineage` and `trained_on` keys, read here); split: this run's {'dataset', 'data',
     'val_fraction', 'split_seed'}, for `other_split`."""
     if isinstance(baselines, dict):
         val = baselines
@@ -148,7 +150,8 @@ def run_warnings(
         nokd = baselines[baselines["kind"] == "nokd"]
         val = {m: (None if v != v else float(v)) for m, v in zip(nokd["model"], nokd["val_acc"])}
     out = []
-    line = other_split(teacher, (claims or {}).get("trained_on"), split)
+    trained_on = (claims or {}).get("trained_on") or sidecar_split((claims or {}).get("sidecar"))
+    line = other_split(teacher, trained_on, split)
     if line:
         out.append(line)
     if claims and teacher in val:
