@@ -1,9 +1,17 @@
-"""The compared methods of a run and their equal tuning budgets.
+"""The compared methods of a run, as procedures given equal tuning effort.
 
-Each method (top-k, BLKD, the heuristic's path, NoKD) has its configuration chosen from
-its path's tuning trials (the search, the BLKD search, the top-up phase); `_budget` says
-how many top-up trials give BLKD and every confirmed candidate path as many completed
-tuning trials as the most-tried candidate. Ties: baselines.rank_key.
+Three tuning procedures, each with the same number of proposals from a fresh, equally
+seeded sampler asked in the same batches (run.py):
+
+- search: Optuna over paths and hyper-parameters (phase `search`, methods top1..topk);
+- BLKD: Optuna over the hyper-parameters of the direct path (phase `blkd`);
+- heuristic: Optuna over the hyper-parameters of the paper's rule's path (phase `tune`).
+
+Each procedure puts its k best configurations, from its own trials only, through the same
+selection seeds, and its configuration with the best mean selection accuracy is the one
+retrained with the report seeds (`choose`). So "the best path beats BLKD" compares two
+procedures at equal compute, not the best of many trials with the best of a few.
+Ties: baselines.rank_key and baselines.winner.
 """
 
 from __future__ import annotations
@@ -13,41 +21,100 @@ import json
 from takd_search import baselines
 
 TUNING_PHASES = ("search", "blkd", "tune")
+PROCEDURES = {"top": "search", "blkd": "blkd", "heuristic": "tune"}  # label prefix -> phase
 
 
-def _pool(trials: list[dict], path: str) -> list[dict]:
-    """Every tuning trial (search, BLKD search, top-up) of one path: what a method on that
-    path has its configuration chosen from."""
-    return [t for t in trials if t["phase"] in TUNING_PHASES and t["path"] == path]
+def _label(prefix: str, i: int) -> str:
+    """top1, top2, ...; blkd, blkd2, ...; heuristic, heuristic2, ..."""
+    return f"top{i}" if prefix == "top" else prefix if i == 1 else f"{prefix}{i}"
 
 
-def _budget(trials, space, teacher, student, ta) -> dict:
-    """The equal tuning budget: `target` = the most completed search trials any confirmed
-    candidate path had (the top-k paths and the heuristic's), and `need` = path -> top-up
-    trials that bring BLKD's path and every candidate path up to it (the search's own
-    direct-path trials count towards BLKD)."""
-    search = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] == "search"]
-    paths = [t["path"] for t in baselines.top_configs(search, space.baselines.confirm_top_k)]
-    if ta:
-        paths.append(f"{teacher}>{ta}>{student}")
-    direct = f"{teacher}>{student}"
-    done = {
-        p: sum(1 for t in search if t["path"] == p and t["status"] == "completed")
-        for p in dict.fromkeys([*paths, direct])
-    }
-    target = max([1, *(done[p] for p in paths)])
+def procedure(label: str) -> str:
+    """The procedure (label prefix) a candidate belongs to: 'top', 'blkd' or 'heuristic'."""
+    return next(p for p in ("heuristic", "blkd", "top") if label.startswith(p))
+
+
+def candidates(trials: list[dict], k: int) -> dict[str, dict]:
+    """label -> method: the k best configurations of each procedure, from its own phase."""
+    tuning = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] in TUNING_PHASES]
+    out = {}
+    for prefix, phase in PROCEDURES.items():
+        pool = [t for t in tuning if t["phase"] == phase]
+        for i, t in enumerate(baselines.top_configs(pool, k), 1):
+            out[_label(prefix, i)] = _method(t, pool)
+    return out
+
+
+def _method(t: dict, pool: list[dict]) -> dict:
     return {
-        "target": target,
-        "search_completed": done,
-        "need": {p: target - n for p, n in done.items() if n < target},
+        "path": t["path"],
+        "guidance": "chain" if t["phase"] == "blkd" else t["guidance"],
+        "hops": t["hops"],
+        "lr": _lr(t),
+        "val_acc": t["val_acc"],
+        "trial_id": t["trial_id"],
+        "trial_number": t.get("trial_number"),
+        "phase": t["phase"],
+        "proposals": len(pool),
+        "tuning_trials": sum(1 for x in pool if x["status"] == "completed"),
+        "tuning_seconds": round(sum(float(x["train_seconds"] or 0) for x in pool), 3),
     }
+
+
+def selection_scores(cands: dict[str, dict], select_rows: list[dict] | None) -> dict:
+    """label -> mean validation accuracy over the selection seeds, a failed seed counting
+    as 0 (an unstable configuration is not scored on its survivors); without selection
+    seeds, the validation accuracy of its tuning trial."""
+    if select_rows is None:
+        return {k: m["val_acc"] for k, m in cands.items() if m.get("val_acc") is not None}
+    by: dict[str, list[float]] = {}
+    for r in select_rows:
+        if r["config"].get("method") in cands:
+            ok = r["status"] == "completed" and r["metrics"].get("val_acc") is not None
+            by.setdefault(r["config"]["method"], []).append(
+                float(r["metrics"]["val_acc"]) if ok else 0.0
+            )
+    return {k: sum(v) / len(v) for k, v in by.items() if v}
+
+
+def choose(cands: dict[str, dict], scores: dict[str, float]) -> dict[str, str]:
+    """procedure -> the label of its chosen configuration (baselines.winner's rule)."""
+    out = {}
+    for prefix in PROCEDURES:
+        labels = [k for k in cands if procedure(k) == prefix]
+        win = baselines.winner(
+            {k: {"mean": scores[k]} for k in labels if k in scores},
+            labels,
+            paths={k: cands[k]["path"] for k in labels},
+        )
+        if win:
+            out[prefix] = win
+    return out
+
+
+def compared(cands: dict[str, dict], chosen: dict[str, str], student: str) -> dict:
+    """The methods the report compares: every search candidate (top1..topk), BLKD's and the
+    heuristic's chosen configurations (under the labels `blkd` and `heuristic`), NoKD."""
+    out = {k: v for k, v in cands.items() if procedure(k) == "top"}
+    for prefix in ("blkd", "heuristic"):
+        if prefix in chosen:
+            out[prefix] = dict(cands[chosen[prefix]], candidate=chosen[prefix])
+    out["nokd"] = {
+        "path": student,
+        "guidance": "chain",
+        "hops": [],
+        "lr": None,
+        "val_acc": None,
+        "tuning_trials": 0,
+        "tuning_seconds": 0.0,
+    }
+    return out
 
 
 def _candidates(methods: dict) -> list[str]:
-    """The methods the winner is chosen from, in rank order: top1..topk, the heuristic."""
-    return [k for k in methods if k.startswith("top")] + (
-        ["heuristic"] if "heuristic" in methods else []
-    )
+    """The methods the best path is chosen from, in rank order: top1..topk (the heuristic
+    is a procedure of its own, compared with the best, not a candidate for it)."""
+    return [k for k in methods if k.startswith("top")]
 
 
 def _hop_seconds(phases: list[list[dict]]) -> dict[str, float]:
@@ -60,68 +127,6 @@ def _hop_seconds(phases: list[list[dict]]) -> dict[str, float]:
                 if h.get("status") == "trained" and h.get("seconds") is not None:
                     secs.setdefault(h["model"], []).append(float(h["seconds"]))
     return {m: sum(v) / len(v) for m, v in secs.items()}
-
-
-def _method(t: dict, pool: list[dict], **extra) -> dict:
-    return {
-        "path": t["path"],
-        "guidance": t["guidance"],
-        "hops": t["hops"],
-        "lr": _lr(t),
-        "val_acc": t["val_acc"],
-        "trial_id": t["trial_id"],
-        "trial_number": t.get("trial_number"),
-        "phase": t["phase"],
-        "tuning_trials": sum(1 for x in pool if x["status"] == "completed"),
-        "tuning_seconds": round(sum(float(x["train_seconds"] or 0) for x in pool), 3),
-        **extra,
-    }
-
-
-def _methods(trials, space, teacher, student, ta) -> dict[str, dict]:
-    """What the confirmation retrains: top-k configs, BLKD, heuristic, NoKD.
-
-    Each method's configuration is the best (top-k: the k best) of its path's tuning
-    trials, over the search, the BLKD search and the top-up phase; `tuning_trials` and
-    `tuning_seconds` count what it was chosen from. Ties: see baselines.rank_key."""
-    out = {}
-    tuning = [dict(t, hops=json.loads(t["hops"])) for t in trials if t["phase"] in TUNING_PHASES]
-    direct = f"{teacher}>{student}"
-    ranked = [t for t in tuning if t["phase"] != "blkd" or t["path"] != direct]
-    for i, t in enumerate(baselines.top_configs(ranked, space.baselines.confirm_top_k), 1):
-        out[f"top{i}"] = _method(t, _pool(tuning, t["path"]))
-    best_blkd = baselines.top_configs(_pool(tuning, direct), 1)
-    if best_blkd:
-        out["blkd"] = dict(_method(best_blkd[0], _pool(tuning, direct)), guidance="chain")
-    if ta:
-        path = f"{teacher}>{ta}>{student}"
-        same = baselines.top_configs(_pool(tuning, path), 1)
-        if same:
-            out["heuristic"] = _method(
-                same[0], _pool(tuning, path), note="the best of its own tuning trials"
-            )
-        elif "top1" in out:
-            hop = out["top1"]["hops"][0]
-            out["heuristic"] = {
-                "path": path,
-                "guidance": "chain",
-                "hops": [hop, hop],
-                "lr": out["top1"]["lr"],
-                "val_acc": None,
-                "tuning_trials": 0,
-                "tuning_seconds": 0.0,
-                "note": "no completed tuning trial: top1's first-hop values (untuned)",
-            }
-    out["nokd"] = {
-        "path": student,
-        "guidance": "chain",
-        "hops": [],
-        "lr": None,
-        "val_acc": None,
-        "tuning_trials": 0,
-        "tuning_seconds": 0.0,
-    }
-    return out
 
 
 def _lr(trial: dict) -> float | None:

@@ -24,7 +24,7 @@ from takd_search.config import Space
 from takd_search.errors import UserError
 from takd_search.search import resume as saved_run
 
-PHASES = ("nokd", "search", "blkd", "tune", "confirm")
+PHASES = ("nokd", "search", "blkd", "tune", "select", "confirm")
 
 
 def say(msg: str = "") -> None:

@@ -89,7 +89,9 @@ class PathSpace:
         pre = ""
         if self.schedule:  # a top-up space: the trial's number names its path
             one = self.schedule[trial.number % len(self.schedule)]
-            path, pre = path_models(one), f"p{self._slot[one]}_"
+            path = path_models(one)
+            # one path (the heuristic's): the same names as a direct search, so a grid fits
+            pre = f"p{self._slot[one]}_" if len(self._slot) > 1 else ""
         else:
             flags = {
                 c: bool(trial.suggest_categorical(f"ta_{c}", [False, True]))
@@ -118,7 +120,7 @@ class PathSpace:
 
     def grid(self) -> dict[str, list]:
         """The search space as an optuna GridSampler wants it (per_hop: false only)."""
-        grid = {f"ta_{c}": [False, True] for c in self.candidates}
+        grid = {f"ta_{c}": [False, True] for c in self.candidates if not self.schedule}
         if self.guidance == "search":
             grid["guidance"] = ["chain", "dense"]
         if self.lr is not None and len(ParamSpace(self.lr).values()) > 1:

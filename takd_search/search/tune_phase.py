@@ -45,9 +45,7 @@ class TuneRunner:
     def start(self, address: str | None, run_dir: Path, resources) -> int:
         """Start (or join) Ray; returns how many trials run at once."""
         self.resources = ray_session.start_ray(address, token_dir=run_dir)
-        return ray_session.check_resources(
-            resources.cpu, resources.gpu, resources.concurrency
-        )
+        return ray_session.check_resources(resources.cpu, resources.gpu, resources.concurrency)
 
     def logs(self) -> str | None:
         return ray_session.session_logs()
