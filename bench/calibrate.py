@@ -308,6 +308,8 @@ def full_run(args: dict) -> dict:
                 )
             summary = json.loads((Path(run_dir) / "summary.json").read_text())
         except Exception as e:  # noqa: BLE001 - a run that fails is counted, not fatal
+            if type(e).__name__ == "Interrupted":  # Ctrl-C / SIGTERM stops the benchmark
+                raise
             return {"index": i, "error": f"{type(e).__name__}: {e}", "log": out.getvalue()[-2000:]}
     return {"index": i, **claims(summary)}
 

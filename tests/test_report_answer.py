@@ -23,7 +23,12 @@ resources: {{cpu: 1}}
 baselines: {{confirm_top_k: 1, confirm_seeds: [1, 2, 3, 4, 5], select_seeds: [6, 7],
             reseed_teacher: {reseed}}}
 """
-A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
+A, B, C, D = (
+    "plain8>plain6>plain2",
+    "plain8>plain4>plain2",
+    "plain8>plain6>plain4>plain2",
+    "plain8>plain2",
+)
 N_VAL, N_TEST = 360, 360
 SIZES = {"plain8": 8000, "plain6": 3000, "plain4": 2000, "plain2": 1000}
 
@@ -38,6 +43,7 @@ def _methods():
     hop = {"T": 4.0, "alpha": 0.5, "kd_epochs": 1.0, "parent_epoch": 1.0}
     m = {
         "top1": {"path": A, "val_acc": 0.9, "tuning_trials": 4, "tuning_seconds": 12.0},
+        "top2": {"path": C, "val_acc": 0.9, "tuning_trials": 4, "tuning_seconds": 12.0},
         "heuristic": {"path": B, "val_acc": 0.9, "tuning_trials": 4, "tuning_seconds": 11.0},
         "blkd": {"path": D, "val_acc": 0.9, "tuning_trials": 4, "tuning_seconds": 5.0},
         "nokd": {"path": "plain2", "val_acc": None, "tuning_trials": 0, "tuning_seconds": 0},
@@ -59,21 +65,22 @@ def _row(method, seed, seed_set, val, test, status="completed", teacher=None):
     }  # fmt: skip
 
 
-def _rows(gain, *, top1_select=(330, 331), fail=None, teacher=None):
-    """Report seeds 1..5: BLKD 300..304 images, top1 BLKD + gain[i], heuristic = BLKD,
-    NoKD BLKD - 5. Selection seeds 6, 7: top1 `top1_select`, heuristic 320 and 321."""
+def _rows(gain, *, select=((330, 331), (320, 321)), fail=None, teacher=None, tops=("top1",)):
+    """Report seeds 1..5: BLKD 300..304 images, each of `tops` BLKD + gain[i], heuristic =
+    BLKD, NoKD BLKD - 5. Selection seeds 6, 7: top1 and top2 get `select`."""
     rows = []
     for i, s in enumerate((1, 2, 3, 4, 5)):
         b = 300 + i
         t = None if teacher is None else teacher[i]
+        rows += [_row(top, s, "report", 330, b + gain[i], teacher=t) for top in tops]
         rows += [
-            _row("top1", s, "report", 330, b + gain[i], teacher=t),
             _row("heuristic", s, "report", 320, b, teacher=t),
             _row("blkd", s, "report", 310, b, teacher=t),
             _row("nokd", s, "report", 300, b - 5),
         ]
-    for s, a, h in ((6, top1_select[0], 320), (7, top1_select[1], 321)):
-        rows += [_row("top1", s, "select", a, 0), _row("heuristic", s, "select", h, 0)]
+    for j, s in enumerate((6, 7)):
+        rows += [_row("top1", s, "select", select[0][j], 0),
+                 _row("top2", s, "select", select[1][j], 0)]  # fmt: skip
     if fail:
         for r in rows:
             if (r["method"], r["seed"]) == fail:
@@ -119,9 +126,10 @@ def test_a_real_gain_is_claimed_with_its_interval(tmp_path):
 
 def test_failed_seeds_are_listed_and_a_failed_selection_seed_loses(tmp_path):
     # top1 is far better on its one surviving selection seed, but failed seed 7
-    rows = _rows([1, 2, 3, 1, 2], top1_select=(350, 350), fail=("top1", 7))
+    rows = _rows([1, 2, 3, 1, 2], select=((350, 350), (320, 321)), fail=("top1", 7),
+                 tops=("top1", "top2"))  # fmt: skip
     s, text = _run(tmp_path, rows)
-    assert s["winner"] == "heuristic"
+    assert s["winner"] == "top2"
     assert s["failed"] == {"top1": {"select": [7], "report": []}}
     assert "failed     top1 seed 7 (selection)" in text
     rows = _rows([1, 2, 3, 1, 2], fail=("blkd", 3))
@@ -130,13 +138,28 @@ def test_failed_seeds_are_listed_and_a_failed_selection_seed_loses(tmp_path):
     assert s["best"]["seeds"] == 5 and "failed     blkd seed 3" in text
 
 
-def test_tied_candidates_are_said_and_the_rule_breaks_the_tie(tmp_path):
-    # top1 (1 TA) and the heuristic (1 TA) within one image on the selection seeds' mean
-    s, text = _run(tmp_path, _rows([1, 2, 3, 1, 2], top1_select=(321, 320)))
-    assert s["selection"]["tied"] == ["top1", "heuristic"]
-    assert s["winner"] == "top1"  # same TAs, higher mean (641 vs 641: equal -> rank)
-    assert "tied       top1, heuristic: within one validation image" in text
-    assert "fewer TAs" in text
+def test_tied_candidates_are_said_and_fewer_tas_break_the_tie(tmp_path):
+    # top2 (2 TAs) one image above top1 (1 TA) on the selection seeds' mean (of 360)
+    rows = _rows([1, 2, 3, 1, 2], select=((320, 320), (321, 321)), tops=("top1", "top2"))
+    s, text = _run(tmp_path, rows)
+    assert s["selection"]["tied"] == ["top1", "top2"] and s["winner"] == "top1"
+    assert s["selection"]["tie_rule"].startswith("fewer TAs")
+    assert "tied       top1, top2: within one validation image" in text
+    # three images apart: no tie, the higher score
+    rows = _rows([1, 2, 3, 1, 2], select=((320, 320), (323, 323)), tops=("top1", "top2"))
+    s, _ = _run(tmp_path, rows)
+    assert s["winner"] == "top2" and s["selection"]["tied"] == []
+
+
+def test_the_drivers_choice_is_the_winner_and_its_rule_is_stated(tmp_path):
+    """run.py retrains only the search's chosen candidate with the report seeds: that is
+    the winner, even where the tie band would have preferred the one-TA path; both are
+    listed as tied and the rule named is the one that chose."""
+    rows = _rows([1, 2, 3, 1, 2], select=((320, 320), (321, 321)), tops=("top2",))
+    s, text = _run(tmp_path, rows)
+    assert s["winner"] == "top2" and s["best"]["path"] == C
+    assert s["selection"]["tied"] == ["top1", "top2"]
+    assert s["selection"]["tie_rule"].startswith("the higher selection score")
 
 
 def test_reseeded_teacher_gives_its_spread_and_no_for_this_teacher(tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 from takd_search import baselines
 from takd_search.search.methods import _candidates
 
+EXACT_RULE = "the higher selection score; exact ties: the shorter path, then the search's rank"
 SELECTION_RULE = (
     "the candidate (top-k, heuristic) with the best mean validation accuracy over the "
     "selection seeds, which are disjoint from the report seeds; a candidate with a failed "
@@ -93,6 +94,18 @@ def _summary(
         on = f"validation accuracy in its tuning trials (search seed {space.search.seed})"
     choice = baselines.select_winner(sel, cands, paths, n_val)
     win = choice["winner"]
+    # the driver may already have chosen (run.py retrains only its choice with the report
+    # seeds): that choice is the winner; the tie band is still stated, and the rule is the
+    # one that made the choice
+    confirmed = [k for k in cands if any(r["method"] == k for r in report)]
+    if len(confirmed) == 1 and confirmed[0] != win:
+        win = confirmed[0]
+        choice = dict(choice, winner=win, rule=EXACT_RULE)
+        if choice["tied"] and win not in choice["tied"]:
+            choice["tied"] = sorted([*choice["tied"], win], key=cands.index)
+    if select_seeds:  # every selection score, the other procedures' candidates too
+        others = sorted({r["method"] for r in chosen} - set(cands))
+        sel |= baselines.selection_scores(chosen, others, total=n_val)
     scores = {k: float(v["score"]) for k, v in sel.items() if v["score"] is not None}
     resolution = 1.0 / n_val if n_val else None
     fixed_teacher = not space.baselines.reseed_teacher
@@ -112,6 +125,7 @@ def _summary(
             "path": methods[k]["path"],
             "guidance": methods[k]["guidance"],
             "hops": methods[k]["hops"],
+            "proposals": methods[k].get("proposals"),
             "tuning_trials": methods[k].get("tuning_trials"),
             "tuning_seconds": methods[k].get("tuning_seconds"),
             "select_val": scores.get(k),
@@ -201,7 +215,7 @@ def _summary(
             "resolution": resolution,
             "band": choice["band"],
             "step": choice["step"],
-            "tie_rule": baselines.TIE_RULE,
+            "tie_rule": choice["rule"],
             "tied": choice["tied"],
         },
         "failed": failed,
@@ -234,6 +248,24 @@ def _pm(d: dict | None, key="test") -> str:
     return f"{100 * d[f'{key}_mean']:.2f} +- {100 * d[f'{key}_std']:.2f} %"
 
 
+def _effort_text(budget: dict | None) -> str | None:
+    """'search 12 proposals (10 completed, 2 pruned, 31 s); BLKD 12 (...); heuristic 12
+    (...)': each tuning procedure's effort, so the comparison is read at equal compute.
+    None for a budget of another shape (runs from before equal effort)."""
+    if not isinstance(budget, dict) or not isinstance(budget.get("search"), dict):
+        return None
+    parts = []
+    for key, name in (("search", "search"), ("blkd", "BLKD"), ("tune", "heuristic")):
+        b = budget.get(key)
+        if not isinstance(b, dict) or not b.get("proposals"):
+            continue
+        parts.append(
+            f"{name} {b['proposals']} proposals ({b.get('completed', '?')} completed, "
+            f"{b.get('pruned', 0)} pruned, {float(b.get('seconds') or 0):.0f} s)"
+        )
+    return "; ".join(parts) or None
+
+
 def _failed_text(s: dict) -> str | None:
     """'top2 seed 6 (selection); blkd seed 3' or None when every row completed."""
     parts = []
@@ -260,12 +292,16 @@ def answer(s: dict) -> str:
     ]
 
     def tuned(d):
+        """'  [12 proposals, 30 s]': the tuning effort of the procedure that chose it."""
         if not d:
             return ""
         secs = d.get("tuning_seconds")
-        return f"  [{d.get('tuning_trials', '?')} tuning trials" + (
-            f", {secs:.0f} s]" if secs else "]"
+        n = (
+            f"{d['proposals']} proposals"
+            if d.get("proposals") is not None
+            else f"{d.get('tuning_trials', '?')} tuning trials"
         )
+        return f"  [{n}" + (f", {secs:.0f} s]" if secs is not None else "]")
 
     if best:
         lines.append(f"best path  {best['path']:<40} {_pm(best)}{tuned(best)}")
@@ -307,10 +343,13 @@ def answer(s: dict) -> str:
     failed = _failed_text(s)
     if failed:
         lines.append(f"failed     {failed}")
+    effort = _effort_text(s.get("budget"))
+    if effort:
+        lines.append(f"effort     {effort}")
     c = s["compute"]
     lines.append(
         f"compute    {c['search_trials']} search + {c['blkd_trials']} BLKD + "
-        f"{c.get('tune_trials', 0)} top-up trials "
+        f"{c.get('tune_trials', 0)} heuristic trials "
         f"({c['search_pruned']} pruned, {c['search_failed']} failed), "
         f"{c['hops_trained']} hops trained, {c['hops_reused']} reused; an exhaustive "
         f"grid would train {c.get('grid_hops_total', '?')} distinct hops; "
