@@ -48,7 +48,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -496,12 +496,26 @@ def seam_available() -> bool:
     return True
 
 
-def run_many(fn: Callable[[dict], dict], jobs: list[dict], n_jobs: int) -> list[dict]:
+def run_many(
+    fn: Callable[[dict], dict], jobs: list[dict], n_jobs: int, label: str = ""
+) -> list[dict]:
+    """fn over jobs (in order), in `n_jobs` processes; a progress line on stderr every
+    tenth of the way (the runs take seconds each)."""
+    every = max(1, len(jobs) // 10)
+    t0 = time.perf_counter()
+
+    def progress(results: Iterable[dict]) -> Iterator[dict]:
+        for k, r in enumerate(results, 1):
+            yield r
+            if k % every == 0 or k == len(jobs):
+                print(f"[{label}] {k}/{len(jobs)} runs, {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
     if n_jobs <= 1:
-        return [fn(j) for j in jobs]
+        return list(progress(fn(j) for j in jobs))
     ctx = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
     with ctx.Pool(n_jobs) as pool:
-        return list(pool.imap(fn, jobs, chunksize=max(1, len(jobs) // (8 * n_jobs))))
+        return list(progress(pool.imap(fn, jobs, chunksize=1)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -540,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
              "top_k": a.top_k, "report_seeds": a.report_seeds, "select_seeds": a.select_seeds}
             for i in range(a.runs)
         ]  # fmt: skip
-        res = run_many(fn, jobs, a.jobs)
+        res = run_many(fn, jobs, a.jobs, name)
         t = tally(res)
         rows.append((name, t))
         dump[name] = {"landscape": asdict(land), "tally": t, "runs": res}
