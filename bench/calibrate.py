@@ -16,7 +16,8 @@ Two drivers, the same trainer and the same counting:
   on a small digits space (NoKD, search, BLKD and top-up tuning, confirmation with
   selection and report seeds, statistics, summary.json), no Ray and no torch training; the
   claims are read from summary.json exactly as the answer block words them. (The study.db
-  mirror, which feeds nothing of the answer, is skipped: it was 86 % of a run's time.)
+  mirror, which feeds nothing of the answer, is skipped: it was 90 % of a run's time; the
+  run folders live in /dev/shm where there is one.)
 - `--mode stats`: the selection and statistics code alone (`takd_search.baselines`: top-k,
   selection seeds, `select_winner`, paired tests, Holm, `verdict_kind`) on a model of the
   equal-effort protocol: the searched side and BLKD (and the heuristic's path) get the same
@@ -55,6 +56,10 @@ from pathlib import Path
 
 import numpy as np
 
+# one thread per process: the simulated runs do no training, and idle OpenMP threads
+# spinning on a shared machine cost more CPU than the runs themselves
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/calibrate.py` from a checkout
     sys.path.insert(0, str(ROOT))
@@ -276,16 +281,17 @@ baselines: {{confirm_top_k: {top_k}, confirm_seeds: {report}, select_seeds: {sel
 
 def full_run(args: dict) -> dict:
     """One simulated run of the real procedure; returns its claims (and what failed)."""
-    from takd_search.search import run as run_mod
+    from takd_search.search import study
     from takd_search.search.inprocess import InProcessRunner
     from takd_search.search.run import run_search
 
-    # study.db is a mirror of the phases for Optuna's dashboards (86 % of a simulated run's
+    # study.db is a mirror of the phases for Optuna's dashboards (90 % of a simulated run's
     # time, in SQLite); nothing of the answer is read from it
-    run_mod._mirror_study = lambda *a, **k: None
+    study.mirror = lambda *a, **k: None
 
     land, i = Landscape(**args["landscape"]), args["index"]
-    with tempfile.TemporaryDirectory(prefix="calib-") as tmp:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the run folder in memory
+    with tempfile.TemporaryDirectory(prefix="calib-", dir=shm) as tmp:
         space = Path(tmp) / "calib.yaml"
         space.write_text(
             SPACE.format(
