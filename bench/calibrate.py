@@ -269,7 +269,7 @@ def claims(summary: dict) -> dict:
 
 SPACE = """
 description: calibration (simulated trainer; nothing is trained)
-data: {{dataset: digits, val_fraction: 0.2}}
+data: {{dataset: {dataset}, val_fraction: 0.2}}
 models: {{family: plain, teacher: 10, student: 2, candidates: [8, 6, 4], max_tas: 3}}
 train: {{epochs: 2, batch_size: 64}}
 distill: {{T: {{low: 1.0, high: 20.0, log: true}}, alpha: {{low: 0.1, high: 0.9}}}}
@@ -277,6 +277,25 @@ search: {{n_trials: {trials}, seed: {seed}}}
 resources: {{cpu: 1}}
 baselines: {{confirm_top_k: {top_k}, confirm_seeds: {report}, select_seeds: {select}}}
 """
+
+
+def _cache_datasets() -> None:
+    """Load each data set once per process (the plan loads it every run; MNIST-1D is
+    generated, seconds each time). The data are only read, never changed, by a run."""
+    from takd_search.search import plan
+
+    if getattr(plan.load_dataset, "calibrate_cached", False):
+        return
+    cache, load = {}, plan.load_dataset
+
+    def cached(*a, **k):
+        key = (a, tuple(sorted(k.items())))
+        if key not in cache:
+            cache[key] = load(*a, **k)
+        return cache[key]
+
+    cached.calibrate_cached = True
+    plan.load_dataset = cached
 
 
 def full_run(args: dict) -> dict:
@@ -288,6 +307,7 @@ def full_run(args: dict) -> dict:
     # study.db is a mirror of the phases for Optuna's dashboards (90 % of a simulated run's
     # time, in SQLite); nothing of the answer is read from it
     study.mirror = lambda *a, **k: None
+    _cache_datasets()
 
     land, i = Landscape(**args["landscape"]), args["index"]
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the run folder in memory
@@ -296,6 +316,7 @@ def full_run(args: dict) -> dict:
         space.write_text(
             SPACE.format(
                 trials=args["trials"],
+                dataset=args.get("dataset", "digits"),
                 seed=1000 + i,  # never a report or selection seed
                 top_k=args["top_k"],
                 report=list(range(1, args["report_seeds"] + 1)),
@@ -555,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
                     "proposes the same (T, alpha) sequence (common random numbers)")  # fmt: skip
     ap.add_argument("--matched", action="store_true", help="stats mode: also retrain BLKD "
                     "at the winner's hyper-parameters and claim only when both beat")  # fmt: skip
+    ap.add_argument("--dataset", default="digits", help="full mode: the space's data set "
+                    "(its split sizes are the counts' totals), e.g. mnist1d")  # fmt: skip
     ap.add_argument("--n-val", type=int, help="stats mode: validation images (default 288)")
     ap.add_argument("--n-test", type=int, help="stats mode: test images (default 360)")
     ap.add_argument("--first", type=int, default=0, help="index of the first run")
@@ -575,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [
             {"landscape": asdict(land), "index": a.first + i, "trials": a.trials,
              "top_k": a.top_k, "report_seeds": a.report_seeds, "select_seeds": a.select_seeds,
-             "crn": a.crn, "matched": a.matched}
+             "crn": a.crn, "matched": a.matched, "dataset": a.dataset}
             for i in range(a.runs)
         ]  # fmt: skip
         res = run_many(fn, jobs, a.jobs, name)
