@@ -19,10 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from takd_search.baselines import default_select_seeds
 from takd_search.engine.distill import pick_device
 from takd_search.models import create_model_from_name
 from takd_search.progress import fmt_seconds
+from takd_search.search.methods import trial_counts
 from takd_search.search.space import PathSpace
 
 
@@ -88,29 +88,22 @@ def plan(
     n_search = space.search.n_trials
     if space.search.sampler == "grid" and n_search is None:
         n_search = path_space.grid_size()
-    k, seeds = space.baselines.confirm_top_k, list(space.baselines.confirm_seeds)
-    select = space.baselines.select_seeds
-    if select is None:
-        select = default_select_seeds(seeds, space.search.seed)
-    select = list(select)
-    # equal budgets (methods.py): BLKD and every confirmed candidate path are topped up to
-    # the most-tried candidate's completed trials, B <= n_search. Bounds: BLKD needs at
-    # most B trials beyond the search's direct ones; the k + 1 candidate paths (top-k and
-    # the heuristic's) at most k * B, since one of them already has B.
+    seeds = list(space.baselines.confirm_seeds)
+    # the run's own arithmetic (methods.trial_counts); the heuristic's path exists when
+    # the space has a TA candidate
+    counts = trial_counts(space, n_search, heuristic=bool(candidates))
     n_search_max = n_search or 0
-    n_blkd = max(space.baselines.blkd_trials or 0, n_search_max)
-    n_tune = k * n_search_max
-    # selection seeds: the k + 1 candidates; report seeds: top-k, BLKD, heuristic, NoKD
-    n_confirm = (k + 1) * len(select) + (k + 2 + 1) * len(seeds)
+    n_blkd, n_tune, select = counts["blkd"], counts["tune"], counts["select_seeds"]
     reseed = bool(space.baselines.reseed_teacher)
     brought = teacher == "teacher"
-    distilled_runs = (k + 1) * len(select) + (k + 2) * len(seeds)
+    procedures = 3 if candidates else 2
+    distilled_runs = counts["select"] + procedures * len(seeds)
     # hops each phase may train: the teacher comes from NoKD (or the user's file)
     hops = {
         "nokd": len(everyone) - (1 if brought else 0),
         "search": n_search_max * (longest - 1),
         "blkd": n_blkd,
-        "tune": n_tune * (longest - 1),
+        "tune": n_tune * 2,  # the heuristic's path: one TA hop and the student
         # each distilled run trains its TAs and student, NoKD its student; with
         # reseed_teacher each distilled run's teacher too
         "confirm": distilled_runs * (longest - 1)
@@ -141,7 +134,7 @@ def plan(
     )
     search_s = (n_search or 0) * hop_mean * (longest - 1)
     blkd_s = n_blkd * kd_hop(student)
-    tune_s = n_tune * hop_mean * (longest - 1)
+    tune_s = n_tune * hop_mean * 2
     confirm_s = hops["confirm"] * hop_mean
     if address:
         concurrency, where_ray = None, f"the Ray cluster at {address}"
@@ -192,11 +185,16 @@ def plan(
             {"phase": "blkd", "trials": n_blkd, "hops_at_most": hops["blkd"]},
             {"phase": "tune", "trials": n_tune, "hops_at_most": hops["tune"]},
             {
-                "phase": "confirm",
-                "trials": n_confirm,
-                "seeds": seeds,
+                "phase": "select",
+                "trials": counts["select"],
                 "select_seeds": select,
-                "hops_at_most": hops["confirm"],
+                "hops_at_most": counts["select"] * (longest - 1),
+            },
+            {
+                "phase": "confirm",
+                "trials": counts["confirm"],
+                "seeds": seeds,
+                "hops_at_most": hops["confirm"] - counts["select"] * (longest - 1),
             },
         ],
         "resources": {
@@ -236,13 +234,12 @@ def plan_text(p: dict) -> str:
             ) else ""  # fmt: skip
             extra = f" ({ph['sampler']} sampler, {ph['scheduler']} scheduler{budget})"
         if ph["phase"] in ("blkd", "tune"):
-            what = "BLKD" if ph["phase"] == "blkd" else "the heuristic's and top-k paths"
-            extra = f" at most (tops {what} up to the winner's tuning trials)"
+            what = "BLKD" if ph["phase"] == "blkd" else "the heuristic's path"
+            extra = f" ({what}: as many proposals as the search)"
+        if ph["phase"] == "select":
+            extra = f" (each procedure's top-k x selection seeds {ph['select_seeds']})"
         if ph["phase"] == "confirm":
-            extra = (
-                f" (top-k and heuristic x selection seeds {ph['select_seeds']}; top-k, BLKD, "
-                f"heuristic, NoKD x report seeds {ph['seeds']})"
-            )
+            extra = f" (the chosen path, BLKD, heuristic and NoKD x report seeds {ph['seeds']})"
         out.append(
             f"  {ph['phase']:8s} {trials} trials{extra}, at most {ph['hops_at_most']} new hops"
         )

@@ -143,14 +143,14 @@ def _procedure(s: Session) -> dict:
     # three tuning procedures, the same number of proposals each (methods.py)
     paths = PathSpace(space, p.sizes, classes=p.ds.num_classes)
     search = _tune(s, "search", paths, space.search.n_trials, space.search.time_budget_s)
-    n = max(len(search), 1)
+    counts = procedures.trial_counts(space, len(search), heuristic=ta is not None)
     direct = PathSpace(space, p.sizes, direct_only=True, classes=p.ds.num_classes)
-    blkd = _tune(s, "blkd", direct, max(n, space.baselines.blkd_trials or 0))
+    blkd = _tune(s, "blkd", direct, counts["blkd"])
     tune = []
     if ta:
         heur = [f"{teacher}>{ta}>{student}"]
         tune = _tune(s, "tune", PathSpace(space, p.sizes, classes=p.ds.num_classes,
-                                          schedule=heur), n)  # fmt: skip
+                                          schedule=heur), counts["tune"])  # fmt: skip
     elif "tune" not in s.done:
         s.save("tune", [])
     trials = [
@@ -161,9 +161,7 @@ def _procedure(s: Session) -> dict:
     s.csv("trials", trials)
     # selection: each procedure's k best, retrained with the selection seeds
     cands = procedures.candidates(trials, space.baselines.confirm_top_k)
-    select_seeds = space.baselines.select_seeds
-    if select_seeds is None:
-        select_seeds = baselines.default_select_seeds(space.baselines.confirm_seeds, seed)
+    select_seeds = counts["select_seeds"]
     teacher_seed = None if space.baselines.reseed_teacher else seed
     select = None
     if select_seeds:
