@@ -60,6 +60,19 @@ def test_equal_proposals_per_procedure_and_a_warm_store_trains_nothing(tmp_path)
     assert first["budget"]["tune"]["proposals"] == (4 if first["heuristic_ta"] else 0)
     assert first["winner"] == "top1" and first["best"]["seeds"] == 2
     assert first["compute"]["hops_trained"] > 0
+    # the dry run's trial counts are the run's own (one arithmetic: methods.trial_counts)
+    from takd_search.search import dryrun
+    from takd_search.search.plan import make_plan
+
+    p = make_plan(str(tmp_path / "tiny.yaml"), overrides=None, results_dir=tmp_path / "d",
+                  store_root=None, no_store=True, resume=None, device=None)  # fmt: skip
+    planned = dryrun.plan(p.space, p.ds, p.sizes, p.train, tmp_path / "d", no_store=True)
+    ran = trials.groupby("phase").size().to_dict()
+    run_dir = tmp_path / "a" / next(d.name for d in (tmp_path / "a").iterdir())
+    for ph in planned["phases"]:
+        rows = json.loads((run_dir / "phases" / f"{ph['phase']}.json").read_text())
+        assert len(rows) == ph["trials"], ph
+        assert ran.get(ph["phase"], len(rows)) == len(rows)
     again, trials_again = _run(tmp_path, "b", "inprocess")  # the same store, now warm
     assert again["compute"]["hops_trained"] == 0
     assert _block(again) == _block(first)

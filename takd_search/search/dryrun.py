@@ -79,75 +79,16 @@ def plan(
 ) -> dict:
     """The plan as a dict (see the module doc): {'space', 'data', 'models', 'phases',
     'resources', 'where', 'compute'}; seconds are estimates, accuracies absent."""
-
     teacher, student, candidates = space.model_names()
     everyone = [teacher, *candidates, student]
     path_space = PathSpace(space, sizes, classes=ds.num_classes)
-    n_paths = path_space.n_paths()
-    longest = min(len(candidates), space.max_tas) + 2  # models in the longest path
-    n_search = space.search.n_trials
-    if space.search.sampler == "grid" and n_search is None:
-        n_search = path_space.grid_size()
-    seeds = list(space.baselines.confirm_seeds)
-    # the run's own arithmetic (methods.trial_counts); the heuristic's path exists when
-    # the space has a TA candidate
-    counts = trial_counts(space, n_search, heuristic=bool(candidates))
-    n_search_max = n_search or 0
-    n_blkd, n_tune, select = counts["blkd"], counts["tune"], counts["select_seeds"]
-    reseed = bool(space.baselines.reseed_teacher)
-    brought = teacher == "teacher"
-    procedures = 3 if candidates else 2
-    distilled_runs = counts["select"] + procedures * len(seeds)
-    # hops each phase may train: the teacher comes from NoKD (or the user's file)
-    hops = {
-        "nokd": len(everyone) - (1 if brought else 0),
-        "search": n_search_max * (longest - 1),
-        "blkd": n_blkd,
-        "tune": n_tune * 2,  # the heuristic's path: one TA hop and the student
-        # each distilled run trains its TAs and student, NoKD its student; with
-        # reseed_teacher each distilled run's teacher too
-        "confirm": distilled_runs * (longest - 1)
-        + len(seeds)
-        + (distilled_runs if reseed and not brought else 0),
-    }
-
+    phases = _phases(space, path_space, everyone)
     dev = str(pick_device(device))
-    steps_per_epoch = math.ceil(len(ds.split(space.data.val_fraction, space.data.split_seed)[0])
-                                / train.batch_size)  # fmt: skip
-    probe = {}
-    for m in everyone:
-        if m == "teacher":
-            continue
-        tr, fw = _probe(m, ds, train.batch_size, dev)
-        probe[m] = {"step_s": tr, "forward_s": fw, "hop_s": tr * steps_per_epoch * train.epochs}
-    e = train.epochs * steps_per_epoch
-    smallest_parent = min((probe[m]["forward_s"] for m in probe), default=0.0)
-
-    def kd_hop(child: str) -> float:
-        return probe[child]["hop_s"] + smallest_parent * e
-
-    nokd_s = sum(p["hop_s"] for p in probe.values())
-    hop_mean = (
-        sum(kd_hop(m) for m in [*candidates, student]) / len([*candidates, student])
-        if candidates or student
-        else 0.0
-    )
-    search_s = (n_search or 0) * hop_mean * (longest - 1)
-    blkd_s = n_blkd * kd_hop(student)
-    tune_s = n_tune * hop_mean * 2
-    confirm_s = hops["confirm"] * hop_mean
-    if address:
-        concurrency, where_ray = None, f"the Ray cluster at {address}"
-    else:
-        import torch  # torch: not loaded by torch-free callers
-
-        cpus = os.cpu_count() or 1
-        by_cpu = max(1, int(cpus // max(space.resources.cpu, 1e-9)))
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        by_gpu = int(gpus // space.resources.gpu) if space.resources.gpu else by_cpu
-        concurrency = max(1, min(by_cpu, by_gpu, space.resources.concurrency or by_cpu))
-        where_ray = f"a local Ray on this machine ({cpus} CPUs, {gpus} GPUs)"
-    total = nokd_s + search_s + blkd_s + tune_s + confirm_s
+    compute = _compute(space, ds, train, dev, everyone, phases)
+    concurrency, where_ray = _concurrency(space, address)
+    if concurrency:
+        concurrency = min(concurrency, space.search.batch)  # a batch is all that can run
+        compute["wall_s_at_most"] = compute["train_s_at_most"] / concurrency
     store = (
         None
         if no_store
@@ -171,32 +112,8 @@ def plan(
         },
         "models": {m: sizes[m] for m in everyone},
         "epochs": train.epochs,
-        "paths": n_paths,
-        "phases": [
-            {"phase": "nokd", "trials": len(everyone), "hops_at_most": hops["nokd"]},
-            {
-                "phase": "search",
-                "trials": n_search,
-                "time_budget_s": space.search.time_budget_s,
-                "sampler": space.search.sampler,
-                "scheduler": space.search.scheduler,
-                "hops_at_most": hops["search"],
-            },
-            {"phase": "blkd", "trials": n_blkd, "hops_at_most": hops["blkd"]},
-            {"phase": "tune", "trials": n_tune, "hops_at_most": hops["tune"]},
-            {
-                "phase": "select",
-                "trials": counts["select"],
-                "select_seeds": select,
-                "hops_at_most": counts["select"] * (longest - 1),
-            },
-            {
-                "phase": "confirm",
-                "trials": counts["confirm"],
-                "seeds": seeds,
-                "hops_at_most": hops["confirm"] - counts["select"] * (longest - 1),
-            },
-        ],
+        "paths": path_space.n_paths(),
+        "phases": phases,
         "resources": {
             "cpu_per_trial": space.resources.cpu,
             "gpu_per_trial": space.resources.gpu,
@@ -205,13 +122,93 @@ def plan(
             "device": dev,
         },
         "where": {"run_dir": run_dir, "store": store},
-        "compute": {
-            "probe": probe,
-            "steps_per_epoch": steps_per_epoch,
-            "train_s_at_most": total,
-            "wall_s_at_most": total / concurrency if concurrency else None,
-        },
+        "compute": compute,
     }
+
+
+def _phases(space, path_space, everyone: list[str]) -> list[dict]:
+    """Trials and new hops (at most) per phase, from the run's own arithmetic
+    (methods.trial_counts); `kind` says what one trial trains, for the estimate."""
+    teacher, candidates = everyone[0], everyone[1:-1]
+    longest = min(len(candidates), space.max_tas) + 2  # models in the longest path
+    n_search = space.search.n_trials
+    if space.search.sampler == "grid" and n_search is None:
+        n_search = path_space.grid_size()
+    counts = trial_counts(space, n_search, heuristic=bool(candidates))
+    seeds = list(space.baselines.confirm_seeds)
+    # a distilled retraining trains its TAs and student (with reseed_teacher, its teacher
+    # too); the teacher comes from NoKD (or the user's file)
+    per_run = longest - 1 + (1 if space.baselines.reseed_teacher and teacher != "teacher" else 0)
+    distilled = counts["confirm"] - len(seeds)  # the chosen configurations' report seeds
+    return [
+        {"phase": "nokd", "trials": len(everyone), "kind": "nokd",
+         "hops_at_most": len(everyone) - (1 if teacher == "teacher" else 0)},
+        {"phase": "search", "trials": n_search, "kind": "path",
+         "time_budget_s": space.search.time_budget_s, "sampler": space.search.sampler,
+         "scheduler": space.search.scheduler, "hops_at_most": (n_search or 0) * (longest - 1)},
+        {"phase": "blkd", "trials": counts["blkd"], "kind": "direct",
+         "hops_at_most": counts["blkd"]},
+        {"phase": "tune", "trials": counts["tune"], "kind": "heuristic",
+         "hops_at_most": 2 * counts["tune"]},
+        {"phase": "select", "trials": counts["select"], "kind": "hops",
+         "select_seeds": counts["select_seeds"], "hops_at_most": counts["select"] * per_run},
+        {"phase": "confirm", "trials": counts["confirm"], "kind": "hops", "seeds": seeds,
+         "hops_at_most": distilled * per_run + len(seeds)},
+    ]  # fmt: skip
+
+
+def _compute(space, ds, train, dev: str, everyone: list[str], phases: list[dict]) -> dict:
+    """Training seconds at most (no reuse, no early stop), from a timing probe of every
+    model on a real batch."""
+    n_train = len(ds.split(space.data.val_fraction, space.data.split_seed)[0])
+    steps_per_epoch = math.ceil(n_train / train.batch_size)
+    probe = {}
+    for m in everyone:
+        if m == "teacher":
+            continue
+        tr, fw = _probe(m, ds, train.batch_size, dev)
+        probe[m] = {"step_s": tr, "forward_s": fw, "hop_s": tr * steps_per_epoch * train.epochs}
+    e = train.epochs * steps_per_epoch
+    smallest_parent = min((probe[m]["forward_s"] for m in probe), default=0.0)
+
+    def kd_hop(child: str) -> float:
+        return probe[child]["hop_s"] + smallest_parent * e
+
+    children = everyone[1:]
+    hop_mean = sum(kd_hop(m) for m in children) / len(children) if children else 0.0
+    longest = min(len(everyone) - 2, space.max_tas) + 2
+    per_trial = {
+        "nokd": sum(p["hop_s"] for p in probe.values()) / max(1, len(probe)),
+        "path": hop_mean * (longest - 1),
+        "direct": kd_hop(everyone[-1]),
+        "heuristic": hop_mean * 2,
+    }
+    total = sum(
+        ph["hops_at_most"] * hop_mean
+        if ph["kind"] == "hops"
+        else (ph["trials"] or 0) * per_trial[ph["kind"]]
+        for ph in phases
+    )
+    return {
+        "probe": probe,
+        "steps_per_epoch": steps_per_epoch,
+        "train_s_at_most": total,
+        "wall_s_at_most": None,
+    }
+
+
+def _concurrency(space, address: str | None) -> tuple[int | None, str]:
+    """Trials at once on this machine's local Ray (None on a cluster) and where Ray is."""
+    if address:
+        return None, f"the Ray cluster at {address}"
+    import torch  # torch: not loaded by torch-free callers
+
+    cpus = os.cpu_count() or 1
+    by_cpu = max(1, int(cpus // max(space.resources.cpu, 1e-9)))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    by_gpu = int(gpus // space.resources.gpu) if space.resources.gpu else by_cpu
+    concurrency = max(1, min(by_cpu, by_gpu, space.resources.concurrency or by_cpu))
+    return concurrency, f"a local Ray on this machine ({cpus} CPUs, {gpus} GPUs)"
 
 
 def plan_text(p: dict) -> str:
