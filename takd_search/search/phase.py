@@ -22,7 +22,7 @@ class Phase:
     list). cpu/gpu: one trial's resources; concurrency: trials at once (Ray runner)."""
 
     name: str
-    run: dict
+    run: object  # settings.RunSettings: what every trial needs
     dataset: object = None  # takd_search.data.Dataset, shipped to workers by Ray
     teacher: object = None  # takd_search.teacher.TeacherSource of a brought teacher, or None
     configs: list[dict] | None = None
@@ -56,7 +56,7 @@ class Phase:
 
     def grace(self) -> int:
         """The first rung of early stopping, in student epochs."""
-        epochs = self.run["train"]["epochs"]
+        epochs = self.run.train.epochs
         return min(epochs, self.grace_epochs or max(1, epochs // 4))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from takd_search import progress
@@ -29,6 +29,7 @@ from takd_search.search.run_dir import (
     _write_start,
     say,
 )
+from takd_search.search.settings import RunSettings
 from takd_search.search.space import snapshot_epochs
 
 
@@ -68,7 +69,7 @@ class Session:
                 run_dir / saved_run.SETTINGS,
                 saved_run.settings(p.space_file, p.overrides, p.results_dir, store, p.device),
             )
-            _write_start(run_dir, p.space_json, p.text, run, runner.resources)
+            _write_start(run_dir, p.space_json, p.text, run.as_dict(), runner.resources)
         progress.attach_log(run_dir / "console.log")  # the console, copied into the folder
         common = dict(
             run=run,
@@ -131,26 +132,26 @@ class Session:
         self.owner.release()
 
 
-def run_settings(p, store: str | None, run_dir: Path) -> dict:
-    """What every trial of the run needs to know, as it travels to workers (JSON-able)."""
+def run_settings(p, store: str | None, run_dir: Path) -> RunSettings:
+    """What every trial of the run needs to know, as it travels to workers."""
     space = p.space
-    return {
-        "dataset": space.data.dataset,
-        "data_dir": _abs(space.data.data_dir),
-        "device": p.device,
-        "val_fraction": space.data.val_fraction,
-        "split_seed": space.data.split_seed,
-        "augment": space.data.augment,
-        "image_size": space.data.image_size,
-        "store": store,
-        "train": asdict(p.train),
-        "snapshots": list(snapshot_epochs(space, p.train.epochs)),
-        "seed": space.search.seed,
-        "cpus": space.resources.cpu,
-        "teacher": p.own.describe() if p.own else None,
-        "attempts_dir": str((run_dir / "tune" / "attempts").resolve()),
-        "driver": uuid.uuid4().hex,  # this driver's id: a trial it restarts is a retry
-    }
+    return RunSettings(
+        dataset=space.data.dataset,
+        data_dir=_abs(space.data.data_dir),
+        device=p.device,
+        val_fraction=space.data.val_fraction,
+        split_seed=space.data.split_seed,
+        augment=space.data.augment,
+        image_size=space.data.image_size,
+        store=store,
+        train=p.train,
+        snapshots=tuple(snapshot_epochs(space, p.train.epochs)),
+        seed=space.search.seed,
+        cpus=space.resources.cpu,
+        teacher=p.own.describe() if p.own else None,
+        attempts_dir=str((run_dir / "tune" / "attempts").resolve()),
+        driver=uuid.uuid4().hex,
+    )
 
 
 def _report_corrupt(run_dir: Path, rows: list[dict]) -> None:

@@ -19,10 +19,11 @@ from pathlib import Path
 from takd_search.engine.augment import DeviceData
 from takd_search.engine.chain import Context, hop_rows, run_chain
 from takd_search.engine.distill import pick_device
-from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.hop import HopParams
 from takd_search.engine.own_teacher import attach_teacher
 from takd_search.engine.path import path_models
 from takd_search.run_path import open_store
+from takd_search.search.settings import RunSettings
 from takd_search.search.space import resolve_hops
 
 METRIC = "score"  # the running best validation accuracy of the path's student
@@ -30,7 +31,7 @@ METRIC = "score"  # the running best validation accuracy of the path's student
 _CONTEXTS: dict = {}
 
 
-def _context(run: dict, dataset, teacher=None):
+def _context(run: RunSettings, dataset, teacher=None):
     """The worker's Context for a run: data moved to the device once per process (actors
     are reused between trials), store opened once. The data set itself comes from the
     driver through Ray's object store, so workers (and cluster nodes) need no data files
@@ -38,32 +39,30 @@ def _context(run: dict, dataset, teacher=None):
 
     key = (
         dataset.fingerprint,
-        run["device"],
-        run["val_fraction"],
-        run["split_seed"],
-        run["augment"],
-        run["store"],
+        run.device,
+        run.val_fraction,
+        run.split_seed,
+        run.augment,
+        run.store,
         teacher.digest if teacher is not None else None,
     )
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
-        device = pick_device(run["device"])
-        data = DeviceData(dataset, device, run["val_fraction"], run["split_seed"], run["augment"])
-        store = open_store(run["store"], no_store=run["store"] is None)
-        ctx = Context(
-            data, TrainConfig(**run["train"]), store, snapshot_epochs=tuple(run["snapshots"])
-        )
+        device = pick_device(run.device)
+        data = DeviceData(dataset, device, run.val_fraction, run.split_seed, run.augment)
+        store = open_store(run.store, no_store=run.store is None)
+        ctx = Context(data, run.train, store, snapshot_epochs=tuple(run.snapshots))
         if teacher is not None:  # a brought teacher: measured (or fine-tuned) once per process
-            attach_teacher(ctx, teacher, seed=run["seed"])
+            attach_teacher(ctx, teacher, seed=run.seed)
         _CONTEXTS[key] = ctx
     ctx = _CONTEXTS[key]
-    ctx.train = TrainConfig(**run["train"])
+    ctx.train = run.train
     return ctx
 
 
 def run_trial(
     config: dict,
-    run: dict,
+    run,  # settings.RunSettings (or its dict form)
     dataset=None,
     teacher=None,
     *,
@@ -81,7 +80,8 @@ def run_trial(
 
     # the thread count comes from the space (resources.cpu), never from the machine: it
     # changes the floats, so it is part of the answer
-    torch.set_num_threads(max(1, int(run["cpus"])))
+    run = RunSettings.of(run)
+    torch.set_num_threads(max(1, int(run.cpus)))
     config = {**config, **config.get("case", {})}  # fixed phases nest their config
     ctx = _context(run, dataset, teacher)
     # only hops whose test number is reported look at the test set: the phase says so
@@ -92,16 +92,14 @@ def run_trial(
     names = path_models(config["path"])
     hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), ctx.train.epochs)]
     teacher_seed = config.get("teacher_seed")
-    reports = _Reports(
-        report, ctx, len(names), _attempt(run.get("attempts_dir"), trial_id, run.get("driver"))
-    )
+    reports = _Reports(report, ctx, len(names), _attempt(run.attempts_dir, trial_id, run.driver))
     ctx.on_event = reports.on_event
     chain = run_chain(
         ctx,
         names,
         hops,
         guidance=config.get("guidance", "chain"),
-        seed=int(config.get("seed", run["seed"])),
+        seed=int(config.get("seed", run.seed)),
         teacher_seed=None if teacher_seed is None else int(teacher_seed),
     )
     reports.final(chain)
