@@ -161,6 +161,8 @@ class Search(Strict):
     # the space, never by the machine, so concurrency and load never change the answer;
     # trials at once are at most this many
     batch: Int = 4
+    # experiment trackers every trial is logged to (trackers.py); `--tracker` adds more
+    trackers: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
     seed: Int = 0
     scheduler: Literal["none", "asha"] = "none"
     grace_epochs: Int | None = None

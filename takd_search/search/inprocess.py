@@ -70,6 +70,7 @@ class InProcessRunner:
             label=label,
             run_dir=str(root.parent),
             max_failures=phase.max_failures,
+            watchers=phase.watchers,
         )
         rungs = Rungs(phase.run.train.epochs, phase.grace()) if phase.asha else None
         proposer = phase.proposer() if phase.space is not None else None

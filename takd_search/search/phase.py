@@ -9,7 +9,7 @@ metrics, retries, path_dir}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from takd_search.search.proposer import Proposer, make_sampler
 from takd_search.search.trial import outcome
@@ -39,6 +39,7 @@ class Phase:
     gpu: float = 0.0
     concurrency: int = 1
     max_failures: int = 1
+    watchers: list = field(default_factory=list)  # console.PhaseProgress's watchers
 
     @property
     def total(self) -> int | None:

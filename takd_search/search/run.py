@@ -59,6 +59,8 @@ def run_search(
     dry_run: bool = False,
     write_report: bool = True,
     runner=None,
+    trackers=(),
+    callbacks=(),
 ) -> Path | None:
     """Run (or resume) a search; returns the run folder. Raises UserError on bad input
     (before anything is written) and Interrupted when stopped (state kept).
@@ -66,6 +68,8 @@ def run_search(
     write_report: write report.md and its plots into the run folder at the end.
     runner: 'ray' (Ray Tune, the default), 'inprocess' (every trial in this process, no
     Ray), or a runner object (runner.py); None: $TAKD_SEARCH_RUNNER, else 'ray'.
+    trackers: tracker kinds (trackers.py) besides the space's; callbacks: objects with
+    `trial(phase, row)` (and optionally `answer(summary, text)`), told as trials finish.
 
     space_ref / results_dir None: `digits_vgg` / `results`, or with `resume` the run's own.
     A resumed run keeps its saved settings (resume.py); a flag contradicting them is refused.
@@ -89,7 +93,7 @@ def run_search(
         return None
     runner = make_runner(runner)
     store = check_machine(p, address, store_root, no_store)
-    s = Session.open(p, runner, address, new, store)
+    s = Session.open(p, runner, address, new, store, trackers, callbacks)
     try:
         s.state("running")
         summary = _procedure(s)
@@ -115,7 +119,9 @@ def run_search(
         raise
     finally:
         s.close()
-    print(answer(summary))
+    text = answer(summary)
+    print(text)
+    s.answered(summary, text)
     if write_report:
         _write_report(s.run_dir)
     return s.run_dir

@@ -31,6 +31,8 @@ from takd_search.search.run_dir import (
 )
 from takd_search.search.settings import RunSettings
 from takd_search.search.space import snapshot_epochs
+from takd_search.search.study import LiveMirror
+from takd_search.trackers import make_trackers
 
 
 class RunFailed(Exception):
@@ -49,9 +51,21 @@ class Session:
     spaces: dict = field(default_factory=dict)  # phase name -> its PathSpace (study.db)
     owner: object = None
     t0: float = field(default_factory=time.perf_counter)
+    watchers: list = field(default_factory=list)  # trackers and callbacks: every phase
 
     @classmethod
-    def open(cls, p, runner, address: str | None, new: bool, store: str | None) -> Session:
+    def open(
+        cls,
+        p,
+        runner,
+        address: str | None,
+        new: bool,
+        store: str | None,
+        trackers=(),
+        callbacks=(),
+    ) -> Session:
+        """trackers: tracker kinds (trackers.KINDS) besides the space's `search.trackers`;
+        callbacks: objects with `trial(phase, row)`, told of every finished trial."""
         space = p.space
         run_dir = p.resume or _pick_run_dir(space, p.space_json, p.results_dir, new, store)
         fresh = not (run_dir / "space.json").exists()
@@ -86,7 +100,10 @@ class Session:
             f"{', '.join(p.candidates) or 'none'} | {p.train.epochs} epochs/hop | up to "
             f"{min(concurrency, space.search.batch)} trials at once ({runner.name} runner)"
         )
-        return cls(p, run_dir, runner, common, _load_done(run_dir), owner=owner)
+        kinds = [*(space.search.trackers or []), *(trackers or [])]
+        watchers = [*make_trackers(kinds, run_dir), *callbacks]
+        return cls(p, run_dir, runner, common, _load_done(run_dir), owner=owner,
+                   watchers=watchers)  # fmt: skip
 
     def phase(self, name: str, space=None, **kw) -> list[dict]:
         """Run phase `name` (or keep its saved rows); `space`: a search phase's PathSpace."""
@@ -96,9 +113,12 @@ class Session:
             say(f"[{name}] already complete ({len(self.done[name])} trials), kept")
             return self.done[name]
         root = self.run_dir / "tune"
+        watchers = [LiveMirror(self.run_dir, self.done, self.spaces), *self.watchers]
         rows = self.runner.run_phase(
-            Phase(name=name, dataset=self.plan.ds, space=space, **self.common, **kw), root
-        )
+            Phase(name=name, dataset=self.plan.ds, space=space, watchers=watchers,
+                  **self.common, **kw),
+            root,
+        )  # fmt: skip
         _report_corrupt(self.run_dir, rows)
         self.save(name, rows)
         if rows and not any(r["status"] in ("completed", "pruned") for r in rows):
@@ -118,6 +138,15 @@ class Session:
         except Exception as e:
             say(f"warning: could not write {self.run_dir / study.FILE} ({type(e).__name__}: {e})")
         return rows
+
+    def answered(self, summary: dict, text: str) -> None:
+        """Trackers log the run's answer (a tracker that fails costs one line)."""
+        for w in self.watchers:
+            if hasattr(w, "answer"):
+                try:
+                    w.answer(summary, text)
+                except Exception as e:
+                    say(f"warning: {type(w).__name__} could not log the answer: {e}")
 
     def csv(self, name: str, rows: list[dict]) -> None:
         write_csv(self.run_dir, name, rows)

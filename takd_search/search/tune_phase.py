@@ -115,6 +115,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
         label=label,
         run_dir=str(root.parent),
         max_failures=phase.max_failures,
+        watchers=phase.watchers,
     )
     stop = _StopFlag()
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
