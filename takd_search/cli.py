@@ -22,7 +22,7 @@ from takd_search.commands import (
     cmd_store,
     cmd_submit,
 )
-from takd_search.config.flags import add_flags, duration
+from takd_search.config.flags import add_flags, add_set_flag, duration, unknown_args_hint
 from takd_search.errors import UserError
 
 
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="do not write report.md and plots at the end"
     )
     add_flags(r, "run", exclude=["--device"])  # the budget flags (config/flags.py)
+    add_set_flag(r)  # any other key of the space file
     r.add_argument("--address", help="join this Ray cluster (default: start Ray locally)")
     r.add_argument(
         "--resume",
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sb.add_argument("--follow", action="store_true", help="stream the job's log until it ends")
     add_flags(sb, "submit")  # the budget flags the job's `run` gets (config/flags.py)
+    add_set_flag(sb)  # any other key: travels to the job's `run` as given
     sb.add_argument("--resume", metavar="RUN", help="continue this run folder (name or path)")
     sb.add_argument("--new", action="store_true", help="start a fresh run, resume nothing")
     sb.add_argument("--store", help="hop store on the cluster (default: STORAGE/store)")
@@ -329,8 +331,19 @@ COMMANDS = {
 }
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, but an argument `run`/`submit` do not know that names a key of the space
+    file (`--lr 0.01`, `train.lr=0.01`) gets the `--set` that does it in its one line."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        hint = unknown_args_hint(extra) if args.command in ("run", "submit") else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -9,8 +9,24 @@ from __future__ import annotations
 import sys
 import time
 
-from takd_search.config.flags import flag_overrides
+from takd_search.config.flags import FlagConflict, set_overrides
 from takd_search.errors import UserError
+
+
+def overrides_of(a) -> dict:
+    """The space-file overrides of a `run`/`submit` command line: budget flags and --set."""
+    try:
+        return set_overrides(a)
+    except FlagConflict as e:
+        raise UserError(str(e)) from None
+
+
+def ray_address(a) -> str | None:
+    """--address, else the cluster in $RAY_ADDRESS (what `ray job submit` and a KubeRay
+    RayJob set for the job's driver), else None: a private local Ray."""
+    import os
+
+    return a.address or os.environ.get("RAY_ADDRESS") or None
 
 
 def cmd_run_path(a) -> int:
@@ -101,7 +117,7 @@ def cmd_run(a) -> int:
     from takd_search.progress import console_log
     from takd_search.search import Interrupted, RunFailed, run_search
 
-    overrides = flag_overrides(a)
+    overrides = overrides_of(a)
     try:
         with console_log():  # copied into RUN/console.log once the run folder is known
             run_search(
@@ -110,7 +126,7 @@ def cmd_run(a) -> int:
                 results_dir=a.results,
                 store_root=a.store,
                 no_store=a.no_store,
-                address=a.address,
+                address=ray_address(a),
                 resume=a.resume,
                 new=a.new,
                 device=a.device,
@@ -122,6 +138,11 @@ def cmd_run(a) -> int:
     except RunFailed as e:
         print(f"takd-search: run failed: {e}", file=sys.stderr)
         return 1
+    if a.dry_run and a.set_items:
+        from takd_search.config.files import override_text
+
+        given = [override_text(i.key, i.value) for i in a.set_items]
+        print(f"set      {', '.join(given)}")
     return 0
 
 

@@ -35,7 +35,7 @@ from takd_search import __version__
 from takd_search.cluster.client import call, client, job_address, say
 from takd_search.cluster.storage import storage_kind
 from takd_search.config.files import find_space, load_space
-from takd_search.config.flags import flag_overrides, job_flags
+from takd_search.config.flags import FlagConflict, job_flags, set_overrides
 from takd_search.errors import UserError, first_line
 from takd_search.progress import table
 
@@ -89,7 +89,10 @@ def submit(a) -> int:
     """`takd-search submit`: validate locally, submit the job, print its id (or follow)."""
     _check_cluster_paths(a)
     kind = storage_kind(a.storage)
-    overrides = flag_overrides(a)
+    try:
+        overrides = set_overrides(a)
+    except FlagConflict as e:
+        raise UserError(str(e)) from None
     space, _, _ = load_space(a.space, overrides)  # every mistake in the space shows here
     space_file = find_space(a.space)
     name = space_file.stem
