@@ -117,6 +117,15 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--results", default="results", help="folder for run folders")
 
 
+def _add_families_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--families",
+        metavar="MODULE[,MODULE]",
+        help="modules that register model families of your own (mypkg.models or "
+        "mypkg.models:setup; also $TAKD_FAMILIES; docs/families.md)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from takd_search import __version__  # only for --version
 
@@ -164,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="digits, mnist1d[:N], cifar10, cifar100, npz:PATH or folder:PATH",
     )
     rp.add_argument("--family", help="model family for numeric paths: plain, resnet, mlp")
+    _add_families_flag(rp)
     rp.add_argument(
         "--path", required=True, help="10-4-2 (with --family) or plain10>plain4>plain2"
     )
@@ -225,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="also count parameters at this data set's input shape and classes"
     )
     mo.add_argument("--data-dir")
+    _add_families_flag(mo)
     ds = sub.add_parser("datasets", help="list data sets and whether each is available")
     ds.add_argument("--data-dir")
     ds.add_argument("--json", action="store_true", help="one JSON list on stdout")
@@ -312,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="student.pt", help="output file; the sidecar is its .json twin"
     )
     ex.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    _add_families_flag(ex)
     return p
 
 

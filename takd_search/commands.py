@@ -29,6 +29,24 @@ def ray_address(a) -> str | None:
     return a.address or os.environ.get("RAY_ADDRESS") or None
 
 
+def _families(a, run_dir=None) -> None:
+    """Load the families --families names and, for a run folder, those its space named."""
+    from takd_search import models
+    from takd_search.plugins import specs_of
+
+    if run_dir is not None:
+        import json
+        from pathlib import Path
+
+        try:
+            space = json.loads((Path(run_dir) / "space.json").read_text())
+            named = space.get("models", {}).get("families") or []
+        except (OSError, ValueError, AttributeError):
+            named = []
+        models.load_families(named, where=f"{run_dir}/space.json models.families")
+    models.load_families(specs_of(getattr(a, "families", None)), where="--families")
+
+
 def cmd_run_path(a) -> int:
     from takd_search.engine.hop import HopParams
     from takd_search.run_path import recipe, run_path
@@ -45,6 +63,7 @@ def cmd_run_path(a) -> int:
         raise UserError(f"--lr {a.lr} must be > 0")
     from takd_search.search.space import resolve_hops
 
+    _families(a)
     if a.warmup_epochs is not None and a.warmup_epochs < 0:
         raise UserError(f"--warmup-epochs {a.warmup_epochs} must be >= 0")
     train = recipe(
@@ -150,6 +169,7 @@ def cmd_models(a) -> int:
     from takd_search import models
     from takd_search.progress import table
 
+    _families(a)
     columns = [("model", "model"), ("c10", "params CIFAR-10"), ("c100", "params CIFAR-100")]
     ds = None
     if getattr(a, "dataset", None):
@@ -296,6 +316,7 @@ def cmd_analyze(a) -> int:
 def cmd_export(a) -> int:
     from takd_search.export import export
 
+    _families(a, a.run_dir)
     model, sidecar = export(a.run_dir, a.out, path=a.path, fmt=a.format)
     print(f"wrote {model} and {sidecar}")
     return 0

@@ -44,17 +44,7 @@ def start_ray(
     given). A client without it is refused (UNAUTHENTICATED) by every exposed port.
     """
     if not ray.is_initialized():
-        pkg_root = str(Path(__file__).resolve().parents[2])  # the folder holding takd_search
-        env = {
-            "env_vars": {
-                "PYTHONPATH": os.pathsep.join(
-                    p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p
-                ),
-                "RAY_AIR_NEW_OUTPUT": "0",
-                # the store's and the fault tests' settings reach the workers
-                **{k: v for k, v in os.environ.items() if k.startswith("TAKD_")},
-            }
-        }
+        env = {"env_vars": worker_env()}
         kw = dict(
             include_dashboard=False,
             log_to_driver=False,
@@ -94,6 +84,24 @@ def start_ray(
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise UserError(_unreachable(address, e)) from None
     return dict(ray.cluster_resources())
+
+
+def worker_env() -> dict[str, str]:
+    """The env vars of every Ray worker of a run: this package and the folders of the
+    model-family modules the run loaded on PYTHONPATH, $TAKD_FAMILIES naming those
+    modules (a worker imports them on its first model name: plugins.py), and every
+    TAKD_* setting (the store's, the fault tests')."""
+    from takd_search import plugins  # no torch: the loader is standard library only
+
+    pkg_root = str(Path(__file__).resolve().parents[2])  # the folder holding takd_search
+    fams = plugins.for_workers()
+    path = [pkg_root, fams.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in path if p),
+        "RAY_AIR_NEW_OUTPUT": "0",
+        **{k: v for k, v in os.environ.items() if k.startswith("TAKD_")},
+        **fams,
+    }
 
 
 _HTTP_ADDRESS = (
