@@ -138,3 +138,14 @@ def test_submit_passes_each_set_to_the_jobs_run():
     # and the job's own parser reads it back to the same value
     again = build_parser().parse_args(jobs._run_args(a, "x.yaml"))
     assert set_overrides(again)["distill.T"] == [2, 8]
+
+
+def test_every_key_a_set_can_name_is_documented():
+    """docs/spaces.md has a row for every key of the schema (what --set may name)."""
+    from takd_search.config.flags import space_keys
+
+    doc = (ROOT / "docs" / "spaces.md").read_text()
+    rows = {k: k.split(".")[1] if "." in k else k for k in space_keys()}
+    missing = [k for k, leaf in rows.items() if f"| `{leaf}` |" not in doc]
+    assert not missing, missing
+    assert len(rows) >= 50
