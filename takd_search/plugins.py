@@ -123,6 +123,24 @@ def unavailable() -> dict[str, str]:
     return dict(_failed)
 
 
+def module_paths() -> list[str]:
+    """The files or folders of the modules loaded by name that are not installed packages
+    (`/home/me/code/my_families.py`, `/home/me/code/mypkg`): what `submit` ships to the
+    cluster with the job (Ray's py_modules), as it ships takd_search itself."""
+    out = []
+    for spec in loaded():
+        root = _loaded[spec]
+        if not root or any(
+            part in ("site-packages", "dist-packages") for part in Path(root).parts
+        ):
+            continue
+        top = Path(root) / spec.split(":")[0].split(".")[0]
+        path = top if top.is_dir() else top.with_suffix(".py")
+        if path.exists():
+            out.append(str(path))
+    return list(dict.fromkeys(out))
+
+
 def for_workers() -> dict[str, str]:
     """Env vars that make a worker process load the same families: $TAKD_FAMILIES and the
     PYTHONPATH folders the modules came from ({} when no family was loaded by name)."""

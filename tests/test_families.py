@@ -122,6 +122,8 @@ def test_workers_get_the_module_and_its_folder(user_module, monkeypatch):
     assert env[plugins.ENV] == "userfams"
     assert str(user_module) in env["PYTHONPATH"].split(os.pathsep)
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)  # this package first
+    # and `submit` ships the module's file with the job, as it ships takd_search
+    assert plugins.module_paths() == [str(user_module / "userfams.py")]
 
 
 def test_run_path_trains_a_path_through_a_family_from_outside_and_exports_it(tmp_path):

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from takd_search import __version__
+from takd_search import __version__, plugins
 from takd_search.cluster.client import call, client, job_address, say
 from takd_search.cluster.storage import storage_kind
 from takd_search.config.files import find_space, load_space
@@ -132,7 +132,8 @@ def submit(a) -> int:
         shutil.copyfile(space_file, Path(tmp) / space_rel)
         runtime_env = {
             "working_dir": tmp,
-            "py_modules": [str(package)],
+            # this package, and the modules of the space's own families (docs/families.md)
+            "py_modules": [str(package), *plugins.module_paths()],
             "excludes": ["__pycache__", "*.pyc"],
             "env_vars": {
                 "RAY_JOB_STOP_SIGNAL": "SIGINT",
