@@ -23,6 +23,18 @@ from takd_search.ray_token import read_token
 from takd_search.search import reaper
 
 TOKEN_FILE = "ray_token"  # the local cluster's auth token, in the run folder, mode 600
+# What the tool's own Tune runs need, set by start_ray and given back by stop_ray (never on
+# import: a user's own Tuner in the same process keeps its loggers). Tune reads each when
+# a run starts (its callbacks, its controller, its console output), so this is in time.
+RUN_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # no Ray console tables: we print our own
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no tensorboard/csv files nobody asked for
+    "RAY_DEDUP_LOGS": "0",
+    # snapshot the experiment every 2 s (default >= 10 s): a SIGKILLed driver then loses
+    # at most the trials of the last 2 s, which the hop store makes cheap to redo
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
+}
+_saved_run_env: dict | None = None  # the process's own values while the tool's run is on
 _AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _saved_auth: dict | None = None  # the process's own auth settings while a local Ray runs
 
@@ -42,7 +54,9 @@ def start_ray(
     the local cluster requires a token: a fresh one per start, written to
     `token_dir/ray_token` (mode 600; a private temporary folder when no run folder is
     given). A client without it is refused (UNAUTHENTICATED) by every exposed port.
+    The process gets RUN_ENV until stop_ray (a value the user set is kept).
     """
+    set_run_env()
     if not ray.is_initialized():
         env = {"env_vars": worker_env()}
         kw = dict(
@@ -209,6 +223,28 @@ def _watch_session() -> None:
         _reaper = None
 
 
+def set_run_env() -> None:
+    """RUN_ENV for the tool's own runs; a variable the user set keeps its value."""
+    global _saved_run_env
+    if _saved_run_env is None:
+        _saved_run_env = {k: os.environ.get(k) for k in RUN_ENV}
+    for k, v in RUN_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+def restore_run_env() -> None:
+    """Give the process back the values RUN_ENV's variables had before set_run_env."""
+    global _saved_run_env
+    if _saved_run_env is None:
+        return
+    for k, v in _saved_run_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _saved_run_env = None
+
+
 def stop_ray() -> None:
     global _reaper
     if ray.is_initialized():
@@ -217,6 +253,7 @@ def stop_ray() -> None:
         _reaper.stdin.close()
         _reaper = None
     _restore_auth()
+    restore_run_env()
 
 
 def check_device(device: str | None) -> None:
