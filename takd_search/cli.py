@@ -323,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="student.pt", help="output file; the sidecar is its .json twin"
     )
     ex.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    ex.add_argument(
+        "--store",
+        help="the hop store holding its weights, when not where the run left it (e.g. "
+        "pulled from a cluster with the results)",
+    )
     _add_families_flag(ex)
     return p
 

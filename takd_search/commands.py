@@ -317,7 +317,7 @@ def cmd_export(a) -> int:
     from takd_search.export import export
 
     _families(a, a.run_dir)
-    model, sidecar = export(a.run_dir, a.out, path=a.path, fmt=a.format)
+    model, sidecar = export(a.run_dir, a.out, path=a.path, fmt=a.format, store=a.store)
     print(f"wrote {model} and {sidecar}")
     return 0
 

@@ -160,8 +160,15 @@ def test_run_path_trains_a_path_through_a_family_from_outside_and_exports_it(tmp
     r = cli("export", "results/mine", "--out", "s.pt")
     assert r.returncode == 2 and "unknown model" in r.stderr and "--families" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    # named by $TAKD_FAMILIES (as a Ray worker gets it), export builds the student
+    # named by $TAKD_FAMILIES (as a Ray worker gets it), export builds the student, from
+    # a hop store that moved since (pulled from a cluster): --store says where it is now
+    (tmp_path / "results" / ".store").rename(tmp_path / "pulled-store")
     r = cli("export", "results/mine", "--out", "s.pt", TAKD_FAMILIES="userfams")
+    assert r.returncode == 2 and "export --store" in r.stderr, r.stderr
+    r = cli(
+        "export", "results/mine", "--out", "s.pt", "--store", "pulled-store",
+        TAKD_FAMILIES="userfams",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     side = json.loads((tmp_path / "s.json").read_text())
     assert side["model"] == "tinycnn1" and side["family"] == "tinycnn"

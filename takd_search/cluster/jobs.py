@@ -85,6 +85,28 @@ def _job_id(space: str) -> str:
     return f"takd-{space}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def _storage_args(a, kind: str) -> tuple[list[str], list[str], str]:
+    """(the driver's arguments, the run's storage arguments, the results folder/URI) for
+    --storage of `kind` ('path' or 'uri')."""
+    results = f"{a.storage.rstrip('/')}/results"
+    job_args, run_args = [], []
+    if kind == "path":
+        run_args += ["--results", results]
+        store = a.store or f"{a.storage.rstrip('/')}/store"
+        resume = a.resume and (a.resume if os.path.isabs(a.resume) else f"{results}/{a.resume}")
+    else:
+        job_args += ["--sync", results]
+        store = a.store  # None: a store on the head's disk, next to the copy of the results
+        if not store and not a.no_store:  # whose entries the run folders name go to URI/store
+            job_args += ["--sync-store", f"{a.storage.rstrip('/')}/store"]
+        resume = a.resume  # made absolute by the job, under its copy of the results
+    if store and not a.no_store:
+        run_args += ["--store", store]
+    if resume:
+        run_args += ["--resume", resume]
+    return job_args, run_args, results
+
+
 def submit(a) -> int:
     """`takd-search submit`: validate locally, submit the job, print its id (or follow)."""
     _check_cluster_paths(a)
@@ -98,21 +120,8 @@ def submit(a) -> int:
     name = space_file.stem
     space_rel = f"search_spaces/{name}.yaml"
     run_args = _run_args(a, space_rel)
-    job_args = []
-    if kind == "path":
-        results = f"{a.storage.rstrip('/')}/results"
-        run_args += ["--results", results]
-        store = a.store or f"{a.storage.rstrip('/')}/store"
-        resume = a.resume and (a.resume if os.path.isabs(a.resume) else f"{results}/{a.resume}")
-    else:
-        results = f"{a.storage.rstrip('/')}/results"
-        job_args += ["--sync", results]
-        store = a.store  # None: a store on the head's disk, next to the copy of the results
-        resume = a.resume  # made absolute by the job, under its copy of the results
-    if store and not a.no_store:
-        run_args += ["--store", store]
-    if resume:
-        run_args += ["--resume", resume]
+    job_args, more, results = _storage_args(a, kind)
+    run_args += more
     key = json.dumps({"storage": a.storage, "run": run_args}, sort_keys=True)
     c = client(a.address)
     address = job_address(a.address)
