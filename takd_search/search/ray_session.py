@@ -9,6 +9,7 @@ With cluster/, the only place Ray is started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -71,33 +72,53 @@ def start_ray(
             # (services.resolve_ip_for_localhost) unless clusters are switched off, its own
             # switch for a one-machine Ray (as on macOS): off while this one starts, so
             # the node, its agents and workers advertise and bind 127.0.0.1
-            from ray._private import ray_constants
-
-            multi = ray_constants.ENABLE_RAY_CLUSTER
-            ray_constants.ENABLE_RAY_CLUSTER = False
             try:
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    num_gpus=num_gpus,
-                    _node_ip_address="127.0.0.1",
-                    **kw,
-                )
+                with _one_machine():
+                    ray.init(
+                        address="local",
+                        num_cpus=num_cpus,
+                        num_gpus=num_gpus,
+                        _node_ip_address="127.0.0.1",
+                        **kw,
+                    )
             except BaseException:
                 _restore_auth()
                 raise
-            finally:
-                ray_constants.ENABLE_RAY_CLUSTER = multi
             _watch_session()
         else:
             if address.startswith(("http://", "https://")):
                 raise UserError(_HTTP_ADDRESS.format(address=address))
             _token_mode_if_token()
+            if _is_loopback(address):  # a head on this machine's 127.0.0.1 (as in tests)
+                kw["_node_ip_address"] = "127.0.0.1"
             try:
-                ray.init(address=address, **kw)
+                with _one_machine(_is_loopback(address)):
+                    ray.init(address=address, **kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise UserError(_unreachable(address, e)) from None
     return dict(ray.cluster_resources())
+
+
+@contextlib.contextmanager
+def _one_machine(on: bool = True):
+    """Ray's one-machine switch (clusters off) while a node starts or a driver joins: Ray
+    then keeps 127.0.0.1 instead of swapping in the machine's network address, which a
+    head bound to loopback does not listen on (the join would wait for minutes)."""
+    from ray._private import ray_constants  # Ray: imported only once a command needs it
+
+    multi = ray_constants.ENABLE_RAY_CLUSTER
+    if on:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = multi
+
+
+def _is_loopback(address: str) -> bool:
+    """HOST:PORT on this machine's loopback (127.x, localhost, ::1)."""
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def worker_env() -> dict[str, str]:
