@@ -79,6 +79,9 @@ def test_a_wheel_install_finds_the_shipped_spaces(tmp_path):
     dry = _run([str(venv / "bin" / "takd-search"), "run", "--space", "digits_vgg", "--dry-run",
                 "--trials", "2", "--epochs", "1"], cwd=elsewhere, env=env)  # fmt: skip
     assert "search   2 trials" in dry.stdout and not any(elsewhere.iterdir())
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    mod = _run([str(py), "-m", "takd_search", "--version"], cwd=elsewhere, env=env)
+    assert mod.stdout.startswith("takd-search ")
 
 
 # ---- what pyproject declares (fast: read from the source) -----------------------------------
