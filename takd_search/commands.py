@@ -23,10 +23,15 @@ def overrides_of(a) -> dict:
 
 def ray_address(a) -> str | None:
     """--address, else the cluster in $RAY_ADDRESS (what `ray job submit` and a KubeRay
-    RayJob set for the job's driver), else None: a private local Ray."""
+    RayJob set for the job's driver), else None: a private local Ray. An http(s) URL in
+    $RAY_ADDRESS names a job server (for `ray job` and `takd-search submit`), not a
+    cluster to join, and is left to them."""
     import os
 
-    return a.address or os.environ.get("RAY_ADDRESS") or None
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env.startswith(("http://", "https://")):
+        env = ""
+    return a.address or env or None
 
 
 def _families(a, run_dir=None) -> None:

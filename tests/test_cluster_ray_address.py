@@ -30,6 +30,8 @@ def test_run_joins_ray_address_unless_address_is_given(monkeypatch):
     assert ray_address(A()) is None  # a private local Ray
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert ray_address(A()) == "10.0.0.5:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.5:8265")  # a job server, for `ray job`
+    assert ray_address(A()) is None
     A.address = "10.0.0.9:6379"
     assert ray_address(A()) == "10.0.0.9:6379"  # --address wins
 
