@@ -152,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_set_flag(r)  # any other key of the space file
     r.add_argument("--address", help="join this Ray cluster (default: start Ray locally)")
     r.add_argument(
+        "--runner",
+        choices=["ray", "inprocess"],
+        help="ray: Ray Tune, trials in parallel (default); inprocess: every trial in this "
+        "process, one at a time, no Ray (debugging, notebooks); the answer is the same",
+    )
+    r.add_argument(
+        "--tracker",
+        action="append",
+        choices=["tensorboard", "mlflow", "wandb"],
+        help="log every trial's hop curves and the answer to this tracker (repeatable; "
+        "also search.trackers in the space)",
+    )
+    r.add_argument(
         "--resume",
         metavar="RUN_DIR",
         help="continue this run folder with its saved settings (space, flags, store)",

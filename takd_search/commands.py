@@ -156,6 +156,8 @@ def cmd_run(a) -> int:
                 device=a.device,
                 dry_run=a.dry_run,
                 write_report=not a.no_report,
+                runner=a.runner,
+                trackers=a.tracker or (),
             )
     except Interrupted:
         return 130

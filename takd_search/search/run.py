@@ -91,7 +91,7 @@ def run_search(
                                            store_arg, no_store, address, p.device,
                                            p.resume)))  # fmt: skip
         return None
-    runner = make_runner(runner)
+    runner = make_runner(runner, address)
     store = check_machine(p, address, store_root, no_store)
     s = Session.open(p, runner, address, new, store, trackers, callbacks)
     try:
