@@ -373,6 +373,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from takd_search.progress import print_to_stderr  # light: no torch, no Ray
+
+    print_to_stderr()  # progress lines (the `takd_search` logger) on stderr
     args = _parse(argv)
     try:
         return COMMANDS[args.command](args)

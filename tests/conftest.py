@@ -7,6 +7,8 @@ import os
 import pytest
 import torch
 
+from takd_search.progress import print_to_stderr
+
 # Ray/torch in tests: keep each process to the cores CI has and keep Ray quiet.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # One thread: on a busy 2-core machine a second thread makes small convolutions 10-30x
@@ -21,6 +23,8 @@ torch.set_num_threads(1)
 #   in RAY_FIXTURES, i.e. that starts Ray (a local Ray through the `ray_runner` fixture, a
 #   real head on 127.0.0.1 through `head`/`client_env`).
 os.environ.setdefault("TAKD_SEARCH_RUNNER", "inprocess")
+# progress lines on stderr, as the CLI prints them (tests read them with capsys)
+print_to_stderr()
 RAY_FIXTURES = {"ray_runner", "head", "client_env", "ray_head"}
 
 

@@ -61,6 +61,7 @@ def run_search(
     runner=None,
     trackers=(),
     callbacks=(),
+    print_answer: bool = True,
 ) -> Path | None:
     """Run (or resume) a search; returns the run folder. Raises UserError on bad input
     (before anything is written) and Interrupted when stopped (state kept).
@@ -70,6 +71,7 @@ def run_search(
     Ray), or a runner object (runner.py); None: $TAKD_SEARCH_RUNNER, else 'ray'.
     trackers: tracker kinds (trackers.py) besides the space's; callbacks: objects with
     `trial(phase, row)` (and optionally `answer(summary, text)`), told as trials finish.
+    print_answer: the closing block on stdout (the CLI); else to the progress log only.
 
     space_ref / results_dir None: `digits_vgg` / `results`, or with `resume` the run's own.
     A resumed run keeps its saved settings (resume.py); a flag contradicting them is refused.
@@ -120,7 +122,10 @@ def run_search(
     finally:
         s.close()
     text = answer(summary)
-    print(text)
+    if print_answer:
+        print(text)
+    else:
+        say(text)
     s.answered(summary, text)
     if write_report:
         _write_report(s.run_dir)
