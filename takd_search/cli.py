@@ -22,7 +22,7 @@ from takd_search.commands import (
     cmd_store,
     cmd_submit,
 )
-from takd_search.config.flags import add_flags, duration
+from takd_search.config.flags import add_flags, add_set_flag, duration, unknown_args_hint
 from takd_search.errors import UserError
 
 
@@ -117,6 +117,15 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--results", default="results", help="folder for run folders")
 
 
+def _add_families_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--families",
+        metavar="MODULE[,MODULE]",
+        help="modules that register model families of your own (mypkg.models or "
+        "mypkg.models:setup; also $TAKD_FAMILIES; docs/families.md)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from takd_search import __version__  # only for --version
 
@@ -140,7 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="do not write report.md and plots at the end"
     )
     add_flags(r, "run", exclude=["--device"])  # the budget flags (config/flags.py)
+    add_set_flag(r)  # any other key of the space file
     r.add_argument("--address", help="join this Ray cluster (default: start Ray locally)")
+    r.add_argument(
+        "--runner",
+        choices=["ray", "inprocess"],
+        help="ray: Ray Tune, trials in parallel (default); inprocess: every trial in this "
+        "process, one at a time, no Ray (debugging, notebooks); the answer is the same",
+    )
+    r.add_argument(
+        "--tracker",
+        action="append",
+        choices=["tensorboard", "mlflow", "wandb"],
+        help="log every trial's hop curves and the answer to this tracker (repeatable; "
+        "also search.trackers in the space)",
+    )
     r.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -163,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="digits, mnist1d[:N], cifar10, cifar100, npz:PATH or folder:PATH",
     )
     rp.add_argument("--family", help="model family for numeric paths: plain, resnet, mlp")
+    _add_families_flag(rp)
     rp.add_argument(
         "--path", required=True, help="10-4-2 (with --family) or plain10>plain4>plain2"
     )
@@ -224,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="also count parameters at this data set's input shape and classes"
     )
     mo.add_argument("--data-dir")
+    _add_families_flag(mo)
     ds = sub.add_parser("datasets", help="list data sets and whether each is available")
     ds.add_argument("--data-dir")
     ds.add_argument("--json", action="store_true", help="one JSON list on stdout")
@@ -243,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sb.add_argument("--follow", action="store_true", help="stream the job's log until it ends")
     add_flags(sb, "submit")  # the budget flags the job's `run` gets (config/flags.py)
+    add_set_flag(sb)  # any other key: travels to the job's `run` as given
     sb.add_argument("--resume", metavar="RUN", help="continue this run folder (name or path)")
     sb.add_argument("--new", action="store_true", help="start a fresh run, resume nothing")
     sb.add_argument("--store", help="hop store on the cluster (default: STORAGE/store)")
@@ -310,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="student.pt", help="output file; the sidecar is its .json twin"
     )
     ex.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    ex.add_argument(
+        "--store",
+        help="the hop store holding its weights, when not where the run left it (e.g. "
+        "pulled from a cluster with the results)",
+    )
+    _add_families_flag(ex)
     return p
 
 
@@ -329,8 +361,22 @@ COMMANDS = {
 }
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, but an argument `run`/`submit` do not know that names a key of the space
+    file (`--lr 0.01`, `train.lr=0.01`) gets the `--set` that does it in its one line."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        hint = unknown_args_hint(extra) if args.command in ("run", "submit") else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from takd_search.progress import print_to_stderr  # light: no torch, no Ray
+
+    print_to_stderr()  # progress lines (the `takd_search` logger) on stderr
+    args = _parse(argv)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

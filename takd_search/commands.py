@@ -9,8 +9,47 @@ from __future__ import annotations
 import sys
 import time
 
-from takd_search.config.flags import flag_overrides
+from takd_search.config.flags import FlagConflict, set_overrides
 from takd_search.errors import UserError
+
+
+def overrides_of(a) -> dict:
+    """The space-file overrides of a `run`/`submit` command line: budget flags and --set."""
+    try:
+        return set_overrides(a)
+    except FlagConflict as e:
+        raise UserError(str(e)) from None
+
+
+def ray_address(a) -> str | None:
+    """--address, else the cluster in $RAY_ADDRESS (what `ray job submit` and a KubeRay
+    RayJob set for the job's driver), else None: a private local Ray. An http(s) URL in
+    $RAY_ADDRESS names a job server (for `ray job` and `takd-search submit`), not a
+    cluster to join, and is left to them."""
+    import os
+
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env.startswith(("http://", "https://")):
+        env = ""
+    return a.address or env or None
+
+
+def _families(a, run_dir=None) -> None:
+    """Load the families --families names and, for a run folder, those its space named."""
+    from takd_search import models
+    from takd_search.plugins import specs_of
+
+    if run_dir is not None:
+        import json
+        from pathlib import Path
+
+        try:
+            space = json.loads((Path(run_dir) / "space.json").read_text())
+            named = space.get("models", {}).get("families") or []
+        except (OSError, ValueError, AttributeError):
+            named = []
+        models.load_families(named, where=f"{run_dir}/space.json models.families")
+    models.load_families(specs_of(getattr(a, "families", None)), where="--families")
 
 
 def cmd_run_path(a) -> int:
@@ -29,6 +68,7 @@ def cmd_run_path(a) -> int:
         raise UserError(f"--lr {a.lr} must be > 0")
     from takd_search.search.space import resolve_hops
 
+    _families(a)
     if a.warmup_epochs is not None and a.warmup_epochs < 0:
         raise UserError(f"--warmup-epochs {a.warmup_epochs} must be >= 0")
     train = recipe(
@@ -101,7 +141,7 @@ def cmd_run(a) -> int:
     from takd_search.progress import console_log
     from takd_search.search import Interrupted, RunFailed, run_search
 
-    overrides = flag_overrides(a)
+    overrides = overrides_of(a)
     try:
         with console_log():  # copied into RUN/console.log once the run folder is known
             run_search(
@@ -110,18 +150,25 @@ def cmd_run(a) -> int:
                 results_dir=a.results,
                 store_root=a.store,
                 no_store=a.no_store,
-                address=a.address,
+                address=ray_address(a),
                 resume=a.resume,
                 new=a.new,
                 device=a.device,
                 dry_run=a.dry_run,
                 write_report=not a.no_report,
+                runner=a.runner,
+                trackers=a.tracker or (),
             )
     except Interrupted:
         return 130
     except RunFailed as e:
         print(f"takd-search: run failed: {e}", file=sys.stderr)
         return 1
+    if a.dry_run and a.set_items:
+        from takd_search.config.files import override_text
+
+        given = [override_text(i.key, i.value) for i in a.set_items]
+        print(f"set      {', '.join(given)}")
     return 0
 
 
@@ -129,6 +176,7 @@ def cmd_models(a) -> int:
     from takd_search import models
     from takd_search.progress import table
 
+    _families(a)
     columns = [("model", "model"), ("c10", "params CIFAR-10"), ("c100", "params CIFAR-100")]
     ds = None
     if getattr(a, "dataset", None):
@@ -275,7 +323,8 @@ def cmd_analyze(a) -> int:
 def cmd_export(a) -> int:
     from takd_search.export import export
 
-    model, sidecar = export(a.run_dir, a.out, path=a.path, fmt=a.format)
+    _families(a, a.run_dir)
+    model, sidecar = export(a.run_dir, a.out, path=a.path, fmt=a.format, store=a.store)
     print(f"wrote {model} and {sidecar}")
     return 0
 

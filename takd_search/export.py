@@ -239,8 +239,12 @@ def _chain_pick(run_dir: Path, path: str | None) -> tuple[dict, dict]:
 
 
 # ---- building and saving ------------------------------------------------------------------
-def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Module, dict]:
-    """(NormalizedStudent in eval mode, sidecar dict) for the chosen network."""
+def build(
+    run_dir: str | os.PathLike, path: str | None = None, store: str | os.PathLike | None = None
+) -> tuple[nn.Module, dict]:
+    """(NormalizedStudent in eval mode, sidecar dict) for the chosen network. store: the
+    hop store to read it from, when it is not where the run left it (results pulled from
+    a cluster with their store: docs/cluster.md)."""
 
     if results.is_chain(run_dir):  # a run-path folder: its student (or --path nokd)
         run_dir = results.run_dir_of(run_dir)
@@ -253,7 +257,7 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
     hops = choice["row"]["metrics"]["hop_rows"]
     last = hops[-1]
     key = last["key"]
-    root = run.get("store")
+    root = str(store) if store is not None else run.get("store")
     if not root:
         raise UserError(
             f"{run_dir}: the run kept no weights (it ran with --no-store): run it again "
@@ -264,7 +268,7 @@ def build(run_dir: str | os.PathLike, path: str | None = None) -> tuple[nn.Modul
         raise UserError(
             f"hop {key[:12]} ({last['model']}) is not in the store {root} (removed by "
             "`takd-search store gc`, or the store moved): retrain it with takd-search run "
-            f"--resume {run_dir} --store NEW_STORE, or point versions.json run.store at it"
+            f"--resume {run_dir} --store NEW_STORE, or pass export --store WHERE_IT_IS"
         )
     result = Store(root, create=False).load(key)  # a read-only mount is fine
     if result is None:
@@ -356,6 +360,7 @@ def export(
     *,
     path: str | None = None,
     fmt: str = "torchscript",
+    store: str | os.PathLike | None = None,
 ) -> tuple[Path, Path]:
     """Write the student (TorchScript or ONNX) and its JSON sidecar; returns both paths."""
     if fmt not in ("torchscript", "onnx"):
@@ -364,7 +369,7 @@ def export(
         for pkg in ("onnx", "onnxscript"):
             if importlib.util.find_spec(pkg) is None:
                 raise UserError(f"onnx export needs the {pkg} package: pip install {pkg}")
-    module, sidecar = build(run_dir, path)
+    module, sidecar = build(run_dir, path, store)
     out = Path(out)
     if out.suffix == "":
         out = out.with_suffix(".onnx" if fmt == "onnx" else ".pt")

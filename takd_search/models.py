@@ -10,6 +10,10 @@ and returns logits [B, num_classes]. All are TorchScript-scriptable and accept
 `memory_format=torch.channels_last`. Given a 1-D input_shape (C, L), plain and resnet build
 the same books with Conv1d/BatchNorm1d/MaxPool1d and take [B, C, L] signals; mlp flattens
 whatever it gets.
+
+Families from outside the package (a user's module, an installed package's entry point,
+the bundled torchvision/timm ones in zoo.py) register the same way; plugins.py imports
+them, on first need (docs/families.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from takd_search import plugins
 from takd_search.errors import UserError
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "create_model_from_name",
     "families",
     "list_models",
+    "load_families",
     "model_name",
     "model_size",
     "parse_model_name",
@@ -83,8 +89,19 @@ def register_model(
     family = family.lower()
     if depths is None and parse_depth is None:
         raise TypeError(f"open family {family!r} needs parse_depth")
+    for spelling in (family, *aliases):
+        if not re.fullmatch(r"[a-z_]+", spelling.lower()):
+            # a model name is the family's letters, then a depth token starting with a digit
+            raise ValueError(f"family name {spelling!r}: use letters and _ only (e.g. tiny_vit)")
 
     def decorate(fn: Builder) -> Builder:
+        for spelling in (family, *aliases):
+            other = _REGISTRY.get(_ALIASES.get(spelling.lower(), ""))
+            if other is not None and _where(other.builder) != _where(fn):
+                raise ValueError(
+                    f"model family {spelling!r} is already registered by "
+                    f"{_where(other.builder)}: register yours under another name"
+                )
         _REGISTRY[family] = _Family(
             family, fn, depths, tuple(aliases), parse_depth, tuple(examples), syntax
         )
@@ -93,6 +110,26 @@ def register_model(
         return fn
 
     return decorate
+
+
+def _where(fn) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+
+def load_families(specs, where: str = "families") -> list[str]:
+    """Import the modules `specs` names (`module` or `module:function`), which register
+    families with register_model; a FamilyImportError (one line) when one fails."""
+    return plugins.load(specs, where)
+
+
+def _known(spelling: str) -> str | None:
+    """The canonical family of a spelling; on a miss, families from outside the package
+    are loaded once ($TAKD_FAMILIES, entry points, torchvision/timm) and it is looked up
+    again."""
+    key = str(spelling).strip().lower()
+    if key not in _ALIASES:
+        plugins.autoload()
+    return _ALIASES.get(key)
 
 
 def _choices() -> str:
@@ -105,11 +142,13 @@ def _choices() -> str:
         else:
             example = fam.examples[min(1, len(fam.examples) - 1)] if fam.examples else ""
             parts.append(f"{fam.name} is {fam.name}{fam.syntax}{alias}, e.g. {fam.name}{example}")
-    return "; ".join(parts)
+    missing = "; ".join(plugins.unavailable().values())
+    own = "; your own family: name its module in models.families or --families"
+    return "; ".join(parts) + own + (f" (not loaded here: {missing})" if missing else "")
 
 
 def _family(family: str) -> _Family:
-    name = _ALIASES.get(str(family).strip().lower())
+    name = _known(family)
     if name is None:
         raise ModelError(f"unknown model family {family!r}: {_choices()}")
     return _REGISTRY[name]
@@ -165,7 +204,7 @@ def parse_model_name(name: str) -> tuple[str, str]:
     """
     text = str(name).strip().lower()
     m = re.fullmatch(r"([a-z_]+)(\S+)", text)
-    if m is None or m.group(1) not in _ALIASES:
+    if m is None or _known(m.group(1)) is None:
         raise ModelError(f"unknown model {name!r}: {_choices()}")
     fam = _REGISTRY[_ALIASES[m.group(1)]]
     return fam.name, str(_depth(fam, m.group(2), name))
@@ -185,11 +224,13 @@ def create_model_from_name(name: str, num_classes: int, input_shape) -> nn.Modul
 
 def families() -> dict[str, tuple]:
     """Canonical family -> its depths (examples of LxW tokens for the open mlp family)."""
+    plugins.autoload()
     return {f.name: f.depths if f.depths is not None else f.examples for f in _REGISTRY.values()}
 
 
 def list_models(family: str | None = None) -> list[str]:
     """Canonical names of every model (mlp: the examples), or of one family (alias ok)."""
+    plugins.autoload()
     fams = [_family(family)] if family is not None else list(_REGISTRY.values())
     return [
         f"{f.name}{d}" for f in fams for d in (f.depths if f.depths is not None else f.examples)

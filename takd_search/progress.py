@@ -7,6 +7,7 @@ rewritten in place, elsewhere (CI, logs, Ray workers) a line is printed every fe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -116,6 +117,34 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
+LOG = logging.getLogger("takd_search")
+
+
+def say(msg: str = "") -> None:
+    """One line of progress: to the `takd_search` logger, which the CLI prints to stderr
+    (`print_to_stderr`) and a Python caller shows with logging's own configuration."""
+    LOG.info(msg)
+
+
+class _Stderr(logging.Handler):
+    """Each record's message, alone, on whatever sys.stderr is at the time (a console_log
+    tee, pytest's capture)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(record.getMessage(), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def print_to_stderr() -> None:
+    """The CLI's console: progress lines on stderr, as lines (once per process)."""
+    if not any(isinstance(h, _Stderr) for h in LOG.handlers):
+        LOG.addHandler(_Stderr())
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+
+
 class LiveBlock:
     """A block of status lines redrawn in place on a terminal (one per running trial),
     with event lines printed above it; off a terminal it prints only the event lines.
@@ -153,7 +182,7 @@ class LiveBlock:
     def event(self, line: str, block: list[str] | None = None) -> None:
         """Print one event line (kept in the scroll-back); redraw the block below it."""
         if not self.tty:
-            print(line, file=self.stream, flush=True)
+            say(line)
             return
         self._erase()
         self.stream.write(line + "\n")

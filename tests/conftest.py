@@ -7,6 +7,8 @@ import os
 import pytest
 import torch
 
+from takd_search.progress import print_to_stderr
+
 # Ray/torch in tests: keep each process to the cores CI has and keep Ray quiet.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # One thread: on a busy 2-core machine a second thread makes small convolutions 10-30x
@@ -14,30 +16,31 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 torch.set_num_threads(1)
 
 
-# Whole searches through Ray (each a few minutes on 2 shared cores): `slow`, so that
-# `pytest -m "not slow"` is the quick subset (README); CI runs everything. Listed here
-# rather than in each file: the files are edited by several people at once.
-SLOW = {
-    "test_search.py": {
-        "test_digits_search_with_4_trials_writes_the_run_folder",
-    },
-    "test_mnist1d.py": {"test_run_mnist1d_plain_end_to_end"},
-    "test_faults.py": {
-        "test_sigkill_then_same_command_completes_without_retraining",
-        "test_sigint_and_sigterm_stop_cleanly_and_resume",
-        "test_dead_worker_is_retried_from_its_checkpoint",
-        "test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on",
-        "test_two_searches_sharing_a_store_train_each_hop_once",
-    },
-}
+# Two tiers, chosen by the fixtures a test uses (never a hand-kept list):
+# - the default tier (`pytest -q`, the README's command): the orchestration runs through
+#   the in-process runner (no Ray), so whole searches take seconds;
+# - the `ray` tier (`pytest -q -m ray`, also run by CI): every test that asks for a fixture
+#   in RAY_FIXTURES, i.e. that starts Ray (a local Ray through the `ray_runner` fixture, a
+#   real head on 127.0.0.1 through `head`/`client_env`).
+os.environ.setdefault("TAKD_SEARCH_RUNNER", "inprocess")
+# progress lines on stderr, as the CLI prints them (tests read them with capsys)
+print_to_stderr()
+RAY_FIXTURES = {"ray_runner", "head", "client_env", "ray_head"}
+
+
+@pytest.fixture
+def ray_runner(monkeypatch):
+    """Run searches in this test (and the CLI processes it starts) through Ray Tune."""
+    monkeypatch.setenv("TAKD_SEARCH_RUNNER", "ray")
+    return "ray"
 
 
 def pytest_collection_modifyitems(config, items):
-    """`slow` on the whole-search tests above; `gpu` tests skip, saying why, when no CUDA
-    device is present."""
+    """`ray` on every test that uses a Ray fixture; `gpu` tests skip, saying why, when no
+    CUDA device is present."""
     for item in items:
-        if item.originalname in SLOW.get(item.path.name, ()):
-            item.add_marker(pytest.mark.slow)
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none is present on this machine")

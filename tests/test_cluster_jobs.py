@@ -64,7 +64,8 @@ class Head:
         self.token_file.write_text(self.token)
         (gcs, dash, client, nm, om, agent, agent_grpc, rte, metrics) = _free_ports(9)
         worker_lo = 20000 + secrets.randbelow(12000)  # below the ephemeral range
-        self.address = f"http://127.0.0.1:{dash}"
+        self.address = f"http://127.0.0.1:{dash}"  # the job server
+        self.gcs = f"127.0.0.1:{gcs}"  # what `ray start` prints and RAY_ADDRESS names
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env.update(
             RAY_AUTH_MODE="token",

@@ -194,3 +194,26 @@ def test_an_exported_student_round_trips_as_a_teacher(run_dir, tmp_path, digits,
     good = json.loads((res / "good" / "chain.json").read_text())
     assert good["hops"][0]["test_acc"] == pytest.approx(meta["accuracy"]["test_acc"], abs=1e-6)
     assert good["warnings"] == []
+
+
+def test_export_reads_a_store_that_moved_with_store(run_dir, tmp_path, digits):
+    """Results pulled from a cluster: the run folder names the head's store path, which is
+    not here; `--store` names where the pulled store is (docs/cluster.md)."""
+    import shutil
+
+    moved = tmp_path / "pulled" / "run"
+    shutil.copytree(run_dir, moved)
+    store = json.loads((run_dir / "versions.json").read_text())["run"]["store"]
+    shutil.copytree(store, tmp_path / "pulled" / "store")
+    v = json.loads((moved / "versions.json").read_text())
+    v["run"]["store"] = "/home/ray/.cache/takd-search/0123abcd/store"  # the head's
+    write_json(moved / "versions.json", v)
+    with pytest.raises(UserError, match="pass export --store WHERE_IT_IS"):
+        export(moved, tmp_path / "x.pt")
+    out = tmp_path / "y.pt"
+    assert main(["export", str(moved), "--out", str(out), "--store",
+                 str(tmp_path / "pulled" / "store")]) == 0  # fmt: skip
+    ref, _ = export(run_dir, tmp_path / "ref.pt")
+    x = torch.rand(4, *json.loads(out.with_suffix(".json").read_text())["input_shape"])
+    a, b = torch.jit.load(str(out)), torch.jit.load(str(ref))
+    assert torch.equal(a(x), b(x))

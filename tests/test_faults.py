@@ -157,7 +157,7 @@ def trained_keys(store: Path) -> list[str]:
     return [ln.split()[1] for ln in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_sigkill_then_same_command_completes_without_retraining(tmp_path, procs):
+def test_sigkill_then_same_command_completes_without_retraining(tmp_path, procs, ray_runner):
     space, res = space_file(tmp_path), tmp_path / "results"
     args = ["run", "--space", space, "--results", res]
     log = tmp_path / "first.log"
@@ -187,7 +187,7 @@ def test_sigkill_then_same_command_completes_without_retraining(tmp_path, procs)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_sigint_and_sigterm_stop_cleanly_and_resume(sig, tmp_path, procs):
+def test_sigint_and_sigterm_stop_cleanly_and_resume(sig, tmp_path, procs, ray_runner):
     space, res = space_file(tmp_path), tmp_path / "results"
     args = ["run", "--space", space, "--results", res]
     log = tmp_path / "first.log"
@@ -217,7 +217,7 @@ def test_sigint_and_sigterm_stop_cleanly_and_resume(sig, tmp_path, procs):
     assert (run_dir / "summary.json").exists()
 
 
-def test_dead_worker_is_retried_from_its_checkpoint(tmp_path):
+def test_dead_worker_is_retried_from_its_checkpoint(tmp_path, ray_runner):
     space, res = space_file(tmp_path, epochs=4), tmp_path / "results"
     marker = tmp_path / "worker-died"
     r = run(["run", "--space", space, "--results", res], TAKD_FAULT_WORKER_EXIT=str(marker))
@@ -527,7 +527,7 @@ def grpc_call(addr: str, token: str) -> str:
     return r.stdout.strip() or r.stderr.strip()[-300:]
 
 
-def test_a_local_runs_ray_refuses_clients_without_its_token(tmp_path, procs):
+def test_a_local_runs_ray_refuses_clients_without_its_token(tmp_path, procs, ray_runner):
     """Every listener of a local run's processes (gcs_server, raylet, agents, workers, the
     driver) is on loopback, and the GCS also refuses a client without the run's fresh token.
     Before: `*:port` for gcs_server, raylet and workers, the dashboard agent on 0.0.0.0.
@@ -689,7 +689,7 @@ def test_a_full_disk_is_one_line_and_the_same_command_resumes_once_freed(tmp_pat
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_a_sigkilled_drivers_ray_processes_do_not_outlive_it(tmp_path, procs):
+def test_a_sigkilled_drivers_ray_processes_do_not_outlive_it(tmp_path, procs, ray_runner):
     """Only the driver is SIGKILLed (not its tree): gcs_server, raylet, agents and workers
     of its session are gone soon after (a watcher ends them). Before: two Ray helpers
     outlived it by 45 s or more."""

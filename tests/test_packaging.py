@@ -79,3 +79,69 @@ def test_a_wheel_install_finds_the_shipped_spaces(tmp_path):
     dry = _run([str(venv / "bin" / "takd-search"), "run", "--space", "digits_vgg", "--dry-run",
                 "--trials", "2", "--epochs", "1"], cwd=elsewhere, env=env)  # fmt: skip
     assert "search   2 trials" in dry.stdout and not any(elsewhere.iterdir())
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    mod = _run([str(py), "-m", "takd_search", "--version"], cwd=elsewhere, env=env)
+    assert mod.stdout.startswith("takd-search ")
+
+
+# ---- what pyproject declares (fast: read from the source) -----------------------------------
+# import name -> distribution, where they differ
+DIST = {"PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn"}
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _dist(req: str) -> str:
+    import re
+
+    return re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower()
+
+
+def test_every_imported_package_is_declared():
+    """Each third-party package takd_search imports, at any level, is a dependency or in an
+    extra (issue 23: scipy and Pillow were imported but not declared)."""
+    import ast
+
+    project = _pyproject()
+    required = {_dist(r) for r in project["dependencies"]}
+    extras = {_dist(r) for reqs in project["optional-dependencies"].values() for r in reqs}
+    imported = set()
+    for path in (ROOT / "takd_search").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third = {m for m in imported if m not in sys.stdlib_module_names and m != "takd_search"}
+    undeclared = {m for m in third if DIST.get(m, m).lower() not in required | extras}
+    assert not undeclared, undeclared
+    for core in ("scipy", "pillow", "numpy", "torch", "ray", "optuna"):
+        assert core in required, core
+    assert {"onnx", "timm", "tensorboard", "mlflow", "pyarrow"} <= extras
+
+
+def test_license_and_lower_bounds():
+    project = _pyproject()
+    assert project["license"] == "MIT"  # an SPDX expression
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    deps = {_dist(r): r for r in project["dependencies"]}
+    assert (
+        deps["ray"] == "ray[tune]>=2.52"
+    )  # the token API (ray._raylet.AuthenticationTokenLoader)
+    from ray._raylet import AuthenticationTokenLoader  # noqa: F401  (what needs 2.52)
+
+
+def test_python_m_takd_search_is_the_cli():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, "-m", "takd_search", "--version"], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0 and r.stdout.startswith("takd-search "), r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "takd_search", "nope"], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "invalid choice" in r.stderr

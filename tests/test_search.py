@@ -60,13 +60,15 @@ def test_digits_search_with_4_trials_writes_the_run_folder(tmp_path, capsys):
     assert set(conf.method) >= {"top1", "blkd", "nokd", "heuristic"}
     report_rows = conf[conf.seed_set == "report"]
     assert sorted(report_rows[report_rows.method == "top1"].seed) == [1, 2]
-    assert (conf.test_acc > 0.5).all()
+    assert (report_rows.test_acc > 0.5).all()
+    # a selection seed chooses: it never looks at the test set
+    assert conf[conf.seed_set == "select"].test_acc.isna().all()
     # every confirmation seed distils from the search's teacher: trained once in the run
     assert (conf[conf.method != "nokd"].teacher_seed == 0).all()
     assert conf[conf.method == "nokd"].teacher_seed.isna().all()
     teacher_trainings = [
         h
-        for ph in ("nokd", "search", "blkd", "tune", "confirm")
+        for ph in ("nokd", "search", "blkd", "tune", "select", "confirm")
         for r in json.loads((run / "phases" / f"{ph}.json").read_text())
         for h in r["metrics"]["hop_rows"]
         if h["model"] == "plain8" and h["status"] == "trained"
@@ -80,25 +82,24 @@ def test_digits_search_with_4_trials_writes_the_run_folder(tmp_path, capsys):
     tas = nokd.loc[["plain6", "plain4"]]
     dist = ((tas.val_acc - target).abs() * 2 * n_val).round()
     assert s["heuristic_ta"] == min(tas.index, key=lambda m: (dist[m], tas.loc[m, "params"]))
-    # the winner, recomputed from confirmation.csv: best mean validation accuracy on the
-    # selection seed (3), which is not a reported seed
+    # the winner, recomputed from confirmation.csv: the search's candidate with the best
+    # mean validation accuracy on the selection seed (3), which is not a reported seed;
+    # every procedure (search, BLKD, heuristic) sends its best through that seed
     sel = conf[conf.seed_set == "select"]
-    assert sorted(set(sel.seed)) == [3] and set(sel.method) == {"top1", "heuristic"}
-    means = sel.groupby("method").val_acc.mean()
+    assert sorted(set(sel.seed)) == [3] and set(sel.method) == {"top1", "blkd", "heuristic"}
+    means = sel[sel.method.str.startswith("top")].groupby("method").val_acc.mean()
     assert means[s["winner"]] == pytest.approx(means.max())
     won = report_rows[report_rows.method == s["winner"]]
     assert s["best"]["seeds"] == 2 and s["best"]["test_mean"] == pytest.approx(won.test_acc.mean())
-    # equal budgets: BLKD and the heuristic were tuned on at least the winner's trials, and
-    # BLKD's count is the completed direct-path trials of the search and the BLKD search
-    n_win = s["best"]["tuning_trials"]
-    assert n_win >= 1
-    assert s["blkd"]["tuning_trials"] >= n_win and s["heuristic"]["tuning_trials"] >= n_win
-    direct = trials[(trials.path == "plain8>plain2") & (trials.status == "completed")]
-    assert s["blkd"]["tuning_trials"] == len(direct)
+    # equal effort: BLKD and the heuristic's path got as many proposals as the search,
+    # each chosen from its own phase's trials only
+    assert s["budget"]["blkd"]["proposals"] == s["budget"]["search"]["proposals"] == 4
+    assert s["budget"]["tune"]["proposals"] == 4
+    blkd = trials[(trials.phase == "blkd") & (trials.status == "completed")]
+    assert (trials[trials.phase == "blkd"].path == "plain8>plain2").all()
+    assert s["blkd"]["tuning_trials"] == len(blkd)
     hpath = f"plain8>{s['heuristic_ta']}>plain2"
-    assert s["heuristic"]["tuning_trials"] == int(
-        ((trials.path == hpath) & (trials.status == "completed")).sum()
-    )
+    assert (trials[trials.phase == "tune"].path == hpath).all()
     assert s["compute"]["search_trials"] == 4 and s["compute"]["hops_reused"] > 0
     assert "best path" in out.out and "BLKD" in out.out and "NoKD" in out.out
     assert "[search] 4/4 done" in out.err
@@ -200,104 +201,87 @@ def _row(n, path, val, phase="search", status="completed", T=2.0, tid=None, secs
     }
 
 
-def test_budget_tops_up_blkd_and_the_heuristic_to_the_most_tried_candidate(tmp_path):
-    from takd_search.config import load_space
-    from takd_search.search.methods import _budget
+def test_each_procedure_offers_its_own_k_best_from_its_own_trials(tmp_path):
+    """Equal effort: the search's candidates come from the search's trials only (a better
+    top-up or BLKD trial does not leak into them), BLKD's from the BLKD phase, the
+    heuristic's from its own phase; every procedure is charged all its proposals."""
+    from takd_search.search.methods import candidates
 
-    space = load_space(str(_write(tmp_path, teacher=8, cands="[6, 4]")))[0]
-    A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
-    trials = [_row(i, A, 0.9 + i / 100) for i in range(5)]  # A: 5 completed, the best
-    trials += [_row(5, D, 0.8), _row(6, A, 0.99, status="pruned"), _row(7, B, 0.7)]
-    b = _budget(trials, space, "plain8", "plain2", "plain4")
-    # top1 = A (5 completed; the pruned trial does not count); heuristic B has 1, BLKD 1
-    assert b["target"] == 5 and b["need"] == {B: 4, D: 4}
-
-
-def test_the_path_built_to_win_on_the_selection_seeds_wins(tmp_path):
-    """Search: top1 = A (best validation). Confirmation: on the selection seeds the
-    heuristic's B is best; on the report seeds A looks better. The winner must be B: the
-    report seeds never choose. Ties among the search's trials go to proposal order."""
-    from takd_search.config import load_space
-    from takd_search.search.methods import _methods
-    from takd_search.search.space import PathSpace
-    from takd_search.search.summary import _summary
-
-    space = load_space(str(_write(tmp_path, teacher=8, cands="[6, 4]")))[0]
     A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
     trials = [
-        _row(3, A, 0.95, T=8.0, tid="00000000"),  # tied with trial 1, proposed later
-        _row(1, A, 0.95, T=2.0, tid="ffffffff"),
-        _row(2, D, 0.90),
-        _row(0, B, 0.93),
-        _row(4, B, 0.94, phase="tune"),
-        _row(0, A, 0.95, phase="tune", T=5.0),  # tied too, but a top-up: after the search's
-        _row(5, D, 0.91, phase="blkd", T=8.0),
+        _row(0, A, 0.90),
+        _row(1, D, 0.92),
+        _row(2, A, 0.95, status="pruned"),
+        _row(0, D, 0.97, phase="blkd", T=4.0),
+        _row(1, D, 0.93, phase="blkd", T=6.0),
+        _row(2, D, 0.99, phase="blkd", status="failed"),
+        _row(0, B, 0.96, phase="tune"),
     ]
-    methods = _methods(trials, space, "plain8", "plain2", "plain4")
-    assert methods["top1"]["trial_number"] == 1 and methods["top1"]["hops"][0]["T"] == 2.0
-    assert methods["heuristic"]["trial_number"] == 4  # the best of its own tuning trials
-    assert methods["heuristic"]["tuning_trials"] == 2
-    assert methods["blkd"]["trial_number"] == 5 and methods["blkd"]["tuning_trials"] == 2
-    assert methods["top1"]["tuning_trials"] == 3  # two search trials and one top-up
-
-    def conf(method, path, seed, seed_set, val, test):
-        return {"method": method, "path": path, "seed": seed, "seed_set": seed_set,
-                "status": "completed", "val_acc": val, "test_acc": test}  # fmt: skip
-
-    crow = []
-    for seed, a_sel, b_sel in ((3, 0.90, 0.96), (4, 0.91, 0.95)):
-        crow.append(conf("top1", A, seed, "select", a_sel, 0.5))
-        crow.append(conf("heuristic", B, seed, "select", b_sel, 0.5))
-    for seed in (1, 2):
-        crow += [
-            conf("top1", A, seed, "report", 0.99, 0.97 + seed / 100),
-            conf("heuristic", B, seed, "report", 0.90, 0.93),
-            conf("blkd", D, seed, "report", 0.90, 0.92),
-            conf("nokd", "plain2", seed, "report", 0.88, 0.90 + seed / 200),
-        ]
-    sizes = {m: 1000 * (9 - int(m[-1])) for m in ("plain8", "plain6", "plain4", "plain2")}
-    s = _summary(
-        space, tmp_path, methods, crow, trials, {}, "plain4", PathSpace(space, sizes),
-        "plain8", "plain2", 1.0, select_seeds=[3, 4], n_val=100,
-    )  # fmt: skip
-    assert s["winner"] == "heuristic" and s["heuristic_found_best"]
-    assert s["best"]["select_val"] == pytest.approx(0.955)
-    assert s["best"]["test_mean"] == pytest.approx(0.93) and s["best"]["seeds"] == 2
-    # heuristic - blkd = +0.01 on both report seeds: zero variance, undefined, not p = 0
-    assert s["best"]["diff_vs_blkd"] == pytest.approx(0.01)
-    assert s["best"]["p_vs_blkd"] is None and s["best"]["p_holm_vs_blkd"] is None
-    assert s["best"]["p_note_vs_blkd"] == "undefined (zero variance)"
-    assert s["selection"]["tied"] == []
-    # the same rows with the selection seeds tied within one image (1/100): said so
-    for r in crow:
-        if r["seed_set"] == "select":
-            r["val_acc"] = 0.95 if r["method"] == "top1" else 0.955
-    s = _summary(
-        space, tmp_path, methods, crow, trials, {}, "plain4", PathSpace(space, sizes),
-        "plain8", "plain2", 1.0, select_seeds=[3, 4], n_val=100,
-    )  # fmt: skip
-    assert s["winner"] == "heuristic" and s["selection"]["tied"] == ["top1", "heuristic"]
+    c = candidates(trials, 2)
+    assert list(c) == ["top1", "top2", "blkd", "blkd2", "heuristic"]
+    assert (c["top1"]["path"], c["top1"]["val_acc"]) == (D, 0.92)  # the search's own D
+    assert (c["top2"]["path"], c["top2"]["val_acc"]) == (A, 0.90)  # pruned: not a candidate
+    assert c["blkd"]["hops"][0]["T"] == 4.0 and c["blkd2"]["hops"][0]["T"] == 6.0
+    assert c["heuristic"]["path"] == B
+    assert [c[k]["proposals"] for k in ("top1", "blkd", "heuristic")] == [3, 3, 1]
+    assert [c[k]["tuning_trials"] for k in ("top1", "blkd", "heuristic")] == [2, 2, 1]
 
 
-def test_trial_number_is_tunes_proposal_counter_not_the_random_id():
+def test_selection_seeds_choose_within_each_procedure_and_a_failed_seed_counts(tmp_path):
+    from takd_search.search.methods import candidates, choose, compared, selection_scores
+
+    A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
+    trials = [
+        _row(0, A, 0.95),
+        _row(1, B, 0.94),
+        _row(0, D, 0.93, phase="blkd", T=4.0),
+        _row(1, D, 0.92, phase="blkd", T=6.0),
+    ]
+    c = candidates(trials, 2)
+
+    def sel(method, seed, val, status="completed"):
+        m = {"val_acc": val} if status == "completed" else {}
+        return {"config": {"method": method, "seed": seed}, "status": status, "metrics": m}
+
+    rows = [
+        # top1 is best on one seed but failed the other: scored 0 there, not on survivors
+        sel("top1", 3, 0.99), sel("top1", 4, None, "failed"),
+        sel("top2", 3, 0.90), sel("top2", 4, 0.91),
+        sel("blkd", 3, 0.80), sel("blkd", 4, 0.81),
+        sel("blkd2", 3, 0.85), sel("blkd2", 4, 0.86),
+    ]  # fmt: skip
+    scores = selection_scores(c, rows)
+    assert scores["top1"] == pytest.approx(0.495) and scores["top2"] == pytest.approx(0.905)
+    chosen = choose(c, scores)
+    assert chosen == {"top": "top2", "blkd": "blkd2"}
+    m = compared(c, chosen, "plain2")
+    # BLKD's chosen configuration is reported as `blkd`, saying which candidate it was
+    assert m["blkd"]["hops"][0]["T"] == 6.0 and m["blkd"]["candidate"] == "blkd2"
+    assert set(m) == {"top1", "top2", "blkd", "nokd"}
+    # without selection seeds: the tuning trials' own validation ranking
+    assert choose(c, selection_scores(c, None)) == {"top": "top1", "blkd": "blkd"}
+
+
+def test_rows_follow_the_runners_proposal_number_not_the_random_id():
     from takd_search.search.rows import _trial_number, _trial_rows
 
-    def row(tid, tag=None, folder=None):
+    def row(tid, number=None, tag=None):
         return {
             "trial_id": tid,
-            "status": "failed" if tag is None else "completed",
+            "trial_number": number,
+            "status": "completed",
             "error": None,
             "config": {"path": "a>b", "hops": []},
             "metrics": {"experiment_tag": tag} if tag else {},
             "retries": 0,
-            "path_dir": folder,
+            "path_dir": None,
         }
 
-    rows = [
-        row("0aa11bb2", "3_T=2.0,alpha=0.5"),
-        row("ffee0011", "1_T=4.0,alpha=0.3"),
-        # a trial that failed before reporting: the counter from its folder name
-        row("12ab34cd", None, "/x/search/run_trial_12ab34cd_2_T=8.0_2026-12-01_10-00-00"),
+    rows = [row("0aa11bb2", 2), row("ffee0011", 0), row("12ab34cd", 1)]
+    assert [r["trial_id"] for r in _trial_rows(rows, "search")] == [
+        "ffee0011",
+        "12ab34cd",
+        "0aa11bb2",
     ]
-    assert [_trial_number(r) for r in rows] == [2, 0, 1]
-    assert [r["trial_number"] for r in _trial_rows(rows, "search")] == [0, 1, 2]
+    # rows saved before the runners numbered them: Tune's 1-based counter in the tag
+    assert _trial_number(row("x", None, "3_T=2.0")) == 2

@@ -6,7 +6,6 @@ import json
 from types import SimpleNamespace
 
 import pandas as pd
-import pytest
 
 from takd_search.cli import main
 from takd_search.search.pruning import FairASHA, rungs
@@ -20,8 +19,8 @@ def _sched(max_t=9, grace=1, **kw):
     return s
 
 
-def _trial(name):
-    return SimpleNamespace(trial_id=name)
+def _trial(name, batch=0):
+    return SimpleNamespace(trial_id=name, config={"batch": batch})
 
 
 def _report(s, trial, epoch, score):
@@ -34,68 +33,75 @@ def test_rungs_are_grace_times_powers_of_rf_below_max_t():
     assert rungs(12, 12) == []
 
 
+def test_the_first_batch_is_never_stopped_whatever_its_scores():
+    s = _sched()
+    for i, score in enumerate((0.9, 0.1, 0.05, 0.01)):
+        assert _report(s, _trial(f"t{i}"), 1, score) == CONTINUE
+
+
+def test_a_trial_is_judged_against_earlier_batches_only():
+    s = _sched()
+    for i, score in enumerate((0.9, 0.8, 0.7)):
+        assert _report(s, _trial(f"a{i}", batch=0), 1, score) == CONTINUE
+    # batch 1: the cut is the 67th percentile of (0.9, 0.8, 0.7, own)
+    assert _report(s, _trial("b0", batch=1), 1, 0.75) == STOP
+    assert _report(s, _trial("b1", batch=1), 1, 0.95) == CONTINUE
+    # b0's low score does not count against its batch mate b2: same batch, not earlier
+    assert _report(s, _trial("b2", batch=1), 1, 0.86) == CONTINUE
+
+
+def test_the_decision_does_not_depend_on_arrival_order():
+    """Batch 1's trials reported in every order get the same verdicts."""
+    import itertools
+
+    scores = {"x": 0.95, "y": 0.75, "z": 0.85}
+    verdicts = set()
+    for order in itertools.permutations(scores):
+        s = _sched()
+        for i, v in enumerate((0.9, 0.8, 0.7)):
+            _report(s, _trial(f"a{i}", 0), 1, v)
+        got = {k: _report(s, _trial(k, 1), 1, scores[k]) for k in order}
+        verdicts.add(tuple(sorted(got.items())))
+    assert verdicts == {(("x", CONTINUE), ("y", STOP), ("z", CONTINUE))}
+
+
+def test_no_stop_until_min_compared_earlier_results():
+    s = _sched()
+    _report(s, _trial("a", 0), 1, 0.9)
+    _report(s, _trial("b", 0), 1, 0.8)
+    assert _report(s, _trial("c", 1), 1, 0.1) == CONTINUE  # only two earlier results
+    s = _sched(min_compared=2)
+    _report(s, _trial("a", 0), 1, 0.9)
+    _report(s, _trial("b", 0), 1, 0.8)
+    assert _report(s, _trial("c", 1), 1, 0.1) == STOP
+
+
 def test_the_final_epoch_is_never_stopped_even_below_the_cut():
     s = _sched()
-    trials = [_trial(f"t{i}") for i in range(4)]
-    for t in trials:
-        s.on_trial_add(None, t)
-    for t in trials[:3]:
-        assert _report(s, t, 1, 0.9) == CONTINUE
-    # t3 is far below the rung-1 cut, but this is its final report (epoch == max_t):
-    # it must reach Tune (it carries the trial's details), so it is not stopped
-    assert _report(s, trials[3], 9, 0.1) == CONTINUE
-
-
-def test_no_stop_until_the_rung_holds_min_compared_results():
-    s = _sched()
-    a, b, c = _trial("a"), _trial("b"), _trial("c")
-    for t in (a, b, c):
-        s.on_trial_add(None, t)
-    assert _report(s, a, 1, 0.9) == CONTINUE
-    # stock ASHA stops b here: it trails the only other result at the rung
-    assert _report(s, b, 1, 0.5) == CONTINUE
-    # with three results the cut (67th percentile of 0.9, 0.5, 0.4) is above c and b
-    assert _report(s, c, 1, 0.4) == STOP
-    assert _report(s, b, 2, 0.55) == STOP  # b is re-judged at its next report
-
-
-def test_an_early_arrival_is_rejudged_when_later_trials_beat_it():
-    s = _sched()
-    first = _trial("first")
-    s.on_trial_add(None, first)
-    assert _report(s, first, 1, 0.5) == CONTINUE
-    late = [_trial(f"late{i}") for i in range(3)]
-    for t in late:
-        s.on_trial_add(None, t)
-        assert _report(s, t, 1, 0.8) == CONTINUE
-    # stock ASHA would let `first` run to max_t: it was alone at rung 1 when it got there
-    assert _report(s, first, 2, 0.6) == STOP
+    for i in range(3):
+        _report(s, _trial(f"t{i}", 0), 1, 0.9)
+    # far below the rung-1 cut, but this is its final report (epoch == max_t): it must
+    # reach Tune (it carries the trial's details), so it is not stopped
+    assert _report(s, _trial("late", 1), 9, 0.1) == CONTINUE
 
 
 def test_a_replayed_curve_that_skips_rungs_is_placed_on_each():
     s = _sched(max_t=27)
-    others = [_trial(f"o{i}") for i in range(3)]
-    for t in others:
-        s.on_trial_add(None, t)
+    for i in range(3):
+        t = _trial(f"o{i}", 0)
         _report(s, t, 1, 0.9)
         _report(s, t, 3, 0.95)
-    late = _trial("late")
-    s.on_trial_add(None, late)
-    assert _report(s, late, 4, 0.5) == STOP  # below both rungs it just crossed
+    assert _report(s, _trial("late", 1), 4, 0.5) == STOP  # below both rungs it crossed
 
 
 def test_state_survives_save_and_restore(tmp_path):
     s = _sched()
     for i in range(3):
-        t = _trial(f"t{i}")
-        s.on_trial_add(None, t)
-        _report(s, t, 1, 0.9)
+        _report(s, _trial(f"t{i}", 0), 1, 0.9)
     s.save(str(tmp_path / "sched.pkl"))
     r = _sched()
     r.restore(str(tmp_path / "sched.pkl"))
-    t = _trial("new")
-    r.on_trial_add(None, t)
-    assert _report(r, t, 1, 0.1) == STOP
+    assert _report(r, _trial("new", 1), 1, 0.1) == STOP
 
 
 ASHA = """
@@ -110,7 +116,6 @@ baselines: {confirm_top_k: 1, confirm_seeds: [1, 2], blkd_trials: 3}
 """
 
 
-@pytest.mark.slow
 def test_an_asha_search_completes_prunes_charges_and_names_a_winner(tmp_path):
     space = tmp_path / "asha.yaml"
     space.write_text(ASHA)
@@ -127,11 +132,10 @@ def test_an_asha_search_completes_prunes_charges_and_names_a_winner(tmp_path):
     # every trial is charged what it trained, pruned ones included
     assert (search.train_seconds > 0).all() and (search.hops_trained >= 1).all()
     # Optuna saw the stopped trials as PRUNED and the finished ones as COMPLETE
-    from ray.tune.search.optuna import OptunaSearch
+    import optuna
 
-    searcher = OptunaSearch()
-    searcher.restore_from_dir(str(run / "tune" / "search"))
-    states = [t.state.name for t in searcher._ot_study.trials]
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{run / 'study.db'}")
+    states = [t.state.name for t in study.trials]
     assert states.count("PRUNED") == len(pruned)
     assert states.count("COMPLETE") == len(done)
     s = json.loads((run / "summary.json").read_text())

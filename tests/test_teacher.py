@@ -256,13 +256,14 @@ def test_path_tokens_and_space_rules(tmp_path):
 
 
 def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch):
-    """trainable.run_trial as a Ray worker runs it: the TeacherSource (file bytes) arrives
-    as a parameter, the worker's Context measures it once, the chain distils from it."""
-    from takd_search.search import trainable
+    """trial.run_trial as either runner runs it: the TeacherSource (file bytes) arrives
+    as a parameter, the worker's Context measures it once, the chain distils from it;
+    the final report counts the correct validation images."""
+    from takd_search.search import trial
 
     reports = []
-    monkeypatch.setattr(trainable.tune, "report", lambda m: reports.append(dict(m)))
-    monkeypatch.setattr(trainable, "_CONTEXTS", {})
+    report = lambda m: reports.append(dict(m))  # noqa: E731
+    monkeypatch.setattr(trial, "_CONTEXTS", {})
     src = read_teacher(trained["torchscript"], teacher_input={"mean": [0.5], "std": [0.25]})
     src = replace(src, path="/elsewhere/teacher.pt")  # workers never open the file
     run = {
@@ -278,8 +279,10 @@ def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch
     }
     hop = {"T": 4.0, "alpha": 0.9, "kd_epochs": 1.0, "parent_epoch": 0.5}
     config = {"path": "teacher>plain2", "guidance": "chain", "hops": [hop]}
-    trainable.run_trial(config, run, dataset=trained["ds"], teacher=src)
+    trial.run_trial(config, run, dataset=trained["ds"], teacher=src, report=report)
     final = reports[-1]
+    assert final["val_correct"] == round(final["val_acc"] * final["val_total"])
+    assert final["val_total"] > 0 and final["test_acc"] is None  # no `sees_test`
     # epoch 1 per epoch; the last epoch goes out as the final report (a scheduler stops
     # trials at max_t, and a stop there must not swallow the trial's details)
     assert final["finished"] and [r["epoch"] for r in reports] == [1, 2]
@@ -289,6 +292,8 @@ def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch
     assert s["parent_epoch"] is None  # a brought teacher has no epochs to stop at
     assert final["val_acc"] == s["val_acc"] > 0.5 and len(s["curve"]) == 2
     # NoKD of the teacher (the search's first phase) is its measurement
-    trainable.run_trial({"path": "teacher", "seed": 0}, run, dataset=trained["ds"], teacher=src)
+    trial.run_trial(
+        {"path": "teacher", "seed": 0}, run, dataset=trained["ds"], teacher=src, report=report
+    )
     assert reports[-1]["hop_rows"][0]["status"] == "given"
     assert reports[-1]["val_acc"] == pytest.approx(trained["val"], abs=1e-6)

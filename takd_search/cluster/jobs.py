@@ -31,11 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from takd_search import __version__
+from takd_search import __version__, plugins
 from takd_search.cluster.client import call, client, job_address, say
 from takd_search.cluster.storage import storage_kind
 from takd_search.config.files import find_space, load_space
-from takd_search.config.flags import flag_overrides, job_flags
+from takd_search.config.flags import FlagConflict, job_flags, set_overrides
 from takd_search.errors import UserError, first_line
 from takd_search.progress import table
 
@@ -85,31 +85,43 @@ def _job_id(space: str) -> str:
     return f"takd-{space}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def submit(a) -> int:
-    """`takd-search submit`: validate locally, submit the job, print its id (or follow)."""
-    _check_cluster_paths(a)
-    kind = storage_kind(a.storage)
-    overrides = flag_overrides(a)
-    space, _, _ = load_space(a.space, overrides)  # every mistake in the space shows here
-    space_file = find_space(a.space)
-    name = space_file.stem
-    space_rel = f"search_spaces/{name}.yaml"
-    run_args = _run_args(a, space_rel)
-    job_args = []
+def _storage_args(a, kind: str) -> tuple[list[str], list[str], str]:
+    """(the driver's arguments, the run's storage arguments, the results folder/URI) for
+    --storage of `kind` ('path' or 'uri')."""
+    results = f"{a.storage.rstrip('/')}/results"
+    job_args, run_args = [], []
     if kind == "path":
-        results = f"{a.storage.rstrip('/')}/results"
         run_args += ["--results", results]
         store = a.store or f"{a.storage.rstrip('/')}/store"
         resume = a.resume and (a.resume if os.path.isabs(a.resume) else f"{results}/{a.resume}")
     else:
-        results = f"{a.storage.rstrip('/')}/results"
         job_args += ["--sync", results]
         store = a.store  # None: a store on the head's disk, next to the copy of the results
+        if not store and not a.no_store:  # whose entries the run folders name go to URI/store
+            job_args += ["--sync-store", f"{a.storage.rstrip('/')}/store"]
         resume = a.resume  # made absolute by the job, under its copy of the results
     if store and not a.no_store:
         run_args += ["--store", store]
     if resume:
         run_args += ["--resume", resume]
+    return job_args, run_args, results
+
+
+def submit(a) -> int:
+    """`takd-search submit`: validate locally, submit the job, print its id (or follow)."""
+    _check_cluster_paths(a)
+    kind = storage_kind(a.storage)
+    try:
+        overrides = set_overrides(a)
+    except FlagConflict as e:
+        raise UserError(str(e)) from None
+    space, _, _ = load_space(a.space, overrides)  # every mistake in the space shows here
+    space_file = find_space(a.space)
+    name = space_file.stem
+    space_rel = f"search_spaces/{name}.yaml"
+    run_args = _run_args(a, space_rel)
+    job_args, more, results = _storage_args(a, kind)
+    run_args += more
     key = json.dumps({"storage": a.storage, "run": run_args}, sort_keys=True)
     c = client(a.address)
     address = job_address(a.address)
@@ -129,7 +141,8 @@ def submit(a) -> int:
         shutil.copyfile(space_file, Path(tmp) / space_rel)
         runtime_env = {
             "working_dir": tmp,
-            "py_modules": [str(package)],
+            # this package, and the modules of the space's own families (docs/families.md)
+            "py_modules": [str(package), *plugins.module_paths()],
             "excludes": ["__pycache__", "*.pyc"],
             "env_vars": {
                 "RAY_JOB_STOP_SIGNAL": "SIGINT",

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from takd_search.config.checks import check
+from takd_search.config.flags import FLAG_OF, space_keys
 from takd_search.config.schema import Space
 from takd_search.errors import UserError, first_line
 
@@ -85,11 +86,60 @@ def describe_spaces() -> list[dict]:
     return out
 
 
+def override_text(key: str, value) -> str:
+    """How an override was given on the command line: its budget flag (`--trials 4`) or
+    `--set KEY=VALUE` (the value in YAML flow style, as it could be typed again)."""
+    flag = FLAG_OF.get(key)
+    if flag is not None:
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        return f"{flag} {shown}"
+    shown = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
+    shown = shown.removesuffix("...").strip()  # a bare scalar document ends with '...'
+    return f"--set {key}={shown}"
+
+
+def _unknown_key(key: str) -> str | None:
+    """Why `key` is not a key of a space file, naming the keys of its section; None if it
+    is one (a leaf such as train.lr, or a whole section such as models.teacher_input)."""
+    keys = space_keys()
+    if key in keys or any(k.startswith(f"{key}.") for k in keys):
+        return None
+    section, _, _ = key.rpartition(".")
+    while section and not any(k.startswith(f"{section}.") for k in keys):
+        section, _, _ = section.rpartition(".")
+    if not section:
+        tops = sorted({k.split(".")[0] for k in keys if "." in k})
+        return (
+            f"{key} is not a key of a space file: its sections are {', '.join(tops)} "
+            "(docs/spaces.md)"
+        )
+    inside = dict.fromkeys(
+        k[len(section) + 1 :].split(".")[0] for k in keys if k.startswith(f"{section}.")
+    )
+    return (
+        f"{section} has no key {key[len(section) + 1 :]!r}: its keys are "
+        f"{', '.join(inside)} (docs/spaces.md)"
+    )
+
+
 def _set_dotted(d: dict, dotted: str, value) -> None:
+    """d['a']['b'] = value for 'a.b', making the sections a file left out."""
     *parents, leaf = dotted.split(".")
     for k in parents:
-        d = d.setdefault(k, {}) if isinstance(d.get(k, {}), dict) else d
+        if not isinstance(d.get(k), dict):
+            d[k] = {}  # absent (or a wrong scalar, which the override replaces)
+        d = d[k]
     d[leaf] = value
+
+
+def _blame(problem: str, overrides: dict) -> str | None:
+    """The override a validation problem is about (its location is the key or under it)."""
+    loc = problem.split(": ", 1)[0]
+    for key, value in overrides.items():
+        inside = loc.startswith((f"{key}.", f"{key}[")) or key.startswith(f"{loc}.")
+        if value is not None and (loc == key or inside):
+            return override_text(key, value)
+    return None
 
 
 def _loc(loc: tuple) -> str:
@@ -132,8 +182,12 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
 
 
 def load_space(name_or_path: str, overrides: dict | None = None) -> tuple[Space, Path, str]:
-    """Read, override (dotted keys, e.g. {'search.n_trials': 4}) and validate a space.
+    """Read, override (dotted keys, e.g. {'search.n_trials': 4}; None values are not
+    given) and validate a space.
 
+    An override of a key no space file has is refused before anything else, naming the
+    keys of its section; a problem an override causes names the override (`--set
+    train.lr=-1: train.lr: ...`, `--trials 0: ...`) rather than the file.
     Returns (space, file path, the file's text). Raises SpecError with every problem.
     """
     path = find_space(name_or_path)
@@ -158,17 +212,27 @@ def load_space(name_or_path: str, overrides: dict | None = None) -> tuple[Space,
             f"{where}: expected a mapping of sections (data, models, train, ...), "
             f"got a {type(raw).__name__}"
         )
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(raw, key, value)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = [
+        f"{override_text(k, v)}: {why}" for k, v in overrides.items() if (why := _unknown_key(k))
+    ]
+    if unknown:
+        raise SpecError("\n".join(unknown))
+    for key, value in overrides.items():
+        _set_dotted(raw, key, value)
     try:
         space = Space.model_validate(raw)
     except ValidationError as e:
         problems = _pydantic_problems(e)
     else:
         problems = check(space)
-    if problems:
-        raise SpecError("\n".join(f"{where}: {p}" for p in problems))
+    if problems:  # a problem an override made names the override (and the keys' page)
+        lines = []
+        for p in problems:
+            by = _blame(p, overrides)
+            docs = " (docs/spaces.md)" if by and "docs/spaces.md" not in p else ""
+            lines.append(f"{by or where}: {p}{docs}")
+        raise SpecError("\n".join(lines))
     if space.name is None:
         space = space.model_copy(update={"name": path.stem})
     return space, path, text

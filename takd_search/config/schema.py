@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -112,6 +112,9 @@ class TeacherFinetune(Strict):
 
 
 class Models(Strict):
+    # modules registering families of your own (`mypkg.models` or `mypkg.models:setup`),
+    # imported when the space is read, so that their names below are known
+    families: list[str] = Field(default_factory=list)
     family: str | None = None
     teacher: Name
     student: Name
@@ -121,6 +124,19 @@ class Models(Strict):
     teacher_arch: str | None = None  # for a state_dict: torchvision:NAME, timm:NAME, plain10
     teacher_input: TeacherInput | None = None
     teacher_finetune: TeacherFinetune | None = None
+
+    @field_validator("families")
+    @classmethod
+    def _load_families(cls, specs: list[str]) -> list[str]:
+        if specs:
+            from takd_search import models  # torch: only for a space that names families
+            from takd_search.plugins import FamilyImportError
+
+            try:
+                models.load_families(specs, where="models.families")
+            except FamilyImportError as e:
+                raise ValueError(str(e).removeprefix("models.families: ")) from None
+        return specs
 
 
 class Train(Strict):
@@ -161,6 +177,8 @@ class Search(Strict):
     # the space, never by the machine, so concurrency and load never change the answer;
     # trials at once are at most this many
     batch: Int = 4
+    # experiment trackers every trial is logged to (trackers.py); `--tracker` adds more
+    trackers: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
     seed: Int = 0
     scheduler: Literal["none", "asha"] = "none"
     grace_epochs: Int | None = None

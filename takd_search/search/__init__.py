@@ -17,22 +17,18 @@ The modules, in the order a run meets them:
   dryrun.py: `run --dry-run`'s plan and estimate.
 
 Only this package and cluster/ import Ray, and only once the input is known good: this
-file imports nothing, and the names below are loaded on first use, so `import
-takd_search.search.space` (or the reaper's own process) costs neither Ray nor torch.
+file imports nothing and sets no environment variable, and the names below are loaded on
+first use, so `import takd_search.search.space` (or the reaper's own process) costs
+neither Ray nor torch.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 
-# Ray and Tune read these at import: set them before any module of this package imports Ray
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Ray console tables: we print our own
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no tensorboard/csv noise
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-# Snapshot the experiment every 2 s (default: >= 10 s): a SIGKILLed driver then loses at
-# most the trials that finished in the last 2 s, which the hop store makes cheap to redo.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+# Importing this package changes nothing in the process: the Ray/Tune settings of the
+# tool's own runs (no Tune console tables, no auto loggers, 2 s snapshots) are set by
+# ray_session.start_ray for those runs only, and given back by stop_ray.
 
 # name -> the module that holds it (what cli, tests and users import from here)
 _EXPORTS = {

@@ -25,8 +25,12 @@ class PhaseProgress:
         label: Callable | None = None,
         run_dir: str | None = None,
         max_failures: int | None = None,
+        watchers: list | None = None,
     ):
         self.phase, self.total, self.max_failures = phase, total, max_failures
+        # told of every finished trial (the live study.db, trackers, an API caller's
+        # callbacks): objects with `trial(phase, row)`, picklable (Tune snapshots them)
+        self.watchers = list(watchers or [])
         self.label = label or (lambda cfg: cfg.get("path", "?"))
         self.done = self.failed = 0
         self.running: set = set()
@@ -38,7 +42,13 @@ class PhaseProgress:
 
     def __setstate__(self, state):
         # a Progress pickled by an older version (a restored experiment) lacks the view
-        defaults = {"run_dir": None, "live": {}, "started": None, "view": LiveBlock()}
+        defaults = {
+            "run_dir": None,
+            "live": {},
+            "started": None,
+            "view": LiveBlock(),
+            "watchers": [],
+        }
         self.__dict__.update({**defaults, **state})
 
     def _block(self) -> list[str]:
@@ -120,6 +130,7 @@ class PhaseProgress:
         status = "finished" if res.get("finished") else "stopped early"
         val = f"{100 * score:.2f}%" if score is not None else "-"
         self._line(f"{label}: {status}, val {val}")
+        self._tell(trial_id, config, res, None)
 
     def retry(self, trial_id: str, config: dict, why: str, epoch, n: int | None) -> None:
         """A failed trial that will run again (Tune's FailureConfig, or the in-process
@@ -139,6 +150,23 @@ class PhaseProgress:
         self.live.pop(trial_id, None)
         self.failed += 1
         self._line(f"{self.label(config)}: failed{': ' + why if why else ''}")
+        self._tell(trial_id, config, {}, why or "failed")
+
+    def _tell(self, trial_id: str, config: dict, metrics: dict, error: str | None) -> None:
+        """Each watcher hears of the finished trial; a watcher that fails costs itself
+        only (one line), never the run."""
+        if not self.watchers:
+            return
+        from takd_search.search.phase import make_row  # optuna: only with watchers
+
+        case = config.get("case") or config
+        row = make_row(trial_id, case.get("trial_number"), config, metrics, error)
+        for w in list(self.watchers):
+            try:
+                w.trial(self.phase, row)
+            except Exception as e:
+                self.watchers.remove(w)
+                self._line(f"warning: {type(w).__name__} stopped: {type(e).__name__}: {e}")
 
 
 def _error_line(err) -> str:

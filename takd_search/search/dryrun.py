@@ -19,10 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from takd_search.baselines import default_select_seeds
 from takd_search.engine.distill import pick_device
 from takd_search.models import create_model_from_name
 from takd_search.progress import fmt_seconds
+from takd_search.search.methods import trial_counts
 from takd_search.search.space import PathSpace
 
 
@@ -79,82 +79,16 @@ def plan(
 ) -> dict:
     """The plan as a dict (see the module doc): {'space', 'data', 'models', 'phases',
     'resources', 'where', 'compute'}; seconds are estimates, accuracies absent."""
-
     teacher, student, candidates = space.model_names()
     everyone = [teacher, *candidates, student]
     path_space = PathSpace(space, sizes, classes=ds.num_classes)
-    n_paths = path_space.n_paths()
-    longest = min(len(candidates), space.max_tas) + 2  # models in the longest path
-    n_search = space.search.n_trials
-    if space.search.sampler == "grid" and n_search is None:
-        n_search = path_space.grid_size()
-    k, seeds = space.baselines.confirm_top_k, list(space.baselines.confirm_seeds)
-    select = space.baselines.select_seeds
-    if select is None:
-        select = default_select_seeds(seeds, space.search.seed)
-    select = list(select)
-    # equal budgets (methods.py): BLKD and every confirmed candidate path are topped up to
-    # the most-tried candidate's completed trials, B <= n_search. Bounds: BLKD needs at
-    # most B trials beyond the search's direct ones; the k + 1 candidate paths (top-k and
-    # the heuristic's) at most k * B, since one of them already has B.
-    n_search_max = n_search or 0
-    n_blkd = max(space.baselines.blkd_trials or 0, n_search_max)
-    n_tune = k * n_search_max
-    # selection seeds: the k + 1 candidates; report seeds: top-k, BLKD, heuristic, NoKD
-    n_confirm = (k + 1) * len(select) + (k + 2 + 1) * len(seeds)
-    reseed = bool(space.baselines.reseed_teacher)
-    brought = teacher == "teacher"
-    distilled_runs = (k + 1) * len(select) + (k + 2) * len(seeds)
-    # hops each phase may train: the teacher comes from NoKD (or the user's file)
-    hops = {
-        "nokd": len(everyone) - (1 if brought else 0),
-        "search": n_search_max * (longest - 1),
-        "blkd": n_blkd,
-        "tune": n_tune * (longest - 1),
-        # each distilled run trains its TAs and student, NoKD its student; with
-        # reseed_teacher each distilled run's teacher too
-        "confirm": distilled_runs * (longest - 1)
-        + len(seeds)
-        + (distilled_runs if reseed and not brought else 0),
-    }
-
+    phases = _phases(space, path_space, everyone)
     dev = str(pick_device(device))
-    steps_per_epoch = math.ceil(len(ds.split(space.data.val_fraction, space.data.split_seed)[0])
-                                / train.batch_size)  # fmt: skip
-    probe = {}
-    for m in everyone:
-        if m == "teacher":
-            continue
-        tr, fw = _probe(m, ds, train.batch_size, dev)
-        probe[m] = {"step_s": tr, "forward_s": fw, "hop_s": tr * steps_per_epoch * train.epochs}
-    e = train.epochs * steps_per_epoch
-    smallest_parent = min((probe[m]["forward_s"] for m in probe), default=0.0)
-
-    def kd_hop(child: str) -> float:
-        return probe[child]["hop_s"] + smallest_parent * e
-
-    nokd_s = sum(p["hop_s"] for p in probe.values())
-    hop_mean = (
-        sum(kd_hop(m) for m in [*candidates, student]) / len([*candidates, student])
-        if candidates or student
-        else 0.0
-    )
-    search_s = (n_search or 0) * hop_mean * (longest - 1)
-    blkd_s = n_blkd * kd_hop(student)
-    tune_s = n_tune * hop_mean * (longest - 1)
-    confirm_s = hops["confirm"] * hop_mean
-    if address:
-        concurrency, where_ray = None, f"the Ray cluster at {address}"
-    else:
-        import torch  # torch: not loaded by torch-free callers
-
-        cpus = os.cpu_count() or 1
-        by_cpu = max(1, int(cpus // max(space.resources.cpu, 1e-9)))
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        by_gpu = int(gpus // space.resources.gpu) if space.resources.gpu else by_cpu
-        concurrency = max(1, min(by_cpu, by_gpu, space.resources.concurrency or by_cpu))
-        where_ray = f"a local Ray on this machine ({cpus} CPUs, {gpus} GPUs)"
-    total = nokd_s + search_s + blkd_s + tune_s + confirm_s
+    compute = _compute(space, ds, train, dev, everyone, phases)
+    concurrency, where_ray = _concurrency(space, address)
+    if concurrency:
+        concurrency = min(concurrency, space.search.batch)  # a batch is all that can run
+        compute["wall_s_at_most"] = compute["train_s_at_most"] / concurrency
     store = (
         None
         if no_store
@@ -178,27 +112,8 @@ def plan(
         },
         "models": {m: sizes[m] for m in everyone},
         "epochs": train.epochs,
-        "paths": n_paths,
-        "phases": [
-            {"phase": "nokd", "trials": len(everyone), "hops_at_most": hops["nokd"]},
-            {
-                "phase": "search",
-                "trials": n_search,
-                "time_budget_s": space.search.time_budget_s,
-                "sampler": space.search.sampler,
-                "scheduler": space.search.scheduler,
-                "hops_at_most": hops["search"],
-            },
-            {"phase": "blkd", "trials": n_blkd, "hops_at_most": hops["blkd"]},
-            {"phase": "tune", "trials": n_tune, "hops_at_most": hops["tune"]},
-            {
-                "phase": "confirm",
-                "trials": n_confirm,
-                "seeds": seeds,
-                "select_seeds": select,
-                "hops_at_most": hops["confirm"],
-            },
-        ],
+        "paths": path_space.n_paths(),
+        "phases": phases,
         "resources": {
             "cpu_per_trial": space.resources.cpu,
             "gpu_per_trial": space.resources.gpu,
@@ -207,13 +122,93 @@ def plan(
             "device": dev,
         },
         "where": {"run_dir": run_dir, "store": store},
-        "compute": {
-            "probe": probe,
-            "steps_per_epoch": steps_per_epoch,
-            "train_s_at_most": total,
-            "wall_s_at_most": total / concurrency if concurrency else None,
-        },
+        "compute": compute,
     }
+
+
+def _phases(space, path_space, everyone: list[str]) -> list[dict]:
+    """Trials and new hops (at most) per phase, from the run's own arithmetic
+    (methods.trial_counts); `kind` says what one trial trains, for the estimate."""
+    teacher, candidates = everyone[0], everyone[1:-1]
+    longest = min(len(candidates), space.max_tas) + 2  # models in the longest path
+    n_search = space.search.n_trials
+    if space.search.sampler == "grid" and n_search is None:
+        n_search = path_space.grid_size()
+    counts = trial_counts(space, n_search, heuristic=bool(candidates))
+    seeds = list(space.baselines.confirm_seeds)
+    # a distilled retraining trains its TAs and student (with reseed_teacher, its teacher
+    # too); the teacher comes from NoKD (or the user's file)
+    per_run = longest - 1 + (1 if space.baselines.reseed_teacher and teacher != "teacher" else 0)
+    distilled = counts["confirm"] - len(seeds)  # the chosen configurations' report seeds
+    return [
+        {"phase": "nokd", "trials": len(everyone), "kind": "nokd",
+         "hops_at_most": len(everyone) - (1 if teacher == "teacher" else 0)},
+        {"phase": "search", "trials": n_search, "kind": "path",
+         "time_budget_s": space.search.time_budget_s, "sampler": space.search.sampler,
+         "scheduler": space.search.scheduler, "hops_at_most": (n_search or 0) * (longest - 1)},
+        {"phase": "blkd", "trials": counts["blkd"], "kind": "direct",
+         "hops_at_most": counts["blkd"]},
+        {"phase": "tune", "trials": counts["tune"], "kind": "heuristic",
+         "hops_at_most": 2 * counts["tune"]},
+        {"phase": "select", "trials": counts["select"], "kind": "hops",
+         "select_seeds": counts["select_seeds"], "hops_at_most": counts["select"] * per_run},
+        {"phase": "confirm", "trials": counts["confirm"], "kind": "hops", "seeds": seeds,
+         "hops_at_most": distilled * per_run + len(seeds)},
+    ]  # fmt: skip
+
+
+def _compute(space, ds, train, dev: str, everyone: list[str], phases: list[dict]) -> dict:
+    """Training seconds at most (no reuse, no early stop), from a timing probe of every
+    model on a real batch."""
+    n_train = len(ds.split(space.data.val_fraction, space.data.split_seed)[0])
+    steps_per_epoch = math.ceil(n_train / train.batch_size)
+    probe = {}
+    for m in everyone:
+        if m == "teacher":
+            continue
+        tr, fw = _probe(m, ds, train.batch_size, dev)
+        probe[m] = {"step_s": tr, "forward_s": fw, "hop_s": tr * steps_per_epoch * train.epochs}
+    e = train.epochs * steps_per_epoch
+    smallest_parent = min((probe[m]["forward_s"] for m in probe), default=0.0)
+
+    def kd_hop(child: str) -> float:
+        return probe[child]["hop_s"] + smallest_parent * e
+
+    children = everyone[1:]
+    hop_mean = sum(kd_hop(m) for m in children) / len(children) if children else 0.0
+    longest = min(len(everyone) - 2, space.max_tas) + 2
+    per_trial = {
+        "nokd": sum(p["hop_s"] for p in probe.values()) / max(1, len(probe)),
+        "path": hop_mean * (longest - 1),
+        "direct": kd_hop(everyone[-1]),
+        "heuristic": hop_mean * 2,
+    }
+    total = sum(
+        ph["hops_at_most"] * hop_mean
+        if ph["kind"] == "hops"
+        else (ph["trials"] or 0) * per_trial[ph["kind"]]
+        for ph in phases
+    )
+    return {
+        "probe": probe,
+        "steps_per_epoch": steps_per_epoch,
+        "train_s_at_most": total,
+        "wall_s_at_most": None,
+    }
+
+
+def _concurrency(space, address: str | None) -> tuple[int | None, str]:
+    """Trials at once on this machine's local Ray (None on a cluster) and where Ray is."""
+    if address:
+        return None, f"the Ray cluster at {address}"
+    import torch  # torch: not loaded by torch-free callers
+
+    cpus = os.cpu_count() or 1
+    by_cpu = max(1, int(cpus // max(space.resources.cpu, 1e-9)))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    by_gpu = int(gpus // space.resources.gpu) if space.resources.gpu else by_cpu
+    concurrency = max(1, min(by_cpu, by_gpu, space.resources.concurrency or by_cpu))
+    return concurrency, f"a local Ray on this machine ({cpus} CPUs, {gpus} GPUs)"
 
 
 def plan_text(p: dict) -> str:
@@ -236,13 +231,12 @@ def plan_text(p: dict) -> str:
             ) else ""  # fmt: skip
             extra = f" ({ph['sampler']} sampler, {ph['scheduler']} scheduler{budget})"
         if ph["phase"] in ("blkd", "tune"):
-            what = "BLKD" if ph["phase"] == "blkd" else "the heuristic's and top-k paths"
-            extra = f" at most (tops {what} up to the winner's tuning trials)"
+            what = "BLKD" if ph["phase"] == "blkd" else "the heuristic's path"
+            extra = f" ({what}: as many proposals as the search)"
+        if ph["phase"] == "select":
+            extra = f" (each procedure's top-k x selection seeds {ph['select_seeds']})"
         if ph["phase"] == "confirm":
-            extra = (
-                f" (top-k and heuristic x selection seeds {ph['select_seeds']}; top-k, BLKD, "
-                f"heuristic, NoKD x report seeds {ph['seeds']})"
-            )
+            extra = f" (the chosen path, BLKD, heuristic and NoKD x report seeds {ph['seeds']})"
         out.append(
             f"  {ph['phase']:8s} {trials} trials{extra}, at most {ph['hops_at_most']} new hops"
         )

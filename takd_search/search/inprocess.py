@@ -70,8 +70,9 @@ class InProcessRunner:
             label=label,
             run_dir=str(root.parent),
             max_failures=phase.max_failures,
+            watchers=phase.watchers,
         )
-        rungs = Rungs(phase.run["train"]["epochs"], phase.grace()) if phase.asha else None
+        rungs = Rungs(phase.run.train.epochs, phase.grace()) if phase.asha else None
         proposer = phase.proposer() if phase.space is not None else None
         fixed = iter(phase.cases())
         rows: list[dict] = []
@@ -164,7 +165,7 @@ def _load(path: Path) -> dict[int, dict]:
 
 
 def _places(phase: Phase, root: Path) -> list[Path]:
-    return [Path(p) for p in (root, phase.run.get("store")) if p]
+    return [Path(p) for p in (root, phase.run.store) if p]
 
 
 class _sigterm_as_interrupt:

@@ -24,6 +24,29 @@ TUNING_PHASES = ("search", "blkd", "tune")
 PROCEDURES = {"top": "search", "blkd": "blkd", "heuristic": "tune"}  # label prefix -> phase
 
 
+def trial_counts(space, n_search: int | None, heuristic: bool = True) -> dict:
+    """Trials per phase after NoKD, given the search's proposals `n_search` (its n_trials,
+    or what its time budget allowed): the one arithmetic the run and its dry run share.
+    BLKD and the heuristic get the same proposals (BLKD at least `blkd_trials`); the k best
+    of each procedure x the selection seeds; the chosen three and NoKD x the report seeds."""
+    from takd_search.baselines import default_select_seeds
+
+    b = space.baselines
+    n = max(n_search or 0, 1)
+    select = b.select_seeds
+    if select is None:
+        select = default_select_seeds(b.confirm_seeds, space.search.seed)
+    procedures = 3 if heuristic else 2
+    return {
+        "search": n_search,
+        "blkd": max(n, b.blkd_trials or 0),
+        "tune": n if heuristic else 0,
+        "select": procedures * b.confirm_top_k * len(select),
+        "confirm": (procedures + 1) * len(b.confirm_seeds),
+        "select_seeds": list(select),
+    }
+
+
 def _label(prefix: str, i: int) -> str:
     """top1, top2, ...; blkd, blkd2, ...; heuristic, heuristic2, ..."""
     return f"top{i}" if prefix == "top" else prefix if i == 1 else f"{prefix}{i}"

@@ -9,7 +9,7 @@ metrics, retries, path_dir}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from takd_search.search.proposer import Proposer, make_sampler
 from takd_search.search.trial import outcome
@@ -22,7 +22,7 @@ class Phase:
     list). cpu/gpu: one trial's resources; concurrency: trials at once (Ray runner)."""
 
     name: str
-    run: dict
+    run: object  # settings.RunSettings: what every trial needs
     dataset: object = None  # takd_search.data.Dataset, shipped to workers by Ray
     teacher: object = None  # takd_search.teacher.TeacherSource of a brought teacher, or None
     configs: list[dict] | None = None
@@ -39,6 +39,7 @@ class Phase:
     gpu: float = 0.0
     concurrency: int = 1
     max_failures: int = 1
+    watchers: list = field(default_factory=list)  # console.PhaseProgress's watchers
 
     @property
     def total(self) -> int | None:
@@ -56,7 +57,7 @@ class Phase:
 
     def grace(self) -> int:
         """The first rung of early stopping, in student epochs."""
-        epochs = self.run["train"]["epochs"]
+        epochs = self.run.train.epochs
         return min(epochs, self.grace_epochs or max(1, epochs // 4))
 
 

@@ -7,6 +7,8 @@ adapts it to Tune's scheduler interface. It imports Ray (tune_phase imports it).
 
 from __future__ import annotations
 
+import pickle
+
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from takd_search.search.rungs import Rungs, rungs
@@ -52,3 +54,11 @@ class FairASHA(FIFOScheduler):
             trial.trial_id, batch, result[self._time_attr], sign * result[self._metric]
         )
         return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump((self._metric, self._mode, self.rungs), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self._metric, self._mode, self.rungs = pickle.load(f)

@@ -9,6 +9,7 @@ With cluster/, the only place Ray is started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -23,6 +24,18 @@ from takd_search.ray_token import read_token
 from takd_search.search import reaper
 
 TOKEN_FILE = "ray_token"  # the local cluster's auth token, in the run folder, mode 600
+# What the tool's own Tune runs need, set by start_ray and given back by stop_ray (never on
+# import: a user's own Tuner in the same process keeps its loggers). Tune reads each when
+# a run starts (its callbacks, its controller, its console output), so this is in time.
+RUN_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # no Ray console tables: we print our own
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no tensorboard/csv files nobody asked for
+    "RAY_DEDUP_LOGS": "0",
+    # snapshot the experiment every 2 s (default >= 10 s): a SIGKILLed driver then loses
+    # at most the trials of the last 2 s, which the hop store makes cheap to redo
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
+}
+_saved_run_env: dict | None = None  # the process's own values while the tool's run is on
 _AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _saved_auth: dict | None = None  # the process's own auth settings while a local Ray runs
 
@@ -42,19 +55,11 @@ def start_ray(
     the local cluster requires a token: a fresh one per start, written to
     `token_dir/ray_token` (mode 600; a private temporary folder when no run folder is
     given). A client without it is refused (UNAUTHENTICATED) by every exposed port.
+    The process gets RUN_ENV until stop_ray (a value the user set is kept).
     """
+    set_run_env()
     if not ray.is_initialized():
-        pkg_root = str(Path(__file__).resolve().parents[2])  # the folder holding takd_search
-        env = {
-            "env_vars": {
-                "PYTHONPATH": os.pathsep.join(
-                    p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p
-                ),
-                "RAY_AIR_NEW_OUTPUT": "0",
-                # the store's and the fault tests' settings reach the workers
-                **{k: v for k, v in os.environ.items() if k.startswith("TAKD_")},
-            }
-        }
+        env = {"env_vars": worker_env()}
         kw = dict(
             include_dashboard=False,
             log_to_driver=False,
@@ -67,33 +72,71 @@ def start_ray(
             # (services.resolve_ip_for_localhost) unless clusters are switched off, its own
             # switch for a one-machine Ray (as on macOS): off while this one starts, so
             # the node, its agents and workers advertise and bind 127.0.0.1
-            from ray._private import ray_constants
-
-            multi = ray_constants.ENABLE_RAY_CLUSTER
-            ray_constants.ENABLE_RAY_CLUSTER = False
             try:
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    num_gpus=num_gpus,
-                    _node_ip_address="127.0.0.1",
-                    **kw,
-                )
+                with _one_machine():
+                    ray.init(
+                        address="local",
+                        num_cpus=num_cpus,
+                        num_gpus=num_gpus,
+                        _node_ip_address="127.0.0.1",
+                        **kw,
+                    )
             except BaseException:
                 _restore_auth()
                 raise
-            finally:
-                ray_constants.ENABLE_RAY_CLUSTER = multi
             _watch_session()
         else:
             if address.startswith(("http://", "https://")):
                 raise UserError(_HTTP_ADDRESS.format(address=address))
             _token_mode_if_token()
+            if _is_loopback(address):  # a head on this machine's 127.0.0.1 (as in tests)
+                kw["_node_ip_address"] = "127.0.0.1"
             try:
-                ray.init(address=address, **kw)
+                with _one_machine(_is_loopback(address)):
+                    ray.init(address=address, **kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise UserError(_unreachable(address, e)) from None
     return dict(ray.cluster_resources())
+
+
+@contextlib.contextmanager
+def _one_machine(on: bool = True):
+    """Ray's one-machine switch (clusters off) while a node starts or a driver joins: Ray
+    then keeps 127.0.0.1 instead of swapping in the machine's network address, which a
+    head bound to loopback does not listen on (the join would wait for minutes)."""
+    from ray._private import ray_constants  # Ray: imported only once a command needs it
+
+    multi = ray_constants.ENABLE_RAY_CLUSTER
+    if on:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = multi
+
+
+def _is_loopback(address: str) -> bool:
+    """HOST:PORT on this machine's loopback (127.x, localhost, ::1)."""
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def worker_env() -> dict[str, str]:
+    """The env vars of every Ray worker of a run: this package and the folders of the
+    model-family modules the run loaded on PYTHONPATH, $TAKD_FAMILIES naming those
+    modules (a worker imports them on its first model name: plugins.py), and every
+    TAKD_* setting (the store's, the fault tests')."""
+    from takd_search import plugins  # no torch: the loader is standard library only
+
+    pkg_root = str(Path(__file__).resolve().parents[2])  # the folder holding takd_search
+    fams = plugins.for_workers()
+    path = [pkg_root, fams.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in path if p),
+        "RAY_AIR_NEW_OUTPUT": "0",
+        **{k: v for k, v in os.environ.items() if k.startswith("TAKD_")},
+        **fams,
+    }
 
 
 _HTTP_ADDRESS = (
@@ -201,6 +244,28 @@ def _watch_session() -> None:
         _reaper = None
 
 
+def set_run_env() -> None:
+    """RUN_ENV for the tool's own runs; a variable the user set keeps its value."""
+    global _saved_run_env
+    if _saved_run_env is None:
+        _saved_run_env = {k: os.environ.get(k) for k in RUN_ENV}
+    for k, v in RUN_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+def restore_run_env() -> None:
+    """Give the process back the values RUN_ENV's variables had before set_run_env."""
+    global _saved_run_env
+    if _saved_run_env is None:
+        return
+    for k, v in _saved_run_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _saved_run_env = None
+
+
 def stop_ray() -> None:
     global _reaper
     if ray.is_initialized():
@@ -209,6 +274,7 @@ def stop_ray() -> None:
         _reaper.stdin.close()
         _reaper = None
     _restore_auth()
+    restore_run_env()
 
 
 def check_device(device: str | None) -> None:

@@ -59,6 +59,9 @@ def run_search(
     dry_run: bool = False,
     write_report: bool = True,
     runner=None,
+    trackers=(),
+    callbacks=(),
+    print_answer: bool = True,
 ) -> Path | None:
     """Run (or resume) a search; returns the run folder. Raises UserError on bad input
     (before anything is written) and Interrupted when stopped (state kept).
@@ -66,6 +69,9 @@ def run_search(
     write_report: write report.md and its plots into the run folder at the end.
     runner: 'ray' (Ray Tune, the default), 'inprocess' (every trial in this process, no
     Ray), or a runner object (runner.py); None: $TAKD_SEARCH_RUNNER, else 'ray'.
+    trackers: tracker kinds (trackers.py) besides the space's; callbacks: objects with
+    `trial(phase, row)` (and optionally `answer(summary, text)`), told as trials finish.
+    print_answer: the closing block on stdout (the CLI); else to the progress log only.
 
     space_ref / results_dir None: `digits_vgg` / `results`, or with `resume` the run's own.
     A resumed run keeps its saved settings (resume.py); a flag contradicting them is refused.
@@ -87,9 +93,9 @@ def run_search(
                                            store_arg, no_store, address, p.device,
                                            p.resume)))  # fmt: skip
         return None
-    runner = make_runner(runner)
+    runner = make_runner(runner, address)
     store = check_machine(p, address, store_root, no_store)
-    s = Session.open(p, runner, address, new, store)
+    s = Session.open(p, runner, address, new, store, trackers, callbacks)
     try:
         s.state("running")
         summary = _procedure(s)
@@ -115,7 +121,12 @@ def run_search(
         raise
     finally:
         s.close()
-    print(answer(summary))
+    text = answer(summary)
+    if print_answer:
+        print(text)
+    else:
+        say(text)
+    s.answered(summary, text)
     if write_report:
         _write_report(s.run_dir)
     return s.run_dir
@@ -143,14 +154,14 @@ def _procedure(s: Session) -> dict:
     # three tuning procedures, the same number of proposals each (methods.py)
     paths = PathSpace(space, p.sizes, classes=p.ds.num_classes)
     search = _tune(s, "search", paths, space.search.n_trials, space.search.time_budget_s)
-    n = max(len(search), 1)
+    counts = procedures.trial_counts(space, len(search), heuristic=ta is not None)
     direct = PathSpace(space, p.sizes, direct_only=True, classes=p.ds.num_classes)
-    blkd = _tune(s, "blkd", direct, max(n, space.baselines.blkd_trials or 0))
+    blkd = _tune(s, "blkd", direct, counts["blkd"])
     tune = []
     if ta:
         heur = [f"{teacher}>{ta}>{student}"]
         tune = _tune(s, "tune", PathSpace(space, p.sizes, classes=p.ds.num_classes,
-                                          schedule=heur), n)  # fmt: skip
+                                          schedule=heur), counts["tune"])  # fmt: skip
     elif "tune" not in s.done:
         s.save("tune", [])
     trials = [
@@ -161,9 +172,7 @@ def _procedure(s: Session) -> dict:
     s.csv("trials", trials)
     # selection: each procedure's k best, retrained with the selection seeds
     cands = procedures.candidates(trials, space.baselines.confirm_top_k)
-    select_seeds = space.baselines.select_seeds
-    if select_seeds is None:
-        select_seeds = baselines.default_select_seeds(space.baselines.confirm_seeds, seed)
+    select_seeds = counts["select_seeds"]
     teacher_seed = None if space.baselines.reseed_teacher else seed
     select = None
     if select_seeds:

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,14 +21,10 @@ from takd_search import __version__
 from takd_search.atomic import write_atomic, write_json
 from takd_search.config import Space
 from takd_search.errors import UserError
+from takd_search.progress import say  # noqa: F401 (re-exported: search.say)
 from takd_search.search import resume as saved_run
 
 PHASES = ("nokd", "search", "blkd", "tune", "select", "confirm")
-
-
-def say(msg: str = "") -> None:
-    """One line on the console (stderr, which console.log copies)."""
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _check_writable(results_dir: Path) -> None:

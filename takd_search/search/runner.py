@@ -23,12 +23,14 @@ RUNNERS = ("ray", "inprocess")
 ENV = "TAKD_SEARCH_RUNNER"
 
 
-def make_runner(runner=None):
-    """A runner object from a name ('ray', 'inprocess'), an object, or None ($TAKD_SEARCH_
-    RUNNER, else 'ray'). Ray is imported only for the Ray runner."""
+def make_runner(runner=None, address: str | None = None):
+    """A runner object from a name ('ray', 'inprocess'), an object, or None: 'ray' for a
+    cluster `address`, else $TAKD_SEARCH_RUNNER, else 'ray'. Ray is imported only for the
+    Ray runner."""
     if runner is not None and not isinstance(runner, str):
         return runner
-    name = runner or os.environ.get(ENV) or "ray"
+    on_cluster = address not in (None, "", "local")
+    name = runner or ("ray" if on_cluster else os.environ.get(ENV)) or "ray"
     if name == "inprocess":
         from takd_search.search.inprocess import InProcessRunner
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from takd_search import progress
@@ -29,7 +29,10 @@ from takd_search.search.run_dir import (
     _write_start,
     say,
 )
+from takd_search.search.settings import RunSettings
 from takd_search.search.space import snapshot_epochs
+from takd_search.search.study import LiveMirror
+from takd_search.trackers import make_trackers
 
 
 class RunFailed(Exception):
@@ -48,9 +51,21 @@ class Session:
     spaces: dict = field(default_factory=dict)  # phase name -> its PathSpace (study.db)
     owner: object = None
     t0: float = field(default_factory=time.perf_counter)
+    watchers: list = field(default_factory=list)  # trackers and callbacks: every phase
 
     @classmethod
-    def open(cls, p, runner, address: str | None, new: bool, store: str | None) -> Session:
+    def open(
+        cls,
+        p,
+        runner,
+        address: str | None,
+        new: bool,
+        store: str | None,
+        trackers=(),
+        callbacks=(),
+    ) -> Session:
+        """trackers: tracker kinds (trackers.KINDS) besides the space's `search.trackers`;
+        callbacks: objects with `trial(phase, row)`, told of every finished trial."""
         space = p.space
         run_dir = p.resume or _pick_run_dir(space, p.space_json, p.results_dir, new, store)
         fresh = not (run_dir / "space.json").exists()
@@ -68,7 +83,7 @@ class Session:
                 run_dir / saved_run.SETTINGS,
                 saved_run.settings(p.space_file, p.overrides, p.results_dir, store, p.device),
             )
-            _write_start(run_dir, p.space_json, p.text, run, runner.resources)
+            _write_start(run_dir, p.space_json, p.text, run.as_dict(), runner.resources)
         progress.attach_log(run_dir / "console.log")  # the console, copied into the folder
         common = dict(
             run=run,
@@ -85,7 +100,10 @@ class Session:
             f"{', '.join(p.candidates) or 'none'} | {p.train.epochs} epochs/hop | up to "
             f"{min(concurrency, space.search.batch)} trials at once ({runner.name} runner)"
         )
-        return cls(p, run_dir, runner, common, _load_done(run_dir), owner=owner)
+        kinds = [*(space.search.trackers or []), *(trackers or [])]
+        watchers = [*make_trackers(kinds, run_dir), *callbacks]
+        return cls(p, run_dir, runner, common, _load_done(run_dir), owner=owner,
+                   watchers=watchers)  # fmt: skip
 
     def phase(self, name: str, space=None, **kw) -> list[dict]:
         """Run phase `name` (or keep its saved rows); `space`: a search phase's PathSpace."""
@@ -95,9 +113,12 @@ class Session:
             say(f"[{name}] already complete ({len(self.done[name])} trials), kept")
             return self.done[name]
         root = self.run_dir / "tune"
+        watchers = [LiveMirror(self.run_dir, self.done, self.spaces), *self.watchers]
         rows = self.runner.run_phase(
-            Phase(name=name, dataset=self.plan.ds, space=space, **self.common, **kw), root
-        )
+            Phase(name=name, dataset=self.plan.ds, space=space, watchers=watchers,
+                  **self.common, **kw),
+            root,
+        )  # fmt: skip
         _report_corrupt(self.run_dir, rows)
         self.save(name, rows)
         if rows and not any(r["status"] in ("completed", "pruned") for r in rows):
@@ -118,6 +139,15 @@ class Session:
             say(f"warning: could not write {self.run_dir / study.FILE} ({type(e).__name__}: {e})")
         return rows
 
+    def answered(self, summary: dict, text: str) -> None:
+        """Trackers log the run's answer (a tracker that fails costs one line)."""
+        for w in self.watchers:
+            if hasattr(w, "answer"):
+                try:
+                    w.answer(summary, text)
+                except Exception as e:
+                    say(f"warning: {type(w).__name__} could not log the answer: {e}")
+
     def csv(self, name: str, rows: list[dict]) -> None:
         write_csv(self.run_dir, name, rows)
 
@@ -131,26 +161,26 @@ class Session:
         self.owner.release()
 
 
-def run_settings(p, store: str | None, run_dir: Path) -> dict:
-    """What every trial of the run needs to know, as it travels to workers (JSON-able)."""
+def run_settings(p, store: str | None, run_dir: Path) -> RunSettings:
+    """What every trial of the run needs to know, as it travels to workers."""
     space = p.space
-    return {
-        "dataset": space.data.dataset,
-        "data_dir": _abs(space.data.data_dir),
-        "device": p.device,
-        "val_fraction": space.data.val_fraction,
-        "split_seed": space.data.split_seed,
-        "augment": space.data.augment,
-        "image_size": space.data.image_size,
-        "store": store,
-        "train": asdict(p.train),
-        "snapshots": list(snapshot_epochs(space, p.train.epochs)),
-        "seed": space.search.seed,
-        "cpus": space.resources.cpu,
-        "teacher": p.own.describe() if p.own else None,
-        "attempts_dir": str((run_dir / "tune" / "attempts").resolve()),
-        "driver": uuid.uuid4().hex,  # this driver's id: a trial it restarts is a retry
-    }
+    return RunSettings(
+        dataset=space.data.dataset,
+        data_dir=_abs(space.data.data_dir),
+        device=p.device,
+        val_fraction=space.data.val_fraction,
+        split_seed=space.data.split_seed,
+        augment=space.data.augment,
+        image_size=space.data.image_size,
+        store=store,
+        train=p.train,
+        snapshots=tuple(snapshot_epochs(space, p.train.epochs)),
+        seed=space.search.seed,
+        cpus=space.resources.cpu,
+        teacher=p.own.describe() if p.own else None,
+        attempts_dir=str((run_dir / "tune" / "attempts").resolve()),
+        driver=uuid.uuid4().hex,
+    )
 
 
 def _report_corrupt(run_dir: Path, rows: list[dict]) -> None:

@@ -147,3 +147,22 @@ def mirror(run_dir: str | os.PathLike, done: dict[str, list[dict]], spaces: dict
         finally:
             storage.engine.dispose()
     return final
+
+
+class LiveMirror:
+    """A phase watcher (console.PhaseProgress) that rewrites study.db after every finished
+    trial, so optuna-dashboard shows the search while it runs. `done`: the earlier phases'
+    rows; rows of this phase accumulate as trials finish (the phase's saved rows replace
+    them when it ends). The file is replaced atomically: a reader never sees half of it."""
+
+    def __init__(self, run_dir, done: dict, spaces: dict):
+        self.run_dir, self.done, self.spaces = str(run_dir), dict(done), dict(spaces)
+        self.rows: dict[str, list[dict]] = {}
+
+    def trial(self, phase: str, row: dict) -> None:
+        rows = self.rows.setdefault(phase, [])
+        rows.append(row)
+        rows.sort(
+            key=lambda r: r.get("trial_number") if r.get("trial_number") is not None else 1e9
+        )
+        mirror(self.run_dir, {**self.done, phase: rows}, self.spaces)

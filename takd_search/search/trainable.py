@@ -14,7 +14,7 @@ from takd_search.search import trial
 METRIC = trial.METRIC
 
 
-def run_trial(config: dict, run: dict, dataset=None, teacher=None) -> None:
+def run_trial(config: dict, run, dataset=None, teacher=None) -> None:
     trial.run_trial(
         config,
         run,

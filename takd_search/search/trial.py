@@ -19,10 +19,11 @@ from pathlib import Path
 from takd_search.engine.augment import DeviceData
 from takd_search.engine.chain import Context, hop_rows, run_chain
 from takd_search.engine.distill import pick_device
-from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.hop import HopParams
 from takd_search.engine.own_teacher import attach_teacher
 from takd_search.engine.path import path_models
 from takd_search.run_path import open_store
+from takd_search.search.settings import RunSettings
 from takd_search.search.space import resolve_hops
 
 METRIC = "score"  # the running best validation accuracy of the path's student
@@ -30,7 +31,7 @@ METRIC = "score"  # the running best validation accuracy of the path's student
 _CONTEXTS: dict = {}
 
 
-def _context(run: dict, dataset, teacher=None):
+def _context(run: RunSettings, dataset, teacher=None):
     """The worker's Context for a run: data moved to the device once per process (actors
     are reused between trials), store opened once. The data set itself comes from the
     driver through Ray's object store, so workers (and cluster nodes) need no data files
@@ -38,32 +39,30 @@ def _context(run: dict, dataset, teacher=None):
 
     key = (
         dataset.fingerprint,
-        run["device"],
-        run["val_fraction"],
-        run["split_seed"],
-        run["augment"],
-        run["store"],
+        run.device,
+        run.val_fraction,
+        run.split_seed,
+        run.augment,
+        run.store,
         teacher.digest if teacher is not None else None,
     )
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
-        device = pick_device(run["device"])
-        data = DeviceData(dataset, device, run["val_fraction"], run["split_seed"], run["augment"])
-        store = open_store(run["store"], no_store=run["store"] is None)
-        ctx = Context(
-            data, TrainConfig(**run["train"]), store, snapshot_epochs=tuple(run["snapshots"])
-        )
+        device = pick_device(run.device)
+        data = DeviceData(dataset, device, run.val_fraction, run.split_seed, run.augment)
+        store = open_store(run.store, no_store=run.store is None)
+        ctx = Context(data, run.train, store, snapshot_epochs=tuple(run.snapshots))
         if teacher is not None:  # a brought teacher: measured (or fine-tuned) once per process
-            attach_teacher(ctx, teacher, seed=run["seed"])
+            attach_teacher(ctx, teacher, seed=run.seed)
         _CONTEXTS[key] = ctx
     ctx = _CONTEXTS[key]
-    ctx.train = TrainConfig(**run["train"])
+    ctx.train = run.train
     return ctx
 
 
 def run_trial(
     config: dict,
-    run: dict,
+    run,  # settings.RunSettings (or its dict form)
     dataset=None,
     teacher=None,
     *,
@@ -71,58 +70,78 @@ def run_trial(
     trial_id: str = "",
 ) -> None:
     """One trial: train config['path'] as a chain and report the student's validation
-    accuracy once per epoch (so ASHA can stop it), then a final row with the details.
+    accuracy once per epoch (so a scheduler can stop it), then a final row with the
+    details (`_Reports`).
 
     Hops already in the store are loaded, and a reused student's stored curve is
     replayed, so a restarted or retried trial resumes at its first unfinished hop.
     """
     import torch  # torch: not loaded by torch-free callers
 
-    torch.set_num_threads(max(1, int(run["cpus"])))
+    # the thread count comes from the space (resources.cpu), never from the machine: it
+    # changes the floats, so it is part of the answer
+    run = RunSettings.of(run)
+    torch.set_num_threads(max(1, int(run.cpus)))
     config = {**config, **config.get("case", {})}  # fixed phases nest their config
-    t0 = time.perf_counter()
     ctx = _context(run, dataset, teacher)
     # only hops whose test number is reported look at the test set: the phase says so
     # explicitly (`sees_test`); never a search, tuning or selection trial
-    sees_test = sees_test_set(config)
-    ctx.evaluate_test = sees_test
+    ctx.evaluate_test = sees_test_set(config)
     if config.get("lr") is not None:  # a searched learning rate: part of every hop's key
         ctx.train = replace(ctx.train, lr=float(config["lr"]))
     names = path_models(config["path"])
-    epochs = ctx.train.epochs
-    hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), epochs)]
-    seed = int(config.get("seed", run["seed"]))
+    hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), ctx.train.epochs)]
     teacher_seed = config.get("teacher_seed")
-    before = ctx.store.stats.as_dict()
-    best = [-1.0]
-    reported = [0]
-    attempt = _attempt(run.get("attempts_dir"), trial_id, run.get("driver"))
-    # what this trial has spent so far, so that a trial stopped early (or failing) is
-    # charged its compute: hops started training here (TA hops included) and their seconds
-    spent = {"trained": 0, "reused": 0, "seconds": 0.0, "current": 0.0}
+    reports = _Reports(report, ctx, len(names), _attempt(run.attempts_dir, trial_id, run.driver))
+    ctx.on_event = reports.on_event
+    chain = run_chain(
+        ctx,
+        names,
+        hops,
+        guidance=config.get("guidance", "chain"),
+        seed=int(config.get("seed", run.seed)),
+        teacher_seed=None if teacher_seed is None else int(teacher_seed),
+    )
+    reports.final(chain)
 
-    def report_epoch(epoch: int, val: float) -> None:
-        best[0] = max(best[0], val)
-        reported[0] = epoch
-        if epoch >= epochs:
-            # the last epoch goes out with the final report below: a scheduler stops a
-            # trial at max_t, and a stop here would swallow the trial's details (and make
-            # a finished trial look pruned)
+
+class _Reports:
+    """A trial's reports: one per student epoch (the running best validation accuracy
+    and what the trial has spent so far, so a trial stopped early or failing is charged
+    its compute, TA hops included), then the final one, flagged `finished`."""
+
+    def __init__(self, report: Callable[[dict], None], ctx, n_models: int, attempt: int):
+        self.report, self.ctx, self.n_models, self.attempt = report, ctx, n_models, attempt
+        self.epochs = ctx.train.epochs
+        self.best, self.reported = -1.0, 0
+        self.spent = {"trained": 0, "reused": 0, "seconds": 0.0, "current": 0.0}
+        self.before = ctx.store.stats.as_dict()
+        self.t0 = time.perf_counter()
+
+    def epoch(self, epoch: int, val: float) -> None:
+        self.best = max(self.best, val)
+        self.reported = epoch
+        if epoch >= self.epochs:
+            # the last epoch goes out with the final report: a scheduler stops a trial at
+            # max_t, and a stop here would swallow the trial's details (and make a
+            # finished trial look pruned)
             return
-        report(
+        spent = self.spent
+        self.report(
             {
-                METRIC: best[0],
+                METRIC: self.best,
                 "val_acc": val,
                 "epoch": epoch,
-                "epochs": epochs,
-                "attempt": attempt,
+                "epochs": self.epochs,
+                "attempt": self.attempt,
                 "hops_trained": spent["trained"],
                 "hops_reused": spent["reused"],
                 "train_seconds": round(spent["seconds"] + spent["current"], 3),
             }
         )
 
-    def on_event(kind: str, info: dict) -> None:
+    def on_event(self, kind: str, info: dict) -> None:
+        spent = self.spent
         if kind == "hop_start":
             spent["trained"] += 1
             spent["current"] = 0.0
@@ -134,49 +153,41 @@ def run_trial(
             spent["current"] = 0.0
         elif kind == "epoch":
             spent["current"] = float(info.get("seconds") or 0.0)
-            if info.get("hop") == len(names):
+            if info.get("hop") == self.n_models:
                 _inject_worker_death(info["epoch"])
-                report_epoch(info["epoch"], info["val_acc"])
+                self.epoch(info["epoch"], info["val_acc"])
 
-    ctx.on_event = on_event
-    chain = run_chain(
-        ctx,
-        names,
-        hops,
-        guidance=config.get("guidance", "chain"),
-        seed=seed,
-        teacher_seed=None if teacher_seed is None else int(teacher_seed),
-    )
-    student = chain[-1]
-    for row in student.result.curve[reported[0] :]:  # replay a stored student's curve
-        report_epoch(row["epoch"], row["val_acc"])
-    after = ctx.store.stats.as_dict()
-    rows = hop_rows(chain)
-    test_acc = student.result.test_acc if sees_test else None
-    report(
-        {
-            METRIC: student.result.val_acc,
-            "val_acc": student.result.val_acc,
-            # searched trials never see the test set; baselines and confirmation report it
-            "test_acc": test_acc,
-            **_counts(ctx.data, student.result.val_acc, test_acc),
-            "epoch": epochs,
-            "epochs": epochs,
-            "best_epoch": student.result.best_epoch,
-            "hops_trained": after["trained"] - before["trained"],
-            "hops_reused": after["reused"] - before["reused"],
-            "bank_hits": after["bank_hits"] - before["bank_hits"],
-            "bank_misses": after["bank_misses"] - before["bank_misses"],
-            "train_seconds": sum(r["seconds"] for r in rows if r["status"] == "trained"),
-            "wall_seconds": time.perf_counter() - t0,
-            "hop_rows": rows,
-            "attempt": attempt,
-            # corrupt store entries this trial met (discarded, retrained): the driver
-            # reports each once, on the console and in the run folder
-            "corrupt": after["corrupt"][len(before["corrupt"]) :],
-            "finished": True,
-        }
-    )
+    def final(self, chain) -> None:
+        student = chain[-1].result
+        for row in student.curve[self.reported :]:  # replay a stored student's curve
+            self.epoch(row["epoch"], row["val_acc"])
+        after, before = self.ctx.store.stats.as_dict(), self.before
+        rows = hop_rows(chain)
+        # searched trials never see the test set; baselines and report seeds do
+        test_acc = student.test_acc if self.ctx.evaluate_test else None
+        self.report(
+            {
+                METRIC: student.val_acc,
+                "val_acc": student.val_acc,
+                "test_acc": test_acc,
+                **_counts(self.ctx.data, student.val_acc, test_acc),
+                "epoch": self.epochs,
+                "epochs": self.epochs,
+                "best_epoch": student.best_epoch,
+                "hops_trained": after["trained"] - before["trained"],
+                "hops_reused": after["reused"] - before["reused"],
+                "bank_hits": after["bank_hits"] - before["bank_hits"],
+                "bank_misses": after["bank_misses"] - before["bank_misses"],
+                "train_seconds": sum(r["seconds"] for r in rows if r["status"] == "trained"),
+                "wall_seconds": time.perf_counter() - self.t0,
+                "hop_rows": rows,
+                "attempt": self.attempt,
+                # corrupt store entries this trial met (discarded, retrained): the driver
+                # reports each once, on the console and in the run folder
+                "corrupt": after["corrupt"][len(before["corrupt"]) :],
+                "finished": True,
+            }
+        )
 
 
 def sees_test_set(config: dict) -> bool:

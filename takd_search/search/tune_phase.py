@@ -81,7 +81,7 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
     if phase.asha:
         # metric/mode come from TuneConfig: Tune refuses them in both places
         scheduler = FairASHA(
-            time_attr="epoch", max_t=phase.run["train"]["epochs"], grace_period=phase.grace()
+            time_attr="epoch", max_t=phase.run.train.epochs, grace_period=phase.grace()
         )
     param_space = {"case": tune.grid_search(phase.cases())} if phase.configs else None
     tune_config = tune.TuneConfig(
@@ -115,6 +115,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
         label=label,
         run_dir=str(root.parent),
         max_failures=phase.max_failures,
+        watchers=phase.watchers,
     )
     stop = _StopFlag()
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
@@ -193,7 +194,7 @@ def _disk_is_full(phase: Phase, root: Path, exp: Path) -> DiskFull:
 
 
 def _places(phase: Phase, root: Path) -> list[Path]:
-    return [Path(p) for p in (root, phase.run.get("store")) if p]
+    return [Path(p) for p in (root, phase.run.store) if p]
 
 
 def _low_disk(phase: Phase, root: Path) -> bool:
