@@ -190,6 +190,7 @@ class SimTrainer:
         self.land, self.run_index = land, run_index
 
     def __call__(self, config, run, dataset=None, teacher=None, *, report, trial_id):
+        run = run.as_dict() if hasattr(run, "as_dict") else run  # RunSettings or its dict
         n_val, n_test = self._sizes(run, dataset)
         seed = config.get("seed")
         seed = int(run.get("seed", 0) if seed is None else seed)
@@ -607,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         res = run_many(fn, jobs, a.jobs, name)
         t = tally(res)
+        if not t["finished"]:
+            print(f"{name}: every run failed, e.g. {res[0].get('error')}", file=sys.stderr)
+            return 1
         rows.append((name, t))
         dump[name] = {"landscape": asdict(land), "tally": t, "runs": res}
         errs = [r for r in res if "error" in r]
