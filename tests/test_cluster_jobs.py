@@ -194,7 +194,7 @@ def _tiny_space(tmp_path: Path) -> Path:
         ("candidates: [8, 6, 4]", "candidates: [4]"),
         ("max_tas: 3", "max_tas: 1"),
         ("confirm_top_k: 3", "confirm_top_k: 1"),
-        ("confirm_seeds: [1, 2, 3]", "confirm_seeds: [1]"),
+        ("confirm_seeds: [1, 2, 3, 4, 5]", "confirm_seeds: [1]"),
     ):
         assert old in text, old
         text = text.replace(old, new)

@@ -228,7 +228,7 @@ def test_each_procedure_offers_its_own_k_best_from_its_own_trials(tmp_path):
 
 
 def test_selection_seeds_choose_within_each_procedure_and_a_failed_seed_counts(tmp_path):
-    from takd_search.search.methods import candidates, choose, compared, selection_scores
+    from takd_search.search.methods import candidates, choose, compared
 
     A, B, D = "plain8>plain6>plain2", "plain8>plain4>plain2", "plain8>plain2"
     trials = [
@@ -239,27 +239,30 @@ def test_selection_seeds_choose_within_each_procedure_and_a_failed_seed_counts(t
     ]
     c = candidates(trials, 2)
 
-    def sel(method, seed, val, status="completed"):
-        m = {"val_acc": val} if status == "completed" else {}
-        return {"config": {"method": method, "seed": seed}, "status": status, "metrics": m}
+    def sel(method, seed, correct, status="completed"):
+        m = {"val_acc": correct / 100, "val_correct": correct, "val_total": 100} if correct else {}
+        return {"config": {"method": method, "seed": seed, "seed_set": "select"},
+                "status": status, "metrics": m, "error": None}  # fmt: skip
 
     rows = [
-        # top1 is best on one seed but failed the other: scored 0 there, not on survivors
-        sel("top1", 3, 0.99), sel("top1", 4, None, "failed"),
-        sel("top2", 3, 0.90), sel("top2", 4, 0.91),
-        sel("blkd", 3, 0.80), sel("blkd", 4, 0.81),
-        sel("blkd2", 3, 0.85), sel("blkd2", 4, 0.86),
+        # top1 is best on one seed but failed the other: ranked after every candidate
+        # without a failure, not scored on its survivor
+        sel("top1", 3, 99), sel("top1", 4, None, "failed"),
+        sel("top2", 3, 90), sel("top2", 4, 91),
+        sel("blkd", 3, 80), sel("blkd", 4, 81),
+        sel("blkd2", 3, 85), sel("blkd2", 4, 86),
     ]  # fmt: skip
-    scores = selection_scores(c, rows)
-    assert scores["top1"] == pytest.approx(0.495) and scores["top2"] == pytest.approx(0.905)
-    chosen = choose(c, scores)
+    chosen = choose(c, rows, n_val=100)
     assert chosen == {"top": "top2", "blkd": "blkd2"}
     m = compared(c, chosen, "plain2")
     # BLKD's chosen configuration is reported as `blkd`, saying which candidate it was
     assert m["blkd"]["hops"][0]["T"] == 6.0 and m["blkd"]["candidate"] == "blkd2"
     assert set(m) == {"top1", "top2", "blkd", "nokd"}
+    # the same mean with the same number of TAs: the search's rank (top1 before top2)
+    rows[0:2] = [sel("top1", 3, 91), sel("top1", 4, 90)]
+    assert choose(c, rows, n_val=100)["top"] == "top1"
     # without selection seeds: the tuning trials' own validation ranking
-    assert choose(c, selection_scores(c, None)) == {"top": "top1", "blkd": "blkd"}
+    assert choose(c, None, n_val=100) == {"top": "top1", "blkd": "blkd"}
 
 
 def test_rows_follow_the_runners_proposal_number_not_the_random_id():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 
 from takd_search import baselines
+from takd_search.search.rows import _confirm_rows
 
 TUNING_PHASES = ("search", "blkd", "tune")
 PROCEDURES = {"top": "search", "blkd": "blkd", "heuristic": "tune"}  # label prefix -> phase
@@ -84,32 +85,30 @@ def _method(t: dict, pool: list[dict]) -> dict:
     }
 
 
-def selection_scores(cands: dict[str, dict], select_rows: list[dict] | None) -> dict:
-    """label -> mean validation accuracy over the selection seeds, a failed seed counting
-    as 0 (an unstable configuration is not scored on its survivors); without selection
-    seeds, the validation accuracy of its tuning trial."""
+def choose(
+    cands: dict[str, dict], select_rows: list[dict] | None, n_val: int | None
+) -> dict[str, str]:
+    """procedure -> the label of its chosen configuration, by baselines.select_winner's
+    rule on the selection seeds (a failed seed ranks its candidate last; candidates within
+    one validation image tie and the tie goes to fewer TAs); without selection seeds, on
+    the validation accuracy of its tuning trial."""
     if select_rows is None:
-        return {k: m["val_acc"] for k, m in cands.items() if m.get("val_acc") is not None}
-    by: dict[str, list[float]] = {}
-    for r in select_rows:
-        if r["config"].get("method") in cands:
-            ok = r["status"] == "completed" and r["metrics"].get("val_acc") is not None
-            by.setdefault(r["config"]["method"], []).append(
-                float(r["metrics"]["val_acc"]) if ok else 0.0
-            )
-    return {k: sum(v) / len(v) for k, v in by.items() if v}
-
-
-def choose(cands: dict[str, dict], scores: dict[str, float]) -> dict[str, str]:
-    """procedure -> the label of its chosen configuration (baselines.winner's rule)."""
+        scores = {
+            k: {"score": m["val_acc"], "seeds": 1, "failed": []}
+            for k, m in cands.items()
+            if m.get("val_acc") is not None
+        }
+    else:
+        scores = baselines.selection_scores(_confirm_rows(select_rows), list(cands), n_val)
     out = {}
     for prefix in PROCEDURES:
         labels = [k for k in cands if procedure(k) == prefix]
-        win = baselines.winner(
-            {k: {"mean": scores[k]} for k in labels if k in scores},
+        win = baselines.select_winner(
+            {k: scores[k] for k in labels if k in scores},
             labels,
-            paths={k: cands[k]["path"] for k in labels},
-        )
+            {k: cands[k]["path"] for k in labels},
+            n_val,
+        )["winner"]
         if win:
             out[prefix] = win
     return out

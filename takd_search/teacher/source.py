@@ -206,6 +206,10 @@ def read_teacher(
     if sidecar is not None:
         acc = sidecar.get("accuracy") or {}
         claims = {k: acc.get(k) for k in ("val_acc", "test_acc") if acc.get(k) is not None}
+        # what it was trained on, for the run's warning about another split (premise.py)
+        claims["sidecar"] = {
+            k: sidecar[k] for k in ("dataset", "lineage", "trained_on") if k in sidecar
+        }
         if not declared and sidecar.get("teacher_input"):
             tin = TeacherInput.of(sidecar["teacher_input"])
     frm = "flags" if declared else ("sidecar" if sidecar and tin != TeacherInput() else None)
