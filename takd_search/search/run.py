@@ -40,7 +40,7 @@ from takd_search.search.runner import make_runner
 from takd_search.search.session import RunFailed, Session
 from takd_search.search.space import PathSpace
 from takd_search.search.stop import Interrupted
-from takd_search.search.summary import _summary, answer
+from takd_search.search.summary import _summary, answer, footer
 
 __all__ = ["RunFailed", "answer", "run_search", "say"]
 
@@ -122,10 +122,11 @@ def run_search(
     finally:
         s.close()
     text = answer(summary)
-    if print_answer:
-        print(text)
-    else:
-        say(text)
+    for part in (text, footer(summary)):
+        if print_answer:
+            print(part)
+        else:
+            say(part)
     s.answered(summary, text)
     if write_report:
         _write_report(s.run_dir)
@@ -139,8 +140,12 @@ def _procedure(s: Session) -> dict:
     everyone = [teacher, *p.candidates, student]
     nokd = s.phase("nokd", configs=[_nokd(m, seed) for m in everyone])
     s.csv("baselines", _baseline_rows(nokd, teacher, student, p.sizes))
-    split = {"dataset": space.data.dataset, "data": p.ds.fingerprint,
-             "val_fraction": space.data.val_fraction, "split_seed": space.data.split_seed}
+    split = {
+        "dataset": space.data.dataset,
+        "data": p.ds.fingerprint,
+        "val_fraction": space.data.val_fraction,
+        "split_seed": space.data.split_seed,
+    }
     _warn_teacher(nokd, teacher, student, p.own, split)  # fmt: skip
     nokd_val = {
         r["config"]["path"]: r["metrics"].get("val_acc")

@@ -116,122 +116,25 @@ def _summary(
     report seeds give every method's test accuracy and its paired differences against
     BLKD and NoKD, each with a verdict worded from its interval (`baselines.verdict`).
     Failed rows are listed per method and seed (`failed`)."""
-    ok = [r for r in crow if r["status"] == "completed"]
-    report = [r for r in ok if r.get("seed_set", "report") != "select"]
+    report = [r for r in crow if r["status"] == "completed" and r.get("seed_set") != "select"]
     chosen = [r for r in crow if r.get("seed_set") == "select"]
-    test = baselines.paired_summary(report, "blkd")
-    vs_nokd = baselines.paired_summary(report, "nokd")
-    val = baselines.paired_summary(report, "blkd", metric="val_acc", total=n_val)
-    cands = _candidates(methods)
-    paths = {k: methods[k]["path"] for k in methods}
-    if select_seeds:
-        sel = baselines.selection_scores(chosen, cands, total=n_val)
-        on = f"mean validation accuracy over selection seeds {list(select_seeds)}"
-    else:  # no selection seeds: the search's own validation ranking (the search seed)
-        sel = {
-            k: {"score": methods[k]["val_acc"], "seeds": 1, "failed": []}
-            for k in cands
-            if methods[k].get("val_acc") is not None
-        }
-        on = f"validation accuracy in its tuning trials (search seed {space.search.seed})"
-    choice = baselines.select_winner(sel, cands, paths, n_val)
+    sel, on, choice = _selection(space, methods, chosen, report, select_seeds, n_val)
     win = choice["winner"]
-    # the driver may already have chosen (run.py retrains only its choice with the report
-    # seeds): that choice is the winner; the tie band is still stated, and the rule is the
-    # one that made the choice
-    confirmed = [k for k in cands if any(r["method"] == k for r in report)]
-    if len(confirmed) == 1 and confirmed[0] != win:
-        win = confirmed[0]
-        choice = dict(choice, winner=win, rule=EXACT_RULE)
-        if choice["tied"] and win not in choice["tied"]:
-            choice["tied"] = sorted([*choice["tied"], win], key=cands.index)
-    if select_seeds:  # every selection score, the other procedures' candidates too
-        others = sorted({r["method"] for r in chosen} - set(cands))
-        sel |= baselines.selection_scores(chosen, others, total=n_val)
     scores = {k: float(v["score"]) for k, v in sel.items() if v["score"] is not None}
-    resolution = 1.0 / n_val if n_val else None
     fixed_teacher = not space.baselines.reseed_teacher
-    failed = {
-        m: {"select": sel_seeds, "report": []}
-        for m, sel_seeds in baselines.failed_seeds(chosen).items()
+    stats = {
+        "blkd": baselines.paired_summary(report, "blkd"),
+        "nokd": baselines.paired_summary(report, "nokd"),
+        "val": baselines.paired_summary(report, "blkd", metric="val_acc", total=n_val),
     }
-    for m, seeds in baselines.failed_seeds(
-        [r for r in crow if r.get("seed_set", "report") != "select"]
-    ).items():
-        failed.setdefault(m, {"select": [], "report": []})["report"] = seeds
+    failed = _failed(crow)
 
     def method(k):
-        if k not in methods:
-            return None
-        d = {
-            "path": methods[k]["path"],
-            "guidance": methods[k]["guidance"],
-            "hops": methods[k]["hops"],
-            "proposals": methods[k].get("proposals"),
-            "tuning_trials": methods[k].get("tuning_trials"),
-            "tuning_seconds": methods[k].get("tuning_seconds"),
-            "select_val": scores.get(k),
-        }
-        if methods[k].get("note"):
-            d["note"] = methods[k]["note"]
-        if k in failed:
-            d["failed_seeds"] = failed[k]
-        if k in test:
-            t, n = test[k], vs_nokd.get(k, {})
-            adj = baselines.holm(
-                {
-                    "blkd": t.get("p_vs_blkd") if k != "blkd" else None,
-                    "nokd": n.get("p_vs_nokd") if k != "nokd" else None,
-                }
-            )
-            d.update(
-                test_mean=t["mean"],
-                test_std=t["std"],
-                seeds=t["n"],
-                val_mean=val.get(k, {}).get("mean"),
-            )
-            for ref, src in (("blkd", t), ("nokd", n)):
-                if k == ref:
-                    continue
-                d.update(
-                    {
-                        f"diff_vs_{ref}": src.get(f"diff_vs_{ref}"),
-                        f"diff_std_vs_{ref}": src.get(f"diff_std_vs_{ref}"),
-                        f"diff_ci_vs_{ref}": src.get(f"diff_ci_vs_{ref}"),
-                        f"p_vs_{ref}": src.get(f"p_vs_{ref}"),
-                        f"p_holm_vs_{ref}": adj[ref],
-                        f"p_note_vs_{ref}": src.get(f"p_note_vs_{ref}"),
-                        f"verdict_vs_{ref}": baselines.verdict(
-                            src.get(f"diff_vs_{ref}"),
-                            src.get(f"diff_ci_vs_{ref}"),
-                            adj[ref],
-                            src.get(f"p_note_vs_{ref}"),
-                            dict(blkd="BLKD", nokd="NoKD")[ref],
-                            subject="BLKD" if k == "blkd" else "the path",
-                            fixed_teacher=fixed_teacher and k != "nokd",
-                            seeds=src.get(f"diff_n_vs_{ref}"),
-                        ),
-                    }
-                )
-        return d
+        return _method(k, methods, stats, scores, failed, fixed_teacher)
 
     best_d = method(win) if win else None
     if best_d and any(r["method"] == MATCHED for r in report):
         _matched_verdict(best_d, win, report, fixed_teacher)
-    heur_vs_best = None
-    if win and "heuristic" in methods and win != "heuristic":
-        by = {}
-        for r in report:
-            a = baselines.acc_of(r, "test_acc")
-            if r["method"] in (win, "heuristic") and a is not None:
-                by.setdefault(r["seed"], {})[r["method"]] = a
-        diffs = [v["heuristic"] - v[win] for v in by.values() if len(v) == 2]
-        heur_vs_best = baselines.paired_test(diffs) if diffs else None
-
-    n = lambda phase, status=None: sum(  # noqa: E731
-        1 for t in trials if t["phase"] == phase and (status is None or t["status"] == status)
-    )
-    grid_hops = path_space.grid_hops()
     return {
         "space": space.name,
         "dataset": space.data.dataset,
@@ -245,7 +148,7 @@ def _summary(
         "heuristic_found_best": bool(
             win and "heuristic" in methods and methods[win]["path"] == methods["heuristic"]["path"]
         ),
-        "heuristic_vs_best": heur_vs_best,
+        "heuristic_vs_best": _heuristic_vs_best(report, win, methods),
         "blkd": method("blkd"),
         "nokd": method("nokd"),
         "top": {k: method(k) for k in methods if k.startswith("top")},
@@ -257,7 +160,7 @@ def _summary(
             "report_seeds": list(space.baselines.confirm_seeds),
             "scores": scores,
             "n_val": n_val,
-            "resolution": resolution,
+            "resolution": 1.0 / n_val if n_val else None,
             "band": choice["band"],
             "step": choice["step"],
             "tie_rule": choice["rule"],
@@ -267,23 +170,141 @@ def _summary(
         "teacher_fixed": fixed_teacher,
         "teacher_spread": None if fixed_teacher else _teacher_spread(report),
         "budget": budget,
-        "compute": {
-            "search_trials": n("search"),
-            "search_completed": n("search", "completed"),
-            "search_pruned": n("search", "pruned"),
-            "search_failed": n("search", "failed"),
-            "blkd_trials": n("blkd"),
-            "tune_trials": n("tune"),
-            "hops_trained": sum(int(t["hops_trained"] or 0) for t in trials),
-            "hops_reused": sum(int(t["hops_reused"] or 0) for t in trials),
-            "train_seconds": sum(float(t["train_seconds"] or 0) for t in trials),
-            "grid_trials": path_space.grid_size(),
-            "grid_hops": grid_hops,
-            "grid_hops_total": sum(grid_hops.values()),
-            "hop_seconds": hop_seconds or {},
-            "paths": path_space.n_paths(),
-            "wall_seconds": round(wall, 1),
-        },
+        "compute": _compute(trials, path_space, hop_seconds, wall),
+    }
+
+
+def _selection(space, methods, chosen, report, select_seeds, n_val) -> tuple:
+    """(selection scores of every candidate, what they are computed on, the choice)."""
+    cands = _candidates(methods)
+    paths = {k: methods[k]["path"] for k in methods}
+    if select_seeds:
+        sel = baselines.selection_scores(chosen, cands, total=n_val)
+        on = f"mean validation accuracy over selection seeds {list(select_seeds)}"
+    else:  # no selection seeds: the search's own validation ranking (the search seed)
+        sel = {
+            k: {"score": methods[k]["val_acc"], "seeds": 1, "failed": []}
+            for k in cands
+            if methods[k].get("val_acc") is not None
+        }
+        on = f"validation accuracy in its tuning trials (search seed {space.search.seed})"
+    choice = baselines.select_winner(sel, cands, paths, n_val)
+    # the driver may already have chosen (run.py retrains only its choice with the report
+    # seeds): that choice is the winner; the tie band is still stated, and the rule is the
+    # one that made the choice
+    confirmed = [k for k in cands if any(r["method"] == k for r in report)]
+    if len(confirmed) == 1 and confirmed[0] != choice["winner"]:
+        win = confirmed[0]
+        choice = dict(choice, winner=win, rule=EXACT_RULE)
+        if choice["tied"] and win not in choice["tied"]:
+            choice["tied"] = sorted([*choice["tied"], win], key=cands.index)
+    if select_seeds:  # every selection score, the other procedures' candidates too
+        others = sorted({r["method"] for r in chosen} - set(cands))
+        sel |= baselines.selection_scores(chosen, others, total=n_val)
+    return sel, on, choice
+
+
+def _failed(crow) -> dict:
+    """method -> {"select": failed selection seeds, "report": failed report seeds}."""
+    select = [r for r in crow if r.get("seed_set") == "select"]
+    failed = {m: {"select": s, "report": []} for m, s in baselines.failed_seeds(select).items()}
+    rest = [r for r in crow if r.get("seed_set", "report") != "select"]
+    for m, seeds in baselines.failed_seeds(rest).items():
+        failed.setdefault(m, {"select": [], "report": []})["report"] = seeds
+    return failed
+
+
+def _method(k, methods, stats, scores, failed, fixed_teacher) -> dict | None:
+    """One method's entry: its configuration, effort, selection score, failures, and
+    (with report seeds) its test accuracy and verdicts against BLKD and NoKD."""
+    if k not in methods:
+        return None
+    m = methods[k]
+    d = {
+        "path": m["path"],
+        "guidance": m["guidance"],
+        "hops": m["hops"],
+        "proposals": m.get("proposals"),
+        "tuning_trials": m.get("tuning_trials"),
+        "tuning_seconds": m.get("tuning_seconds"),
+        "select_val": scores.get(k),
+    }
+    if m.get("note"):
+        d["note"] = m["note"]
+    if k in failed:
+        d["failed_seeds"] = failed[k]
+    if k not in stats["blkd"]:
+        return d
+    t, n = stats["blkd"][k], stats["nokd"].get(k, {})
+    adj = baselines.holm(
+        {
+            "blkd": t.get("p_vs_blkd") if k != "blkd" else None,
+            "nokd": n.get("p_vs_nokd") if k != "nokd" else None,
+        }
+    )
+    d.update(
+        test_mean=t["mean"],
+        test_std=t["std"],
+        seeds=t["n"],
+        val_mean=stats["val"].get(k, {}).get("mean"),
+    )
+    for ref, src in (("blkd", t), ("nokd", n)):
+        if k == ref:
+            continue
+        keys = ("diff", "diff_std", "diff_ci", "p", "p_note")
+        d.update({f"{x}_vs_{ref}": src.get(f"{x}_vs_{ref}") for x in keys})
+        d[f"p_holm_vs_{ref}"] = adj[ref]
+        d[f"verdict_vs_{ref}"] = baselines.verdict(
+            src.get(f"diff_vs_{ref}"),
+            src.get(f"diff_ci_vs_{ref}"),
+            adj[ref],
+            src.get(f"p_note_vs_{ref}"),
+            dict(blkd="BLKD", nokd="NoKD")[ref],
+            subject="BLKD" if k == "blkd" else "the path",
+            fixed_teacher=fixed_teacher and k != "nokd",
+            seeds=src.get(f"diff_n_vs_{ref}"),
+        )
+    return d
+
+
+def _heuristic_vs_best(report, win, methods) -> dict | None:
+    """The heuristic's path minus the winner's, paired by report seed (test accuracy)."""
+    if not win or "heuristic" not in methods or win == "heuristic":
+        return None
+    by = {}
+    for r in report:
+        a = baselines.acc_of(r, "test_acc")
+        if r["method"] in (win, "heuristic") and a is not None:
+            by.setdefault(r["seed"], {})[r["method"]] = a
+    diffs = [v["heuristic"] - v[win] for v in by.values() if len(v) == 2]
+    return baselines.paired_test(diffs) if diffs else None
+
+
+def _compute(trials, path_space, hop_seconds, wall) -> dict:
+    """What the run spent (trials, hops, seconds) and what a grid would have."""
+
+    def n(phase, status=None):
+        return sum(
+            1 for t in trials if t["phase"] == phase and (status is None or t["status"] == status)
+        )
+
+    grid_hops = path_space.grid_hops()
+    return {
+        "search_trials": n("search"),
+        "search_completed": n("search", "completed"),
+        "search_pruned": n("search", "pruned"),
+        "search_failed": n("search", "failed"),
+        "blkd_trials": n("blkd"),
+        "tune_trials": n("tune"),
+        "hops_trained": sum(int(t["hops_trained"] or 0) for t in trials),
+        "hops_reused": sum(int(t["hops_reused"] or 0) for t in trials),
+        "train_seconds": sum(float(t["train_seconds"] or 0) for t in trials),
+        "grid_trials": path_space.grid_size(),
+        "grid_hops": grid_hops,
+        "grid_hops_total": sum(grid_hops.values()),
+        "hop_seconds": hop_seconds or {},
+        "paths": path_space.n_paths(),
+        "wall_seconds": round(wall, 1),
     }
 
 
@@ -293,7 +314,7 @@ def _pm(d: dict | None, key="test") -> str:
     return f"{100 * d[f'{key}_mean']:.2f} +- {100 * d[f'{key}_std']:.2f} %"
 
 
-def _effort_text(budget: dict | None) -> str | None:
+def _effort_text(budget: dict | None, seconds: bool = False) -> str | None:
     """'search 12 proposals (10 completed, 2 pruned, 31 s); BLKD 12 (...); heuristic 12
     (...)': each tuning procedure's effort, so the comparison is read at equal compute.
     None for a budget of another shape (runs from before equal effort)."""
@@ -304,10 +325,13 @@ def _effort_text(budget: dict | None) -> str | None:
         b = budget.get(key)
         if not isinstance(b, dict) or not b.get("proposals"):
             continue
-        parts.append(
-            f"{name} {b['proposals']} proposals ({b.get('completed', '?')} completed, "
-            f"{b.get('pruned', 0)} pruned, {float(b.get('seconds') or 0):.0f} s)"
-        )
+        if seconds:
+            parts.append(f"{name} {float(b.get('seconds') or 0):.0f} s")
+        else:
+            parts.append(
+                f"{name} {b['proposals']} proposals ({b.get('completed', '?')} completed, "
+                f"{b.get('pruned', 0)} pruned)"
+            )
     return "; ".join(parts) or None
 
 
@@ -337,16 +361,13 @@ def answer(s: dict) -> str:
     ]
 
     def tuned(d):
-        """'  [12 proposals, 30 s]': the tuning effort of the procedure that chose it."""
+        """'  [12 proposals]': the tuning effort of the procedure that chose it (its
+        seconds are in the footer: the block holds nothing the machine changes)."""
         if not d:
             return ""
-        secs = d.get("tuning_seconds")
-        n = (
-            f"{d['proposals']} proposals"
-            if d.get("proposals") is not None
-            else f"{d.get('tuning_trials', '?')} tuning trials"
-        )
-        return f"  [{n}" + (f", {secs:.0f} s]" if secs is not None else "]")
+        if d.get("proposals") is not None:
+            return f"  [{d['proposals']} proposals]"
+        return f"  [{d.get('tuning_trials', '?')} tuning trials]"
 
     if best:
         lines.append(f"best path  {best['path']:<40} {_pm(best)}{tuned(best)}")
@@ -391,14 +412,22 @@ def answer(s: dict) -> str:
     effort = _effort_text(s.get("budget"))
     if effort:
         lines.append(f"effort     {effort}")
-    c = s["compute"]
-    lines.append(
-        f"compute    {c['search_trials']} search + {c['blkd_trials']} BLKD + "
-        f"{c.get('tune_trials', 0)} heuristic trials "
-        f"({c['search_pruned']} pruned, {c['search_failed']} failed), "
-        f"{c['hops_trained']} hops trained, {c['hops_reused']} reused; an exhaustive "
-        f"grid would train {c.get('grid_hops_total', '?')} distinct hops; "
-        f"{c['wall_seconds']:.0f} s wall"
-    )
-    lines.append(f"results    {s['run_dir']}")
     return "\n".join(lines)
+
+
+def footer(s: dict) -> str:
+    """What the run cost and where it is: below the answer block, since seconds, a warm
+    store and the folder's name change from run to run while the answer does not."""
+    c = s["compute"]
+    secs = _effort_text(s.get("budget"), seconds=True)
+    return "\n".join(
+        [
+            f"compute    {c['search_trials']} search + {c['blkd_trials']} BLKD + "
+            f"{c.get('tune_trials', 0)} heuristic trials "
+            f"({c['search_pruned']} pruned, {c['search_failed']} failed), "
+            f"{c['hops_trained']} hops trained, {c['hops_reused']} reused; an exhaustive "
+            f"grid would train {c.get('grid_hops_total', '?')} distinct hops; "
+            f"{c['wall_seconds']:.0f} s wall" + (f"; tuning {secs}" if secs else ""),
+            f"results    {s['run_dir']}",
+        ]
+    )
