@@ -247,7 +247,9 @@ def claims(summary: dict) -> dict:
     is the winner's), `heuristic_worse` (the run says the heuristic's path is worse than
     the winner: paired interval below zero), `winner_tas`, `tied` (the choice was a tie)."""
     b = summary.get("best") or {}
-    kind = baselines.verdict_kind(
+    # the run's own claim (summary.py: the matched control applied); older summaries
+    # without it: the tuned-BLKD comparison alone
+    kind = b.get("claim_vs_blkd") or baselines.verdict_kind(
         b.get("diff_vs_blkd"), b.get("diff_ci_vs_blkd"), b.get("p_holm_vs_blkd"),
         b.get("p_note_vs_blkd"),
     )  # fmt: skip

@@ -35,12 +35,12 @@ from takd_search.paired import (  # noqa: F401 - re-exported: baselines' public 
     FLOAT_TOL,
     TOO_FEW,
     ZERO_VARIANCE,
-    _exact_mean,
-    _finite,
-    _mean,
     acc_of,
+    exact_mean,
     failed_seeds,
+    finite,
     holm,
+    mean_of,
     paired_summary,
     paired_test,
     verdict,
@@ -94,7 +94,7 @@ def rank_key(t: dict) -> tuple:
     `trial_number` within it: the search's trials before the top-ups'), then the shorter
     path, then the trial id (a last resort for rows without a number)."""
     n = t.get("trial_number")
-    n = int(n) if _finite(n) else math.inf
+    n = int(n) if finite(n) else math.inf
     phase = PHASE_ORDER.get(t.get("phase"), len(PHASE_ORDER))
     return (
         -round(float(t["val_acc"]), 9),
@@ -108,7 +108,7 @@ def rank_key(t: dict) -> tuple:
 def top_configs(trials: Iterable[dict], k: int) -> list[dict]:
     """The k best completed trials by validation score, one per distinct configuration;
     ties go to the earlier proposed trial (see `rank_key`)."""
-    done = [t for t in trials if t.get("status") == "completed" and _finite(t.get("val_acc"))]
+    done = [t for t in trials if t.get("status") == "completed" and finite(t.get("val_acc"))]
     done.sort(key=rank_key)
     out, seen = [], set()
     for t in done:
@@ -124,7 +124,7 @@ def top_configs(trials: Iterable[dict], k: int) -> list[dict]:
 
 def tied(values: Sequence[float], resolution: float | None) -> bool:
     """Are the two best of `values` within `resolution` (one validation image, 1/n_val)?"""
-    v = sorted((float(x) for x in values if _finite(x)), reverse=True)
+    v = sorted((float(x) for x in values if finite(x)), reverse=True)
     return len(v) > 1 and resolution is not None and v[0] - v[1] < resolution - 1e-12
 
 
@@ -203,7 +203,7 @@ def selection_scores(
         ok = [a for a in ok if a is not None]
         failed = sorted({int(r["seed"]) for r in mine if r.get("status") != "completed"})
         out[c] = {
-            "score": _exact_mean(ok) if ok else None,
+            "score": exact_mean(ok) if ok else None,
             "seeds": len(mine),
             "failed": failed,
         }

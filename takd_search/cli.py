@@ -42,7 +42,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (DataError, ModelError, PathError, UserError)
 
 
-def _fail(msg: str) -> int:
+def fail(msg: str) -> int:
     """Print a user error: its first line after the prefix, later lines indented."""
     first, *rest = str(msg).splitlines() or [""]
     print(f"takd-search: error: {first}", file=sys.stderr)
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # user errors become one line; anything else is a bug
         if isinstance(e, _user_errors()):
-            return _fail(str(e))
+            return fail(str(e))
         raise
     finally:
         if "takd_search.search.ray_session" in sys.modules:

@@ -32,7 +32,7 @@ FLOAT_TOL = 1e-6
 ALPHA = 0.05  # the level of every claim (Holm-adjusted over a method's two comparisons)
 
 
-def _finite(x) -> bool:
+def finite(x) -> bool:
     try:
         return x is not None and math.isfinite(float(x))
     except (TypeError, ValueError):
@@ -51,12 +51,12 @@ def acc_of(
     (None when missing or not finite)."""
     stem = metric.removesuffix("_acc")
     correct, n = row.get(f"{stem}_correct"), row.get(f"{stem}_total")
-    if _finite(correct) and _finite(n) and int(n) > 0:
+    if finite(correct) and finite(n) and int(n) > 0:
         return Fraction(int(correct), int(n))
     acc = row.get(metric)
-    if not _finite(acc):
+    if not finite(acc):
         return None
-    if _finite(n) and int(n) > 0:
+    if finite(n) and int(n) > 0:
         total = int(n)
     if total:
         return Fraction(round(float(acc) * int(total)), int(total))
@@ -82,7 +82,7 @@ def paired_test(diffs: Sequence[float | Fraction]) -> dict:
     d = np.asarray([float(x) for x in exact], dtype="float64")
     out = {
         "n": len(d),
-        "mean": _mean(exact) if len(d) else None,
+        "mean": mean_of(exact) if len(d) else None,
         "std": float(d.std(ddof=1)) if len(d) > 1 else None,
         "ci": None,
         "p": None,
@@ -141,7 +141,7 @@ def paired_summary(
         own = method == reference
         out[method] = {
             "n": len(vals),
-            "mean": _mean(exact),
+            "mean": mean_of(exact),
             "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
             f"diff_vs_{reference}": test["mean"],
             f"diff_std_vs_{reference}": test["std"],
@@ -153,7 +153,7 @@ def paired_summary(
     return out
 
 
-def _exact_mean(values: Sequence) -> Fraction | float:
+def exact_mean(values: Sequence) -> Fraction | float:
     """Mean of accuracies: an exact Fraction when they all are fractions of images, else
     a float64."""
     if all(isinstance(v, Fraction) for v in values):
@@ -161,9 +161,9 @@ def _exact_mean(values: Sequence) -> Fraction | float:
     return float(np.mean([float(v) for v in values]))
 
 
-def _mean(values: Sequence) -> float:
+def mean_of(values: Sequence) -> float:
     """Mean of accuracies in float64 (computed exactly first from fractions of images)."""
-    return float(_exact_mean(values))
+    return float(exact_mean(values))
 
 
 def failed_seeds(rows: Sequence[dict]) -> dict[str, list[int]]:

@@ -132,3 +132,35 @@ def test_the_cycle_check_finds_a_cycle():
     """The checker itself: a made-up graph with a cycle a -> b -> c -> a is caught."""
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A name with a leading underscore is its module's own: another module that needs it
+    gets a public name (imports at every level, read with ast)."""
+    found = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "takd_search"
+            ):
+                found += [
+                    f"{module}: from {node.module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not found, found
+
+
+def test_no_function_in_search_runs_past_80_lines():
+    """The search package reads as short procedures (run.py tells the run's story)."""
+    long = []
+    for module, path in _modules().items():
+        if not module.startswith("takd_search.search."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                n = body[-1].end_lineno - body[0].lineno + 1
+                if n > 80:
+                    long.append(f"{module}.{node.name}: {n} lines")
+    assert not long, long

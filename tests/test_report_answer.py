@@ -10,7 +10,7 @@ import pytest
 
 from takd_search.config import load_space
 from takd_search.search.space import PathSpace
-from takd_search.search.summary import _summary, answer
+from takd_search.search.summary import answer, summarize
 
 SPACE = """
 description: summary tests
@@ -91,7 +91,7 @@ def _rows(gain, *, select=((330, 331), (320, 321)), fail=None, teacher=None, top
 
 def _run(tmp_path, rows, reseed=False):
     space = _space(tmp_path, reseed)
-    s = _summary(
+    s = summarize(
         space, tmp_path, _methods(), rows, [], {}, "plain4", PathSpace(space, SIZES),
         "plain8", "plain2", 1.0, select_seeds=[6, 7], n_val=N_VAL,
     )  # fmt: skip

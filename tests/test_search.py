@@ -266,7 +266,7 @@ def test_selection_seeds_choose_within_each_procedure_and_a_failed_seed_counts(t
 
 
 def test_rows_follow_the_runners_proposal_number_not_the_random_id():
-    from takd_search.search.rows import _trial_number, _trial_rows
+    from takd_search.search.rows import proposal_number, trial_rows
 
     def row(tid, number=None, tag=None):
         return {
@@ -281,10 +281,10 @@ def test_rows_follow_the_runners_proposal_number_not_the_random_id():
         }
 
     rows = [row("0aa11bb2", 2), row("ffee0011", 0), row("12ab34cd", 1)]
-    assert [r["trial_id"] for r in _trial_rows(rows, "search")] == [
+    assert [r["trial_id"] for r in trial_rows(rows, "search")] == [
         "ffee0011",
         "12ab34cd",
         "0aa11bb2",
     ]
     # rows saved before the runners numbered them: Tune's 1-based counter in the tag
-    assert _trial_number(row("x", None, "3_T=2.0")) == 2
+    assert proposal_number(row("x", None, "3_T=2.0")) == 2

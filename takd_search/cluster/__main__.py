@@ -8,7 +8,7 @@ import sys
 
 def main() -> int:
     # the CLI sits above cluster/ and imports it: imported here, at the top of the program
-    from takd_search.cli import _fail
+    from takd_search.cli import fail
     from takd_search.cli import main as cli_main
     from takd_search.cluster.driver import job_main
     from takd_search.errors import UserError
@@ -18,7 +18,7 @@ def main() -> int:
     try:
         return job_main(sys.argv[2:], cli_main)
     except UserError as e:  # e.g. --sync URI unreachable from the head
-        return _fail(str(e))
+        return fail(str(e))
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ from takd_search.report.stats import (
 )
 from takd_search.report.tables import pct, pp_ci
 from takd_search.report.verdicts import (
-    _verdict,
     effort_lines,
     failure_lines,
     teacher_fixed,
     teacher_spread_line,
+    verdict_line,
 )
 from takd_search.results import Run
 
@@ -88,7 +88,7 @@ def answer_lines(run: Run, stats: pd.DataFrame) -> list[str]:
                 + (f" on {_trials(n_ref)}" if key == "blkd" and n_ref is not None else "")
                 + f": {pct(ref['test_mean'], ref['test_std'])}): {pp_ci(b, key)} "
                 f"(paired by seed; 95 % t interval; p Holm-adjusted over the two comparisons): "
-                f"{_verdict(b, key, name, fixed)}."
+                f"{verdict_line(b, key, name, fixed)}."
             )
         if fixed and (blkd is not None or nokd is not None):
             out.append(

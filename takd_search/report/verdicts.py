@@ -15,7 +15,7 @@ from takd_search.report.tables import pct
 from takd_search.results import Run
 
 
-def _verdict(r: dict, ref: str, name: str, fixed_teacher: bool = False) -> str:
+def verdict_line(r: dict, ref: str, name: str, fixed_teacher: bool = False) -> str:
     """What the paired difference against `ref` supports, in words (`baselines.
     verdict_kind`): a claim ("the path beats BLKD") only when the Holm-adjusted test
     rejects at 5 % and the 95 % interval excludes zero; otherwise "no difference detected

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ray import tune
 
-from takd_search.search.console import PhaseProgress, _error_line
+from takd_search.search.console import PhaseProgress, error_line
 
 
 class Progress(tune.Callback):
@@ -38,6 +38,6 @@ class Progress(tune.Callback):
 
 def _why(trial) -> str:
     try:
-        return _error_line(Path(trial.error_file).read_text()) if trial.error_file else ""
+        return error_line(Path(trial.error_file).read_text()) if trial.error_file else ""
     except OSError:
         return ""

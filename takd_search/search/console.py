@@ -169,7 +169,7 @@ class PhaseProgress:
                 self._line(f"warning: {type(w).__name__} stopped: {type(e).__name__}: {e}")
 
 
-def _error_line(err) -> str:
+def error_line(err) -> str:
     """The last meaningful line of an error (Ray wraps the trial's traceback)."""
     text = str(err).strip().splitlines()
     for line in reversed(text):

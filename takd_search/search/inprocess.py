@@ -28,7 +28,7 @@ from takd_search.search.disk import DiskFull, full_message, is_disk_full
 from takd_search.search.phase import Phase, label, make_row
 from takd_search.search.proposer import FINISHED
 from takd_search.search.rungs import Rungs
-from takd_search.search.stop import Interrupted, _main_thread
+from takd_search.search.stop import Interrupted, main_thread
 
 SAVED = "trials.json"
 
@@ -177,7 +177,7 @@ class _sigterm_as_interrupt:
 
     def __enter__(self):
         self.old = None
-        if _main_thread():
+        if main_thread():
             self.old = signal.signal(signal.SIGTERM, self._on_term)
         return self
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 
 from takd_search import baselines
-from takd_search.search.rows import _confirm_rows
+from takd_search.search.rows import confirm_rows
 
 TUNING_PHASES = ("search", "blkd", "tune")
 PROCEDURES = {"top": "search", "blkd": "blkd", "heuristic": "tune"}  # label prefix -> phase
@@ -99,7 +99,7 @@ def choose(
             if m.get("val_acc") is not None
         }
     else:
-        scores = baselines.selection_scores(_confirm_rows(select_rows), list(cands), n_val)
+        scores = baselines.selection_scores(confirm_rows(select_rows), list(cands), n_val)
     out = {}
     for prefix in PROCEDURES:
         labels = [k for k in cands if procedure(k) == prefix]
@@ -133,7 +133,7 @@ def compared(cands: dict[str, dict], chosen: dict[str, str], student: str) -> di
     return out
 
 
-def _candidates(methods: dict) -> list[str]:
+def search_candidates(methods: dict) -> list[str]:
     """The methods the best path is chosen from, in rank order: top1..topk (the heuristic
     is a procedure of its own, compared with the best, not a candidate for it)."""
     return [k for k in methods if k.startswith("top")]

@@ -22,7 +22,7 @@ from takd_search.engine.store import Store
 from takd_search.errors import UserError
 from takd_search.run_path import recipe
 from takd_search.search import resume as saved_run
-from takd_search.search.run_dir import _check_writable
+from takd_search.search.run_dir import check_writable
 from takd_search.search.space import reference_lr
 from takd_search.teacher.build import check_teacher
 from takd_search.teacher.source import teacher_from_space
@@ -150,7 +150,7 @@ def check_machine(plan: RunPlan, address: str | None, store_root, no_store: bool
         )
     else:
         ray_session.probe_address(address)
-    _check_writable(results_dir)
+    check_writable(results_dir)
     if prev is not None:
         store = prev.get("store")
     else:

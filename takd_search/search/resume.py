@@ -118,7 +118,7 @@ def check_flags(
             continue
         was = _dotted(prev["space"], key)
         if key == "data.data_dir":
-            value, was = _abs(value), _abs(was)
+            value, was = abs_path(value), abs_path(was)
         if not _same(value, was):
             refuse(FLAG_OF.get(key, key), value, f"{key}: {was}")
     if results_dir is not None and Path(results_dir).resolve() != run_dir.parent:
@@ -189,6 +189,6 @@ def is_live(run_dir: Path) -> bool:
         os.close(fd)
 
 
-def _abs(p):
+def abs_path(p):
     """A user's path as stored in a run folder: absolute, ~ expanded (None stays None)."""
     return str(Path(p).expanduser().resolve()) if p else None

@@ -1,7 +1,7 @@
 """The CSV rows of a run: trials.csv, baselines.csv and confirmation.csv, from the
 phases' trial rows (tune_phase.run_phase). Columns: results.py and docs/results.md.
 
-Rows are in the searcher's proposal order (`_trial_number`), never in the order of Ray's
+Rows are in the searcher's proposal order (`proposal_number`), never in the order of Ray's
 random trial ids, so every choice made from them is deterministic.
 """
 
@@ -18,7 +18,7 @@ from takd_search.results import hop_columns
 COUNTS = ("val_correct", "val_total", "test_correct", "test_total")
 
 
-def _trial_number(r: dict) -> int | None:
+def proposal_number(r: dict) -> int | None:
     """The trial's place in the searcher's proposal order (0-based; for an Optuna phase
     Optuna's trial number): the counter Tune puts at the start of `experiment_tag`
     (1-based), read from the last result or, for a trial that never reported, its folder
@@ -33,13 +33,13 @@ def _trial_number(r: dict) -> int | None:
     return int(m.group(1)) - 1 if m else None
 
 
-def _trial_rows(rows: list[dict], phase: str, seed: int | None = None) -> list[dict]:
+def trial_rows(rows: list[dict], phase: str, seed: int | None = None) -> list[dict]:
     """trials.csv rows of one phase, in proposal order (`trial_number`)."""
     out = []
     order = sorted(
         rows,
         key=lambda r: (
-            _trial_number(r) if _trial_number(r) is not None else math.inf,
+            proposal_number(r) if proposal_number(r) is not None else math.inf,
             str(r["trial_id"]),
         ),
     )
@@ -49,7 +49,7 @@ def _trial_rows(rows: list[dict], phase: str, seed: int | None = None) -> list[d
         out.append(
             {
                 "trial_id": r["trial_id"],
-                "trial_number": _trial_number(r),
+                "trial_number": proposal_number(r),
                 "phase": phase,
                 "status": r["status"],
                 "error": r["error"],
@@ -73,7 +73,7 @@ def _trial_rows(rows: list[dict], phase: str, seed: int | None = None) -> list[d
     return out
 
 
-def _baseline_rows(nokd, teacher, student, sizes, methods=None, ta=None) -> list[dict]:
+def baseline_rows(nokd, teacher, student, sizes, methods=None, ta=None) -> list[dict]:
     out = []
     for r in nokd:
         m = r["config"]["path"]
@@ -146,7 +146,7 @@ def _teacher_acc(m: dict, split: str) -> float | None:
     return hops[0].get(f"{split}_acc") if len(hops) > 1 else None
 
 
-def _confirm_rows(rows: list[dict]) -> list[dict]:
+def confirm_rows(rows: list[dict]) -> list[dict]:
     """confirmation.csv rows: one per (method, seed), with the counts of correct images
     behind each accuracy (what the paired statistics use) and the teacher's accuracy."""
     return [

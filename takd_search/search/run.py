@@ -34,13 +34,13 @@ from takd_search.search import methods as procedures
 from takd_search.search.disk import DiskFull, full_message, is_disk_full
 from takd_search.search.plan import check_machine, make_plan
 from takd_search.search.resume import command as saved_run_command
-from takd_search.search.rows import _baseline_rows, _confirm_rows, _trial_rows
+from takd_search.search.rows import baseline_rows, confirm_rows, trial_rows
 from takd_search.search.run_dir import say
 from takd_search.search.runner import make_runner
 from takd_search.search.session import RunFailed, Session
 from takd_search.search.space import PathSpace
 from takd_search.search.stop import Interrupted
-from takd_search.search.summary import _summary, answer, footer
+from takd_search.search.summary import answer, footer, summarize
 
 __all__ = ["RunFailed", "answer", "run_search", "say"]
 
@@ -139,7 +139,7 @@ def _procedure(s: Session) -> dict:
     teacher, student, seed = p.teacher, p.student, space.search.seed
     everyone = [teacher, *p.candidates, student]
     nokd = s.phase("nokd", configs=[_nokd(m, seed) for m in everyone])
-    s.csv("baselines", _baseline_rows(nokd, teacher, student, p.sizes))
+    s.csv("baselines", baseline_rows(nokd, teacher, student, p.sizes))
     split = {
         "dataset": space.data.dataset,
         "data": p.ds.fingerprint,
@@ -172,9 +172,9 @@ def _procedure(s: Session) -> dict:
     elif "tune" not in s.done:
         s.save("tune", [])
     trials = [
-        *_trial_rows(search, "search", seed),
-        *_trial_rows(blkd, "blkd", seed),
-        *_trial_rows(tune, "tune", seed),
+        *trial_rows(search, "search", seed),
+        *trial_rows(blkd, "blkd", seed),
+        *trial_rows(tune, "tune", seed),
     ]
     s.csv("trials", trials)
     # selection: each procedure's k best, retrained with the selection seeds
@@ -186,7 +186,7 @@ def _procedure(s: Session) -> dict:
         select = s.phase("select", configs=_plan(cands, select_seeds, teacher_seed, "select"))
     chosen = procedures.choose(cands, select, n_val)
     methods = procedures.compared(cands, chosen, student)
-    s.csv("baselines", _baseline_rows(nokd, teacher, student, p.sizes, methods, ta))
+    s.csv("baselines", baseline_rows(nokd, teacher, student, p.sizes, methods, ta))
     # confirmation: the chosen configurations and NoKD, with the report seeds
     reported = {k: methods[k] for k in (chosen.get("top"), "blkd", "heuristic", "nokd")
                 if k in methods}  # fmt: skip
@@ -201,9 +201,9 @@ def _procedure(s: Session) -> dict:
     confirm = s.phase(
         "confirm", configs=_plan(reported, space.baselines.confirm_seeds, teacher_seed, "report")
     )
-    crow = _confirm_rows(_relabel(select or [], chosen) + confirm)
+    crow = confirm_rows(_relabel(select or [], chosen) + confirm)
     s.csv("confirmation", crow)
-    return _summary(
+    return summarize(
         space, s.run_dir, methods, crow, trials, nokd_val, ta, paths, teacher, student,
         time.perf_counter() - s.t0, select_seeds=select_seeds, n_val=n_val,
         budget=_budget(search, blkd, tune),

@@ -27,7 +27,7 @@ from takd_search.search import resume as saved_run
 PHASES = ("nokd", "search", "blkd", "tune", "select", "confirm")
 
 
-def _check_writable(results_dir: Path) -> None:
+def check_writable(results_dir: Path) -> None:
     """One clear line now rather than a traceback after an hour of training. A results
     folder this check had to create is removed again: a later failed check must leave
     nothing behind."""
@@ -56,7 +56,7 @@ def _check_writable(results_dir: Path) -> None:
                 break
 
 
-def _pick_run_dir(
+def pick_run_dir(
     space: Space, space_json: dict, results_dir: Path, new: bool, store: str | None
 ) -> Path:
     """The newest unfinished run of the same space (same effective settings and store);
@@ -81,7 +81,7 @@ def _pick_run_dir(
     return d
 
 
-def _write_start(run_dir: Path, space_json: dict, text: str, run: dict, res: dict) -> None:
+def write_start(run_dir: Path, space_json: dict, text: str, run: dict, res: dict) -> None:
     if (run_dir / "space.json").exists():
         return
     write_atomic(run_dir / "space.yaml", text)
@@ -132,7 +132,7 @@ def _dist_version(name: str) -> str | None:
 STATE_BYTES = 512  # state.json's fixed size: rewritten in place when the disk is full
 
 
-def _set_state(run_dir: Path, status: str, why: str | None = None) -> None:
+def set_state(run_dir: Path, status: str, why: str | None = None) -> None:
     """state.json, padded to STATE_BYTES: written atomically; on a full disk (no room for
     a temporary copy) overwritten in place, which needs no new block, so a stopped run
     never keeps saying "running"."""
@@ -154,7 +154,7 @@ def _set_state(run_dir: Path, status: str, why: str | None = None) -> None:
             os.close(fd)
 
 
-def _load_done(run_dir: Path) -> dict:
+def load_done(run_dir: Path) -> dict:
     out = {}
     for name in PHASES:
         p = run_dir / "phases" / f"{name}.json"
@@ -163,7 +163,7 @@ def _load_done(run_dir: Path) -> dict:
     return out
 
 
-def _link(link: Path, target: str) -> None:
+def symlink(link: Path, target: str) -> None:
     try:
         if link.is_symlink() or link.exists():
             link.unlink()

@@ -20,14 +20,14 @@ from takd_search.results import write_csv
 from takd_search.search import resume as saved_run
 from takd_search.search import study
 from takd_search.search.phase import Phase
-from takd_search.search.resume import _abs
+from takd_search.search.resume import abs_path
 from takd_search.search.run_dir import (
-    _link,
-    _load_done,
-    _pick_run_dir,
-    _set_state,
-    _write_start,
+    load_done,
+    pick_run_dir,
     say,
+    set_state,
+    symlink,
+    write_start,
 )
 from takd_search.search.settings import RunSettings
 from takd_search.search.space import snapshot_epochs
@@ -67,7 +67,7 @@ class Session:
         """trackers: tracker kinds (trackers.KINDS) besides the space's `search.trackers`;
         callbacks: objects with `trial(phase, row)`, told of every finished trial."""
         space = p.space
-        run_dir = p.resume or _pick_run_dir(space, p.space_json, p.results_dir, new, store)
+        run_dir = p.resume or pick_run_dir(space, p.space_json, p.results_dir, new, store)
         fresh = not (run_dir / "space.json").exists()
         owner = saved_run.DriverLock(run_dir).acquire()  # the same command twice: one line
         try:
@@ -83,7 +83,7 @@ class Session:
                 run_dir / saved_run.SETTINGS,
                 saved_run.settings(p.space_file, p.overrides, p.results_dir, store, p.device),
             )
-            _write_start(run_dir, p.space_json, p.text, run.as_dict(), runner.resources)
+            write_start(run_dir, p.space_json, p.text, run.as_dict(), runner.resources)
         progress.attach_log(run_dir / "console.log")  # the console, copied into the folder
         common = dict(
             run=run,
@@ -102,7 +102,7 @@ class Session:
         )
         kinds = [*(space.search.trackers or []), *(trackers or [])]
         watchers = [*make_trackers(kinds, run_dir), *callbacks]
-        return cls(p, run_dir, runner, common, _load_done(run_dir), owner=owner,
+        return cls(p, run_dir, runner, common, load_done(run_dir), owner=owner,
                    watchers=watchers)  # fmt: skip
 
     def phase(self, name: str, space=None, **kw) -> list[dict]:
@@ -152,12 +152,12 @@ class Session:
         write_csv(self.run_dir, name, rows)
 
     def state(self, status: str, why: str | None = None) -> None:
-        _set_state(self.run_dir, status, why)
+        set_state(self.run_dir, status, why)
 
     def close(self) -> None:
         logs = self.runner.logs()
         if logs:
-            _link(self.run_dir / "ray_logs", logs)
+            symlink(self.run_dir / "ray_logs", logs)
         self.owner.release()
 
 
@@ -166,7 +166,7 @@ def run_settings(p, store: str | None, run_dir: Path) -> RunSettings:
     space = p.space
     return RunSettings(
         dataset=space.data.dataset,
-        data_dir=_abs(space.data.data_dir),
+        data_dir=abs_path(space.data.data_dir),
         device=p.device,
         val_fraction=space.data.val_fraction,
         split_seed=space.data.split_seed,

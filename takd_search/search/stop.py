@@ -13,7 +13,7 @@ class Interrupted(Exception):
     """The driver was asked to stop (Ctrl-C / SIGTERM); the phase's state is saved."""
 
 
-class _StopFlag:
+class StopFlag:
     """Makes SIGTERM graceful while a phase runs, and remembers that a stop came.
 
     Tune handles SIGINT itself (it snapshots, then fit() returns) with a handler that, on
@@ -30,7 +30,7 @@ class _StopFlag:
         self._old = self._old_int = None
 
     def __enter__(self):
-        if _main_thread():
+        if main_thread():
             self._old = signal.signal(signal.SIGTERM, self._on_term)
             self._old_int = signal.signal(signal.SIGINT, self._on_int)
         return self
@@ -52,5 +52,5 @@ class _StopFlag:
         return False
 
 
-def _main_thread() -> bool:
+def main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()

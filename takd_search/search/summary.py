@@ -1,4 +1,4 @@
-"""A run's answer: summary.json (`_summary`) and the closing lines (`answer`).
+"""A run's answer: summary.json (`summarize`) and the closing lines (`answer`).
 
 The winner is chosen by the stated rule (`SELECTION_RULE`) on the selection seeds; the
 report seeds give the test accuracies and the paired comparisons with BLKD and NoKD.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from takd_search import baselines
-from takd_search.search.methods import _candidates
+from takd_search.search.methods import search_candidates
 
 EXACT_RULE = "the higher selection score; exact ties: the shorter path, then the search's rank"
 SELECTION_RULE = (
@@ -51,6 +51,7 @@ def _matched_verdict(d: dict, win: str, report: list[dict], fixed_teacher: bool)
             f"; also BLKD at the path's own hyper-parameters, by {100 * mean:.2f} pp"
         )
         return
+    d["claim_vs_blkd"] = "unmatched"  # beats tuned BLKD only: not a claim
     ctl = f"{100 * mean:+.2f} pp" if mean is not None else "not measured"
     if ci:
         ctl += f" [95% CI {100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
@@ -91,7 +92,7 @@ def _teacher_spread(report: list[dict]) -> dict | None:
     return out
 
 
-def _summary(
+def summarize(
     space,
     run_dir,
     methods,
@@ -176,7 +177,7 @@ def _summary(
 
 def _selection(space, methods, chosen, report, select_seeds, n_val) -> tuple:
     """(selection scores of every candidate, what they are computed on, the choice)."""
-    cands = _candidates(methods)
+    cands = search_candidates(methods)
     paths = {k: methods[k]["path"] for k in methods}
     if select_seeds:
         sel = baselines.selection_scores(chosen, cands, total=n_val)
@@ -254,6 +255,11 @@ def _method(k, methods, stats, scores, failed, fixed_teacher) -> dict | None:
         keys = ("diff", "diff_std", "diff_ci", "p", "p_note")
         d.update({f"{x}_vs_{ref}": src.get(f"{x}_vs_{ref}") for x in keys})
         d[f"p_holm_vs_{ref}"] = adj[ref]
+        # the claim, as data (bench/calibrate.py counts these): beats, beaten, none, ...
+        d[f"claim_vs_{ref}"] = baselines.verdict_kind(
+            src.get(f"diff_vs_{ref}"), src.get(f"diff_ci_vs_{ref}"), adj[ref],
+            src.get(f"p_note_vs_{ref}"),
+        )  # fmt: skip
         d[f"verdict_vs_{ref}"] = baselines.verdict(
             src.get(f"diff_vs_{ref}"),
             src.get(f"diff_ci_vs_{ref}"),

@@ -25,12 +25,12 @@ from ray.tune.search import BasicVariantGenerator
 from takd_search.errors import UserError
 from takd_search.search import ray_session
 from takd_search.search.callback import Progress
-from takd_search.search.console import _error_line
+from takd_search.search.console import error_line
 from takd_search.search.disk import DiskFull, full_message, is_disk_full, low_disk
 from takd_search.search.phase import Phase, label, make_row
 from takd_search.search.pruning import FairASHA
 from takd_search.search.searcher import BatchedOptunaSearch
-from takd_search.search.stop import Interrupted, _main_thread, _StopFlag
+from takd_search.search.stop import Interrupted, StopFlag, main_thread
 from takd_search.search.trainable import METRIC, run_trial
 
 __all__ = ["Phase", "TuneRunner", "run_phase"]
@@ -117,7 +117,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
         max_failures=phase.max_failures,
         watchers=phase.watchers,
     )
-    stop = _StopFlag()
+    stop = StopFlag()
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:  # trial failures are reported by Progress, one line each
@@ -133,7 +133,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
                     raise _disk_is_full(phase, root, exp) from None
                 if not stop.caught and exp.exists() and _restored[0]:
                     _set_aside(exp, e)
-                    if _main_thread():  # the first fit left Tune's handler: ours again
+                    if main_thread():  # the first fit left Tune's handler: ours again
                         signal.signal(signal.SIGINT, stop._on_int)
                     rows = _fit(phase, root, exp, progress)
                 else:
@@ -212,5 +212,5 @@ def _row(result) -> dict:
     case = cfg.get("case") or cfg
     number = case.get("trial_number")
     tid = m.get("trial_id") or (Path(result.path).name.split("_")[1] if result.path else None)
-    error = _error_line(result.error) if result.error is not None else None
+    error = error_line(result.error) if result.error is not None else None
     return make_row(tid, number, cfg, m, error, result.path)
