@@ -105,7 +105,7 @@ def train_logits(
     was_training = model.training
     model.eval()
     out = []
-    idx = torch.arange(data.n_train)
+    idx = torch.arange(data.n_train, device=data.device)  # made there: no copy per batch
     with autocast(data.device):
         for i in range(0, data.n_train, batch_size):
             x = data.train_batch(idx[i : i + batch_size], views)
