@@ -21,6 +21,7 @@ from takd_search.engine.distill import (
     TeacherLogits,
     accuracy,
     autocast,
+    deterministic,
     evaluate,
     kd_terms,
     soft_targets,
@@ -187,6 +188,7 @@ def train_hop(
     """
     torch.manual_seed(seed)
     device = data.device
+    deterministic(device)  # GPU hops as repeatable as the kernels allow (docs/engine.md)
     model = make_model().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from takd_search.baselines import default_select_seeds
-from takd_search.engine.distill import pick_device
+from takd_search.engine.distill import pick_device, trial_device
 from takd_search.models import create_model_from_name
 from takd_search.progress import fmt_seconds
+from takd_search.search import disk_plan
 from takd_search.search.space import PathSpace
 
 
@@ -118,7 +119,7 @@ def plan(
         + (distilled_runs if reseed and not brought else 0),
     }
 
-    dev = str(pick_device(device))
+    dev = str(pick_device(trial_device(device, space.resources.gpu)))  # as the trials will
     steps_per_epoch = math.ceil(len(ds.split(space.data.val_fraction, space.data.split_seed)[0])
                                 / train.batch_size)  # fmt: skip
     probe = {}
@@ -166,7 +167,12 @@ def plan(
         else f"{results_dir}/{space.name}-<timestamp> (or the newest unfinished run of this "
         "space with the same settings: --new for a fresh one)"
     )
+    # the disk the run may fill, next to the free space (a real run refuses what won't fit)
+    disk = disk_plan.for_plan(
+        space, ds, sizes, train, results_dir, store, concurrency or 1, resume
+    )
     return {
+        "disk": {**disk.__dict__, "total": disk.total, "needed": disk.needed, "text": disk.text()},
         "space": space.name,
         "data": {
             "dataset": space.data.dataset,
@@ -248,9 +254,13 @@ def plan_text(p: dict) -> str:
         )
     r = p["resources"]
     conc = r["concurrency"] if r["concurrency"] is not None else "what the cluster fits"
+    share = r["gpu_per_trial"]
+    share = f" ({int(1 / share)} trials share each GPU: use MPS, docs/engine.md)" if (
+        0 < share < 1
+    ) else ""  # fmt: skip
     out.append(
         f"resources {r['cpu_per_trial']} CPU + {r['gpu_per_trial']} GPU per trial on "
-        f"{r['device']}, {conc} trials at once, on {r['ray']}"
+        f"{r['device']}, {conc} trials at once, on {r['ray']}{share}"
     )
     c = p["compute"]
     per = ", ".join(f"{m} {1000 * v['step_s']:.1f} ms/step" for m, v in c["probe"].items())
@@ -267,4 +277,5 @@ def plan_text(p: dict) -> str:
     w = p["where"]
     out.append(f"results  {w['run_dir']}")
     out.append(f"store    {w['store'] or 'none (--no-store: nothing reused or kept)'}")
+    out.append(p["disk"]["text"])
     return "\n".join(out)
