@@ -119,3 +119,18 @@ def test_devices_follow_resources_gpu(monkeypatch):
     with pytest.raises(UserError, match="shows it as cuda:0") as e:
         distill.trial_device("cuda:1", 0.25)
     assert "\n" not in str(e.value)
+
+
+def test_a_wrong_device_is_refused_before_any_worker_starts(tmp_path, monkeypatch, capsys):
+    """On a (pretend) 2-GPU machine, --device cuda:1 passes the machine's own check; with
+    resources.gpu 0 no trial gets a GPU, so the run refuses in one line, writing nothing."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)  # resources: {cpu: 1}, so gpu 0
+    res = tmp_path / "results"
+    args = ["run", "--space", str(space), "--results", str(res), "--device", "cuda:1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "resources.gpu is 0" in err, err
+    assert not res.exists() or not any(res.iterdir())
