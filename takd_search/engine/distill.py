@@ -77,6 +77,9 @@ def deterministic(device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # a debugging aid of deterministic mode: filling every torch.empty with NaN costs a
+    # kernel per allocation and changes no result of ours (every buffer is written first)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def autocast(device: torch.device):
