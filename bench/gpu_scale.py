@@ -4,8 +4,8 @@
     repeat      one hop (plain4 -> plain2 distilled, crop+flip views) trained twice from
                 the same lineage: are the selected weights bit-identical?
     epochs      per-model epoch time at 45,000 CIFAR-100-shaped images (plain2/4/10,
-                resnet8/110; batch 128 and 512), from the engine's own loop: the difference
-                of a 2-epoch and a 1-epoch hop on a 1/5 subset, times 5
+                resnet8/110; batch 128 and 512), from the engine's own loop: the second
+                epoch of a 2-epoch hop on a 1/5 subset, times 5
     hostsync    the same epoch with the host syncs of the old step put back (views on the
                 CPU, indices copied per step) against the engine as it is
     concurrent  1/2/4/8 trial processes training at once on one GPU, without Ray (and with
@@ -53,18 +53,13 @@ def _data(n: int, classes: int, device) -> DeviceData:
     return DeviceData(ds, device, val_fraction=val, split_seed=0, augment="crop_flip")
 
 
-def _epoch_s(family, depth, data, batch, epochs=(1, 2)) -> float:
-    """Seconds of one epoch of the engine's loop: hop(2 epochs) - hop(1 epoch)."""
+def _epoch_s(family, depth, data, batch) -> float:
+    """Seconds of one epoch of the engine's loop: the second epoch of a 2-epoch hop, from
+    its curve (the first carries cuDNN's autotuning and allocator warm-up)."""
     make = lambda: models.create_model(family, depth, data.num_classes, data.input_shape)  # noqa: E731
-    times = []
-    for e in epochs:
-        cfg = TrainConfig(epochs=e, batch_size=batch, lr=0.05, warmup_epochs=0)
-        t0 = time.perf_counter()
-        train_hop(make, data, cfg, seed=0, evaluate_test=False, require_learning=False)
-        if data.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return max(1e-9, times[1] - times[0])
+    cfg = TrainConfig(epochs=2, batch_size=batch, lr=0.05, warmup_epochs=0)
+    r = train_hop(make, data, cfg, seed=0, evaluate_test=False, require_learning=False)
+    return r.curve[1]["seconds"] - r.curve[0]["seconds"]
 
 
 # ---- repeat ---------------------------------------------------------------------------------
