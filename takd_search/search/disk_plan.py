@@ -37,8 +37,9 @@ from takd_search.models import create_model_from_name
 from takd_search.search.space import PathSpace, snapshot_epochs
 
 GiB = 1 << 30
-# measured in the CPU rehearsal (bench/RESULTS.md): Tune's result.json + progress.csv
-# rows plus this tool's curve rows, per trial and epoch, rounded up
+# per trial and epoch, an upper bound: Tune's result row (a JSON line and a CSV row, ~1-2
+# KB with the trial's config), this tool's curve row, and the trial's share of Tune's
+# experiment state (7.6 KB per trial in the CPU rehearsal, bench/RESULTS.md)
 RUN_BYTES_PER_TRIAL_EPOCH = 8 << 10
 RUN_FIXED_BYTES = 64 << 20  # space.json, CSVs, report, Tune's experiment state
 RAY_MARGIN_BYTES = 1 << 30  # Ray's session folder (logs, spilled objects) and slack
