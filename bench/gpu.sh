@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU check of issue 17 in one command, under 8 minutes on an H200; one folder of
-# outputs and a summary table at the end.
+# The GPU checks of issues 17 and 25 in one command, 8 minutes (--budget 480 s) on an H200
+# in the order that gives the most trustworthy numbers first; one folder of outputs and a
+# summary table at the end.
 #
 # ---- How a session with a device machine runs it: ONE call of the device tool ----------
 # 1. Here, first (the GPU machine reaches no package index, and its image lacks Ray Tune,
@@ -8,7 +9,7 @@
 #        bash bench/gpu_wheels.sh        # ~50 MiB of Python 3.12 wheels into .whl/ (ignored)
 # 2. One device call (the working tree travels; .whl only because it is carried):
 #        run(command="GIT_REV=$(git rev-parse --short HEAD) bash bench/gpu.sh",
-#            carry=[".whl"], timeout_s=540)
+#            carry=[".whl"], timeout_s=560)
 #    (write the revision into the command literally: there is no .git on that machine.)
 #    Nothing else to install there: its python3 (/opt/torch/.venv) holds a CUDA torch
 #    (2.11.0+cu130 when last seen), numpy, pandas, scikit-learn, pyyaml, matplotlib and
@@ -19,12 +20,12 @@
 #    $OUT is set there, so the outputs land in $OUT as summary.md (the table), results.json
 #    (every step's numbers), gpu.log, profile.txt and steps.tar.gz (each step's log and
 #    JSON, nvidia-smi samples): 5 files, as the tool returns at most 8.
-#    Device time: the machine's start (1-2 min) + this script (--budget 420 s + ~20 s of
-#    install) + transfers ~ 10 of the 15 minutes.
+#    Device time: the machine's start (1-2 min) + this script (--budget 480 s + ~20 s of
+#    install) + transfers ~ 11 of the 15 minutes.
 # 3. Only if a step FAILED or was cut short, AT ONCE (the machine stays warm 30 s; a new
 #    start needs 4 minutes left): a second call with just those steps and a short budget,
-#        run(command="bash bench/gpu.sh --only compile --compile-batches '256 512'
-#            --budget 200", carry=[".whl"], timeout_s=260)
+#        run(command="bash bench/gpu.sh --only hostsync,concurrent_mps --budget 150",
+#            carry=[".whl"], timeout_s=180)
 #    then give_back. Copy summary.md's table into bench/RESULTS.md with its header lines.
 #
 # ---- Anywhere else ----------------------------------------------------------------------
@@ -33,19 +34,23 @@
 #   options: --device cuda|cpu  --tiny  --only STEP,STEP  --out DIR  --budget SECONDS
 #            --compile-batches "256 512" (the compile step's batch sizes, for a re-run)
 #
-# Steps (in this order; each has its own time limit, clipped so the total stays inside
-# --budget, default 420 s, x3 with --tiny; one that fails, times out or is skipped is
-# marked so in the table and the others still run):
-#   env         GPU model, driver, torch, CUDA, date, git revision; bf16 product rate
-#   tests       the `gpu`-marked pytest tests (bf16 autocast + channels_last hop)
-#   agree       the same hop on CPU and GPU: test accuracies within noise
-#   throughput  hop_throughput.py --device cuda, 45,000 generated 3x32x32 images, 100
-#               classes: plain10->plain2 and resnet110->resnet8, engine vs TAKD-style loop
-#   flops       FLOPs per image counted from the model; fraction of the bf16 peak reached
-#   hop150      plain10->plain2 at the cifar100_vgg recipe: 150-epoch time vs 2 minutes
-#   profile     torch.profiler top ops of one resnet110->resnet8 epoch (explains gaps)
-#   search      a small whole search, resources.gpu 0.25 vs 1, nvidia-smi utilisation
-#   compile     eager vs torch.compile vs CUDA graphs at batch 128/256/512
+# Steps (issue 25: the most trustworthy numbers first, for a 15-minute device slot; each
+# has its own time limit, clipped so the total stays inside --budget, default 480 s, x3
+# with --tiny; a step that fails, times out or is skipped is marked so in the table, writes
+# its rows as it finishes them, and the others still run):
+#   env            GPU model, driver, torch, CUDA, date, git revision; bf16 product rate
+#   tests          the `gpu`-marked pytest tests (bf16 autocast + channels_last hop)
+#   repeat         one distilled hop trained twice: bit-identical weights? (deterministic flags)
+#   epochs         per-model epoch time at 45,000 images: plain2/4/10, resnet8/110, batch 128, 512
+#   hostsync       the same epoch with the old per-step host copies put back: before/after
+#   concurrent     1/2/4/8 trial processes on the one GPU at once, without Ray
+#   concurrent_mps the same under MPS (nvidia-cuda-mps-control, started and stopped here)
+#   compile        eager vs torch.compile vs CUDA graphs, batch 128 only
+#   search         a small whole Ray search at resources.gpu 0.25, nvidia-smi utilisation
+# Not in the default order (name them with --only): agree, throughput, flops, hop150, profile
+# (issue 17's checks).
+# Device time: start 1-2 min + 480 s + ~30 s of install and transfer ~ 10-11 of 15 minutes,
+# which leaves a warm re-run of a failed step (--only STEP --budget 150).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -67,7 +72,7 @@ done
 # than a GPU runs the full sizes, so its limits and budget (1260 s) are tripled
 SCALE=1
 [ "$TINY" = 1 ] && SCALE=3
-BUDGET=${BUDGET:-$((420 * SCALE))}
+BUDGET=${BUDGET:-$((480 * SCALE))}
 OUTDIR=${OUTDIR:-${OUT:-bench/out/gpu-$(date -u +%Y%m%d-%H%M%S)}}
 mkdir -p "$OUTDIR/steps" || exit 2
 OUTDIR=$(cd "$OUTDIR" && pwd)
@@ -107,6 +112,7 @@ fi
 step() {
   local name=$1 limit=$(($2 * SCALE)); shift 2
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return; fi
+  if [ -z "$ONLY" ] && [[ " $DEFAULT " != *" $name "* ]]; then return; fi
   local left=$((BUDGET - 10 - ($(date +%s) - START)))
   if [ "$left" -lt 15 ]; then
     printf '%s\tSKIPPED\t0\tno time left in the %ss budget\n' "$name" "$BUDGET" \
@@ -141,7 +147,17 @@ need_search_deps() {
     return 3; }
   "$@"
 }
-export -f need_cuda need_search_deps
+with_mps() { # run "$@" under NVIDIA MPS, started here and stopped after (SKIPPED without it)
+  [ "$DEVICE" = cuda ] || { "$@"; return; }  # the CPU dry run: the same code path, no MPS
+  command -v nvidia-cuda-mps-control >/dev/null || {
+    echo "SKIPPED: nvidia-cuda-mps-control not found"; return 3; }
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/takd-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/takd-mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d || { echo "SKIPPED: MPS did not start"; return 3; }
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT  # stopped even when the limit kills "$@"
+  "$@"
+}
+export -f need_cuda need_search_deps with_mps
 
 C="$PY bench/gpu_checks.py"
 A=(--device "$DEVICE" --dir "$STEPS" $T_)
@@ -154,17 +170,25 @@ else
       --reps 2 --workers 2 --classes 100)
 fi
 
-step env 60 need_cuda $C env "${A[@]}"
-step tests 90 need_cuda "$PY" -m pytest -q -m gpu -p no:cacheprovider $GPU_TESTS
+S="$PY bench/gpu_scale.py"
+if [ "$TINY" = 1 ]; then PROCS="1 2"; EB="128"; CBATCH=64; else PROCS="1 2 4 8"; EB="128 512"; CBATCH=128; fi
+DEFAULT="env tests repeat epochs hostsync concurrent concurrent_mps compile search"
+step env 25 need_cuda $C env "${A[@]}"
+step tests 50 need_cuda "$PY" -m pytest -q -m gpu -p no:cacheprovider $GPU_TESTS
+step repeat 40 need_cuda $S repeat "${A[@]}"
+step epochs 110 need_cuda $S epochs "${A[@]}" --batches $EB
+step hostsync 40 need_cuda $S hostsync "${A[@]}"
+step concurrent 55 need_cuda $S concurrent "${A[@]}" --procs $PROCS
+step concurrent_mps 55 need_cuda with_mps $S concurrent "${A[@]}" --procs $PROCS --mps
+step compile 50 need_cuda $C compile "${A[@]}" --pairs plain resnet --batches $CBATCH
+step search 80 need_cuda need_search_deps $C search "${A[@]}" --epochs 5 --trials 6 --gpus 0.25
+# issue 17's checks: only with --only NAME
 step agree 75 need_cuda $C agree "${A[@]}"
 step throughput 150 need_cuda "$PY" bench/hop_throughput.py --device "$DEVICE" "${TP[@]}" \
   --json "$STEPS/throughput.json"
 step flops 30 need_cuda $C flops "${A[@]}"
 step hop150 60 need_cuda $C hop150 "${A[@]}" --epochs 20
 step profile 60 need_cuda $C profile "${A[@]}"
-step search 150 need_cuda need_search_deps $C search "${A[@]}" --epochs 5 --trials 6
-[ "$TINY" = 1 ] && CBATCH=64
-step compile 180 need_cuda $C compile "${A[@]}" --pairs resnet plain --batches $CBATCH
 
 # ---- summary and packing ----------------------------------------------------------------
 echo

@@ -37,6 +37,7 @@ import torch
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+import gpu_scale  # noqa: E402
 import hop_throughput as ht  # noqa: E402
 from _common import load, machine  # noqa: E402
 
@@ -551,6 +552,8 @@ def _result(name: str, d: Path, dry: bool = False) -> str:
     """One cell of the summary's 'result' column: the step's headline numbers (no target
     verdicts on a dry run: its sizes and device say nothing about them)."""
     j = _read(d, name)
+    if name in ("repeat", "epochs", "hostsync", "concurrent", "concurrent_mps"):
+        return gpu_scale.result(name, j) if j is not None else ""  # issue 25's steps
     if name == "tests":
         log = d / "tests.log"
         lines = [x for x in log.read_text().splitlines() if x.strip()] if log.exists() else []

@@ -103,6 +103,18 @@ def test_cifar_wrong_md5(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_cifar_own_archive_is_accepted_by_its_md5(tmp_path, monkeypatch):
+    """TAKD_CIFAR_MD5 names a local archive's md5 (bench/rehearse_cifar100.py): accepted; a
+    corrupt copy of it is still refused, naming that md5."""
+    path, arr = make_cifar(tmp_path, "cifar100", per_batch=12, meta=False)
+    monkeypatch.setenv("TAKD_CIFAR_MD5", _md5(path).upper())
+    ds = load_dataset("cifar100", tmp_path, download=False)
+    assert ds.y_train.tolist() == arr["y_train"]
+    monkeypatch.setenv("TAKD_CIFAR_MD5", "0" * 32)
+    with pytest.raises(DataError, match="not the md5 in TAKD_CIFAR_MD5"):
+        load_dataset("cifar100", tmp_path, download=False)
+
+
 def test_cifar_missing_archive_without_download(tmp_path):
     with pytest.raises(DataError) as e:
         load_dataset("cifar10", tmp_path, download=False)

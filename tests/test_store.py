@@ -313,6 +313,7 @@ def test_corrupt_logit_bank_is_reported_once_and_recomputed(digits_data, store, 
     ctx = Context(digits_data, TrainConfig(epochs=1, batch_size=128), store)
     teacher = run_chain(ctx, ["plain4"])[0]
     good = teacher_logits(ctx, teacher, None, seed=0)(1)
+    store.banks.flush()  # written by the background writer
     (bank,) = list((store.root / "banks").iterdir())
     bank.write_bytes(bank.read_bytes()[:100])
     fresh = Store(store.root)

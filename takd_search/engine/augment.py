@@ -27,7 +27,8 @@ PAD = 4  # pixels of zero padding for the random crop, as in TAKD's RandomCrop(3
 
 @dataclass(frozen=True)
 class Views:
-    """One epoch's view schedule for N training images (CPU tensors, indexed by image).
+    """One epoch's view schedule for N training images (tensors indexed by image; drawn on
+    the CPU by `epoch_views`, moved to the training device once per epoch by `to`).
 
     order: int64 [N], the visiting order. shift: int64 [N, 2] crop offsets (dy, dx) in
     padded pixels, or None. flip: bool [N] horizontal flips, or None. box: float [N, 4]
@@ -43,6 +44,16 @@ class Views:
     @property
     def identity(self) -> bool:
         return self.shift is None and self.flip is None and self.box is None
+
+    @property
+    def device(self) -> torch.device:
+        return self.order.device
+
+    def to(self, device: torch.device | str) -> Views:
+        """The same schedule on `device`: one host-to-device copy per epoch (about 1 MB for
+        45,000 images), so a training step gathers its views there and never copies."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Views(move(self.order), move(self.shift), move(self.flip), move(self.box))
 
 
 def epoch_views(n: int, seed: int, epoch: int, augment: str) -> Views:
@@ -71,28 +82,29 @@ def epoch_views(n: int, seed: int, epoch: int, augment: str) -> Views:
 
 
 def apply_views(x: torch.Tensor, idx: torch.Tensor, views: Views) -> torch.Tensor:
-    """Augment uint8 images x [B, C, H, W] that are training images `idx` (CPU int64 [B]).
+    """Augment uint8 images x [B, C, H, W] that are training images `idx` (int64 [B], on
+    the device of `views`, normally x's: then nothing here crosses between host and device).
 
     Returns float32 in [0, 255] on x's device. All of it is batched tensor work.
     """
     out = x.float()
     if views.shift is not None:
         b, _, h, w = x.shape
-        shift = views.shift[idx].to(x.device)
+        shift = views.shift[idx]
         padded = F.pad(out, (PAD, PAD, PAD, PAD))
         rows = (shift[:, 0, None] + torch.arange(h, device=x.device))[:, :, None]
         cols = (shift[:, 1, None] + torch.arange(w, device=x.device))[:, None, :]
         batch = torch.arange(b, device=x.device)[:, None, None]
         out = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
     if views.box is not None:
-        box = views.box[idx].to(x.device)
+        box = views.box[idx]
         theta = torch.zeros(len(idx), 2, 3, device=x.device)
         theta[:, 0, 0], theta[:, 1, 1] = box[:, 1], box[:, 0]
         theta[:, 0, 2], theta[:, 1, 2] = box[:, 3], box[:, 2]
         grid = F.affine_grid(theta, list(out.shape), align_corners=False)
         out = F.grid_sample(out, grid, mode="bilinear", align_corners=False)
     if views.flip is not None:
-        flip = views.flip[idx].to(x.device)[:, None, None, None]
+        flip = views.flip[idx][:, None, None, None]
         out = torch.where(flip, out.flip(3), out)
     return out
 
@@ -169,11 +181,15 @@ class DeviceData:
         return x.float() * self._scale + self._shift
 
     def views(self, seed: int, epoch: int) -> Views:
-        return epoch_views(self.n_train, seed, epoch, self.augment)
+        """Epoch `epoch`'s view schedule for seed `seed`, on this device: drawn on the CPU
+        (the same numbers on every device, so banks and store keys do not depend on it),
+        then copied over once for the whole epoch."""
+        return epoch_views(self.n_train, seed, epoch, self.augment).to(self.device)
 
     def train_batch(self, idx: torch.Tensor, views: Views) -> torch.Tensor:
-        """Normalised, augmented training images `idx` (CPU int64) under `views`."""
-        x = self.x_train[idx.to(self.device)]
+        """Normalised, augmented training images `idx` (int64 on this device, a slice of
+        `views.order` or an arange) under `views` (on this device, from `self.views`)."""
+        x = self.x_train[idx]
         if views.identity:
             return self.normalize(x)
         return self.normalize(apply_views(x, idx, views))

@@ -84,14 +84,32 @@ def bank_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def teacher_logits(ctx: Context, parent: Trained, parent_epoch: int | None, seed: int):
+def bank_series(parent: HopSpec, parent_epoch: int | None, data: DeviceData, seed: int) -> str:
+    """The banks of every epoch of one (parent, weights, view schedule): what children
+    share, and what the bank policy counts readers of (engine/banks.py)."""
+    return bank_key(parent, parent_epoch, data, seed, -1)
+
+
+def teacher_logits(
+    ctx: Context,
+    parent: Trained,
+    parent_epoch: int | None,
+    seed: int,
+    reader: str | None = None,
+):
     """A per-epoch provider of the parent's logits for a child with seed `seed`.
 
     Logits are rounded to fp16 whether they come from the bank or a live forward pass,
     so a child trains on identical targets either way (same lineage, same network).
+    reader: the child's key. Banks are written only for parents that will be read again
+    (engine/banks.py): one trained from scratch or brought, or one a second child reads;
+    other parents' logits are computed live (without augmentation, once, kept in memory).
     """
     cache: dict[str, torch.Tensor] = {}
     module: list[torch.nn.Module] = []
+    shared = parent.name in ctx.external or parent.spec.from_scratch
+    series = bank_series(parent.spec, parent_epoch, ctx.data, seed)
+    bank = ctx.store.banks.wants(series, reader, shared)
 
     def get(epoch: int) -> torch.Tensor:
         key = bank_key(parent.spec, parent_epoch, ctx.data, seed, epoch)
@@ -110,7 +128,8 @@ def teacher_logits(ctx: Context, parent: Trained, parent_epoch: int | None, seed
                 module.append(ext_or_build(ctx, parent.name, state))
             logits = train_logits(module[0], ctx.data, ctx.data.views(seed, epoch))
             ctx.store.stats.parent_passes += 1
-            ctx.store.save_bank(key, logits)
+            if bank:  # written by the background writer, served from memory until then
+                ctx.store.save_bank(key, logits)
         cache.clear()  # one epoch at a time: banks with augmentation are [N, C] each
         cache[key] = logits.to(ctx.data.device, torch.float16).float()
         return cache[key]
@@ -165,8 +184,16 @@ def train_one(
             for i, p in enumerate(parents):
                 # teacher early stop applies to the direct parent (the last one)
                 pe = params.parent_epoch if i == len(parents) - 1 else None
-                teachers.append(teacher_logits(ctx, p, pe, seed))
+                teachers.append(teacher_logits(ctx, p, pe, seed, reader=canon.key))
         snaps = tuple(sorted(set(ctx.snapshot_epochs) | set(need_snapshots)))
+        try:
+            return _train(teachers, snaps)
+        finally:
+            # the hop's last banks are on disk before it counts as done (at most the
+            # writer's queue to wait for): a later process finds them
+            ctx.store.banks.flush()
+
+    def _train(teachers, snaps) -> HopResult:
         return train_hop(
             ctx.make(name),
             ctx.data,

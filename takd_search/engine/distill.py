@@ -13,26 +13,73 @@ read from a logit bank. This keeps the hop's cost independent of the parents' si
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from takd_search.engine.augment import DeviceData, Views
+from takd_search.errors import UserError
+
+# cuBLAS picks its reduction order per workspace unless this is set before its first use
+# (here: on import, before any hop runs); with it, deterministic algorithms can be enforced
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # (epoch) -> parent logits [N_train, C] for that epoch's views, in training-image order
 TeacherLogits = Callable[[int], torch.Tensor]
 
 
-def pick_device(preferred: str | None = None) -> torch.device:
-    """cuda, then mps, then cpu, unless `preferred` names one."""
+def pick_device(preferred: str | None = None, gpu: float | None = None) -> torch.device:
+    """cuda, then mps, then cpu, unless `preferred` names one. gpu: the GPUs a trial asks
+    for (resources.gpu); 0 means the CPU even on a CUDA machine, whatever Ray shows it."""
     if preferred:
         return torch.device(preferred)
+    if gpu == 0:
+        return torch.device("cpu")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def trial_device(device: str | None, gpu: float) -> str | None:
+    """The --device every trial of a search gets, checked against resources.gpu before any
+    worker starts (UserError in one line): gpu 0 -> 'cpu' (never a GPU Ray happens to leave
+    visible); gpu > 0 -> the GPU Ray assigns, which a worker sees as cuda:0, so cuda:N with
+    N > 0 would fail in every worker."""
+    dev = torch.device(device) if device else None
+    if gpu == 0:
+        if dev is not None and dev.type in ("cuda", "mps"):
+            raise UserError(
+                f"--device {device} but resources.gpu is 0, so no trial gets a GPU: set "
+                "resources.gpu (e.g. 0.25, or --gpus-per-trial) or pass --device cpu"
+            )
+        return "cpu"
+    if dev is not None and dev.type == "cuda" and (dev.index or 0) > 0:
+        raise UserError(
+            f"--device {device}: Ray gives each trial its own GPU and shows it as cuda:0, so "
+            f"cuda:{dev.index} exists in no worker: pass --device cuda (or leave it out) and "
+            "choose GPUs with CUDA_VISIBLE_DEVICES"
+        )
+    return device
+
+
+def deterministic(device: torch.device) -> None:
+    """Deterministic kernels for a hop on `device` (a no-op on the CPU, which is already):
+    cuDNN without autotuning or nondeterministic algorithms, and torch's deterministic
+    mode in warn-only form, so an op without a deterministic CUDA kernel (e.g. adaptive
+    average pooling's backward in the ResNets) warns instead of failing the hop. What this
+    makes bit-repeatable is said in docs/engine.md."""
+    if torch.device(device).type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    # a debugging aid of deterministic mode: filling every torch.empty with NaN costs a
+    # kernel per allocation and changes no result of ours (every buffer is written first)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def autocast(device: torch.device):
@@ -105,7 +152,7 @@ def train_logits(
     was_training = model.training
     model.eval()
     out = []
-    idx = torch.arange(data.n_train)
+    idx = torch.arange(data.n_train, device=data.device)  # made there: no copy per batch
     with autocast(data.device):
         for i in range(0, data.n_train, batch_size):
             x = data.train_batch(idx[i : i + batch_size], views)

@@ -5,7 +5,9 @@ Layout under the store root (default `results/.store`, `--store PATH` or `TAKD_S
 
     hops/<key>/meta.json     lineage, metrics, curve, provenance, sha256 of weights.pt
     hops/<key>/weights.pt    {"state": selected weights, "snapshots": {epoch: weights}}
-    banks/<key>.pt           one parent's fp16 logits [N_train, C] for one epoch's views
+    banks/<key>.pt           one parent's fp16 logits [N_train, C] for one epoch's views,
+                             kept for shared parents only, LRU-capped (engine/banks.py)
+    readers/<series>/<child> which children read a parent's logits (when to bank them)
     locks/<key>.lock         held while a process trains <key>; refreshed every few seconds
     partial/<key>.pt         the latest checkpoint of a hop being trained (resumed on retry)
     failed/<key>.json        why a hop cannot be trained (diverged): a retry fails at once
@@ -42,6 +44,7 @@ from pathlib import Path
 import torch
 
 from takd_search.atomic import replacing, write_json
+from takd_search.engine.banks import Banks
 from takd_search.engine.hop import HopResult, HopSpec
 from takd_search.engine.locks import HopLock, remove_dead_locks
 from takd_search.engine.train import TrainingDiverged
@@ -60,6 +63,10 @@ class StoreStats:
     bank_hits: int = 0
     bank_misses: int = 0
     parent_passes: int = 0  # full passes of a parent over the training split
+    bank_writes: int = 0  # banks written to disk (by the background writer)
+    bank_bytes_written: int = 0
+    bank_write_errors: int = 0
+    banks_evicted: int = 0  # least recently used banks deleted to stay within the cap
     corrupt: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -109,9 +116,11 @@ class Store:
         poll: float = 0.25,
         checkpoint_every_s: float | None = None,
         create: bool = True,
+        bank_cap_bytes: int | None = None,
     ):
         """create=False opens an existing store for reading only (e.g. `export` from a
-        read-only mount): no folder is made, nothing is written."""
+        read-only mount): no folder is made, nothing is written. bank_cap_bytes: the logit
+        banks' total size (None: TAKD_BANK_CAP or 16 GiB; engine/banks.py)."""
         self.root = Path(root).expanduser().resolve() if root is not None else None
         self.reuse = reuse and self.root is not None
         self.stale_after = stale_after
@@ -125,6 +134,7 @@ class Store:
         self.stats = StoreStats()
         self._memory: dict[str, HopResult] = {}
         self._last_checkpoint: dict[str, float] = {}
+        self.banks = Banks(self, _torch_save, bank_cap_bytes)
         if self.root is not None and create:
             try:
                 for sub in ("hops", "banks", "locks", "tmp", "partial", "failed"):
@@ -352,33 +362,12 @@ class Store:
 
     # ---- logit banks -------------------------------------------------------------------
     def load_bank(self, key: str) -> torch.Tensor | None:
-        if not self.reuse:
-            self.stats.bank_misses += 1
-            return None
-        path = self.root / "banks" / f"{key}.pt"
-        if not path.exists():
-            self.stats.bank_misses += 1
-            return None
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            logits = blob["logits"]
-            if hashlib.sha256(logits.numpy().tobytes()).hexdigest() != blob["sha256"]:
-                raise CorruptEntry("checksum mismatch")
-        except Exception as e:
-            self._discard(path, f"logit bank {key[:12]}", f"{type(e).__name__}: {e}")
-            self.stats.bank_misses += 1
-            return None
-        self.stats.bank_hits += 1
-        return logits
+        """A bank's logits (fp16, CPU), or None: see engine/banks.py."""
+        return self.banks.load(key)
 
     def save_bank(self, key: str, logits: torch.Tensor) -> None:
-        if not self.reuse:
-            return
-        logits = logits.detach().to("cpu", torch.float16).contiguous()
-        blob = {"logits": logits, "sha256": hashlib.sha256(logits.numpy().tobytes()).hexdigest()}
-        # a full disk leaves no truncated bank behind (the temporary file is removed)
-        with replacing(self.root / "banks" / f"{key}.pt", tmp_dir=self.root / "tmp") as tmp:
-            _torch_save(blob, tmp)
+        """Queue a bank for the background writer (fp16 on disk); see engine/banks.py."""
+        self.banks.save(key, logits)
 
     # ---- listing and pruning -----------------------------------------------------------
     def entries(self) -> list[dict]:
@@ -422,7 +411,8 @@ class Store:
                     )
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
                     removed[sub] += 1
-        for sub in ("corrupt", "tmp"):
+        # reader marks go with everything; after a partial gc they still count reuse
+        for sub in ("corrupt", "tmp", *(("readers",) if older_than_s is None else ())):
             shutil.rmtree(self.root / sub, ignore_errors=True)
             (self.root / sub).mkdir(exist_ok=True)
         removed["locks"] = remove_dead_locks(self.root / "locks")

@@ -21,6 +21,7 @@ from takd_search.engine.distill import (
     TeacherLogits,
     accuracy,
     autocast,
+    deterministic,
     evaluate,
     kd_terms,
     soft_targets,
@@ -46,7 +47,11 @@ class HopDidNotLearn(TrainingDiverged):
 DIVERGED_LOSS = 1e6
 
 
-CHECK_EVERY = 16  # steps between divergence checks on an accelerator (each one syncs)
+# Steps between divergence checks. The check reads the worst loss back to the host, which
+# on an accelerator waits for every queued kernel: it is the one read-back a training step
+# may make. On a CPU the read is free, so every step is checked (the loss is caught at once).
+CHECK_EVERY = 16
+CHECK_EVERY_CPU = 1
 
 
 # "Did not learn": the best validation accuracy is not clearly above chance, i.e. within
@@ -183,6 +188,7 @@ def train_hop(
     """
     torch.manual_seed(seed)
     device = data.device
+    deterministic(device)  # GPU hops as repeatable as the kernels allow (docs/engine.md)
     model = make_model().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -228,6 +234,8 @@ def train_hop(
     step = (first - 1) * steps_per_epoch
     for epoch in range(first, cfg.epochs + 1):
         model.train()
+        # the epoch's order, crop shifts and flips, copied to the device here, once: a step
+        # then only slices and gathers on the device (no host-to-device copy, no sync)
         views = data.views(seed, epoch)
         distil = bool(teachers) and alpha > 0 and epoch <= kd_epochs
         targets_all = soft_targets([t(epoch) for t in teachers], T) if distil else None
@@ -235,25 +243,26 @@ def train_hop(
         ce_sum = torch.zeros((), device=device)
         worst = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        check_every = 1 if device.type == "cpu" else CHECK_EVERY
+        check_every = CHECK_EVERY_CPU if device.type == "cpu" else CHECK_EVERY
         for i in range(0, n, cfg.batch_size):
-            idx = views.order[i : i + cfg.batch_size]
+            idx = views.order[i : i + cfg.batch_size]  # on the device
+            b = min(cfg.batch_size, n - i)  # len(idx) without asking the device
             x = data.train_batch(idx, views)
             if device.type == "cuda" and x.dim() == 4:  # images; signals stay [B, C, L]
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = data.y_train[idx.to(device)]
+            y = data.y_train[idx]
             lr = cfg.lr * _lr_factor(cfg, step, total, steps_per_epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast(device):
                 logits = model(x)
-            targets = targets_all[idx.to(device)] if targets_all is not None else None
+            targets = targets_all[idx] if targets_all is not None else None
             loss, ce = kd_terms(logits, targets, y, T, alpha if distil else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.detach() * len(idx)
-            ce_sum += ce.detach() * len(idx)
+            loss_sum += loss.detach() * b
+            ce_sum += ce.detach() * b
             # nan_to_num: NaN compares False, so count it as +inf for the check
             worst = torch.maximum(worst, torch.nan_to_num(loss.detach(), nan=math.inf))
             correct += (logits.detach().argmax(1) == y).sum()

@@ -19,9 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from takd_search.engine.distill import pick_device
+from takd_search.engine.distill import pick_device, trial_device
 from takd_search.models import create_model_from_name
 from takd_search.progress import fmt_seconds
+from takd_search.search import disk_plan
 from takd_search.search.methods import trial_counts
 from takd_search.search.space import PathSpace
 
@@ -83,7 +84,7 @@ def plan(
     everyone = [teacher, *candidates, student]
     path_space = PathSpace(space, sizes, classes=ds.num_classes)
     phases = _phases(space, path_space, everyone)
-    dev = str(pick_device(device))
+    dev = str(pick_device(trial_device(device, space.resources.gpu)))  # as the trials will
     compute = _compute(space, ds, train, dev, everyone, phases)
     concurrency, where_ray = _concurrency(space, address)
     if concurrency:
@@ -100,7 +101,12 @@ def plan(
         else f"{results_dir}/{space.name}-<timestamp> (or the newest unfinished run of this "
         "space with the same settings: --new for a fresh one)"
     )
+    # the disk the run may fill, next to the free space (a real run refuses what won't fit)
+    disk = disk_plan.for_plan(
+        space, ds, sizes, train, results_dir, store, concurrency or 1, resume
+    )
     return {
+        "disk": {**disk.__dict__, "total": disk.total, "needed": disk.needed, "text": disk.text()},
         "space": space.name,
         "data": {
             "dataset": space.data.dataset,
@@ -242,9 +248,13 @@ def plan_text(p: dict) -> str:
         )
     r = p["resources"]
     conc = r["concurrency"] if r["concurrency"] is not None else "what the cluster fits"
+    share = r["gpu_per_trial"]
+    share = f" ({int(1 / share)} trials share each GPU: use MPS, docs/engine.md)" if (
+        0 < share < 1
+    ) else ""  # fmt: skip
     out.append(
         f"resources {r['cpu_per_trial']} CPU + {r['gpu_per_trial']} GPU per trial on "
-        f"{r['device']}, {conc} trials at once, on {r['ray']}"
+        f"{r['device']}, {conc} trials at once, on {r['ray']}{share}"
     )
     c = p["compute"]
     per = ", ".join(f"{m} {1000 * v['step_s']:.1f} ms/step" for m, v in c["probe"].items())
@@ -261,4 +271,5 @@ def plan_text(p: dict) -> str:
     w = p["where"]
     out.append(f"results  {w['run_dir']}")
     out.append(f"store    {w['store'] or 'none (--no-store: nothing reused or kept)'}")
+    out.append(p["disk"]["text"])
     return "\n".join(out)

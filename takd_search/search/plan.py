@@ -17,10 +17,12 @@ from pathlib import Path
 from takd_search import models
 from takd_search.config import Space, load_space
 from takd_search.data import load_dataset
+from takd_search.engine.distill import trial_device
 from takd_search.engine.path import check_shrinking
 from takd_search.engine.store import Store
 from takd_search.errors import UserError
 from takd_search.run_path import recipe
+from takd_search.search import disk_plan
 from takd_search.search import resume as saved_run
 from takd_search.search.run_dir import check_writable
 from takd_search.search.space import reference_lr
@@ -140,9 +142,13 @@ def check_machine(plan: RunPlan, address: str | None, store_root, no_store: bool
     # every check that needs no Ray before Ray starts (seconds) and before anything is
     # written: the device, and for a local run the CPUs and GPUs a trial asks for
     ray_session.check_device(plan.device)
+    # trials follow resources.gpu: gpu 0 trains on the CPU, gpu > 0 on Ray's GPU (cuda:0 in
+    # every worker); the workers get the device decided here (issue 25)
+    plan.device = trial_device(plan.device, space.resources.gpu)
     local = address in (None, "", "local")
+    conc = 1  # trials at once here (a cluster's: unknown before it is reached)
     if local:
-        ray_session.check_resources(
+        conc = ray_session.check_resources(
             space.resources.cpu,
             space.resources.gpu,
             space.resources.concurrency,
@@ -165,6 +171,12 @@ def check_machine(plan: RunPlan, address: str | None, store_root, no_store: bool
         )
     # an unwritable store: one line now, before the run folder is written; after the checks
     # above, so a failed check leaves nothing behind, not even an empty store
+    # the disk the run may fill against the free space, before anything is written
+    disk_plan.check_fits(
+        disk_plan.for_plan(
+            space, plan.ds, plan.sizes, plan.train, results_dir, store, conc, plan.resume
+        )
+    )
     if store is not None:
         Store(store)
     plan.store = store
