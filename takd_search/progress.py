@@ -127,8 +127,13 @@ def say(msg: str = "") -> None:
 
 
 class _Stderr(logging.Handler):
-    """Each record's message, alone, on whatever sys.stderr is at the time (a console_log
-    tee, pytest's capture)."""
+    """Each progress line (the `takd_search` logger's own records, not its modules'),
+    alone, on whatever sys.stderr is at the time (a console_log tee, pytest's capture).
+    The modules' own warnings (a corrupt store entry, say) reach the console once, through
+    the driver's report of them, whichever runner ran the trial."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == LOG.name
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -182,7 +187,10 @@ class LiveBlock:
     def event(self, line: str, block: list[str] | None = None) -> None:
         """Print one event line (kept in the scroll-back); redraw the block below it."""
         if not self.tty:
-            say(line)
+            if self._stream is None:
+                say(line)  # the progress log (the CLI prints it; a notebook's logging)
+            else:
+                print(line, file=self._stream, flush=True)
             return
         self._erase()
         self.stream.write(line + "\n")

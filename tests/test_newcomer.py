@@ -245,9 +245,12 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert not res.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
     assert "nothing is trained or written" in out
     assert "nokd     3 trials" in out and "search   3 trials" in out
-    # confirmation: (top-1 + heuristic) x 2 selection seeds (3, 4: neither a report
-    # seed nor the search's) + (top-1 + BLKD + heuristic + NoKD) x 2 report seeds
-    assert "confirm  12 trials" in out and "select" in out and "[3, 4]" in out
+    # selection: each procedure's top-1 (search, BLKD, heuristic) x 2 selection seeds
+    # (3, 4: neither a report seed nor the search's); confirmation: the chosen three and
+    # NoKD x 2 report seeds; BLKD and the heuristic get the search's 3 proposals
+    assert "select   6 trials" in out and "[3, 4]" in out
+    assert "confirm  8 trials" in out
+    assert "blkd     3 trials" in out and "tune     3 trials" in out
     # equal budgets: BLKD topped up to at most the search's 3 trials, the other
     # candidate path (k = 1) to at most 3 more
     assert "blkd     3 trials at most" in out and "tune     3 trials at most" in out
@@ -333,7 +336,7 @@ def test_study_db_mirrors_the_top_up_phase_by_path_and_seed(tmp_path):
     f.write_text(TINY)
     space, _, _ = load_space(str(f))
     sizes = {"plain6": 3, "plain4": 2, "plain2": 1}
-    schedule = ["plain6>plain4>plain2", "plain6>plain4>plain2"]
+    schedule = ["plain6>plain4>plain2", "plain6>plain2"]  # two paths: p0_T, p1_T
     tune_space = PathSpace(space, sizes, schedule=schedule)
     hops = [{"T": 2.0, "alpha": 0.3}, {"T": 8.0, "alpha": 0.4}]
     rows = [
@@ -348,7 +351,7 @@ def test_study_db_mirrors_the_top_up_phase_by_path_and_seed(tmp_path):
     db = study.mirror(tmp_path, {"tune": rows, "blkd": []}, {"tune": tune_space, "blkd": None})
     url = f"sqlite:///{db}"
     s = optuna.load_study(study_name="tune", storage=url)
-    assert [t.params for t in s.trials] == [{"path": schedule[0], "seed": 0}] * 2
+    assert [t.params for t in s.trials] == [{"path": p, "seed": 0} for p in schedule]
     assert [t.value for t in s.trials] == pytest.approx([0.80, 0.81])
     assert json.loads(s.trials[0].user_attrs["hops"]) == hops
     assert optuna.load_study(study_name="blkd", storage=url).trials == []

@@ -110,7 +110,7 @@ data: {dataset: digits}
 models: {family: plain, teacher: 6, student: 2, candidates: [4], max_tas: 1}
 train: {epochs: 4, batch_size: 64, lr: [0.002, 0.05]}
 distill: {T: [2.0, 8.0], alpha: {low: 0.2, high: 0.8}}
-search: {n_trials: 8, seed: 0, scheduler: asha, grace_epochs: 1}
+search: {n_trials: 8, seed: 0, scheduler: asha, grace_epochs: 1, batch: 2}
 resources: {cpu: 1}
 baselines: {confirm_top_k: 1, confirm_seeds: [1, 2], blkd_trials: 3}
 """

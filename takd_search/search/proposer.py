@@ -26,10 +26,19 @@ def make_sampler(kind: str, seed: int, grid: dict | None = None, n_trials: int |
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return _Grid(grid, seed=seed)
     # random start-up trials before TPE models the space: a third of the budget, 4..10
     startup = 10 if not n_trials else max(4, min(10, n_trials // 3))
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+class _Grid(optuna.samplers.GridSampler):
+    """A GridSampler for ask-and-tell: the stock one calls `study.stop()` once the grid is
+    exhausted, which only works inside `study.optimize` (elsewhere it raises and leaves the
+    told trial RUNNING). The proposer counts proposals itself (at most the grid's size)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
 
 
 class Proposer:
