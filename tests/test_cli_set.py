@@ -37,6 +37,7 @@ def test_dry_run_shows_a_set_lr_and_writes_nothing(tmp_path):
     r = _cli("run", "--space", "digits_vgg", "--dry-run", "--set", "train.lr=0.01", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "set      --set train.lr=0.01" in r.stdout
+    assert "SGD lr 0.01 " in r.stdout  # the plan's recipe line: the lr every hop trains at
     assert "dry run of digits_vgg" in r.stdout
     assert list(tmp_path.iterdir()) == []  # nothing written, not even results/
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from takd_search.engine.distill import pick_device, trial_device
 from takd_search.models import create_model_from_name
 from takd_search.progress import fmt_seconds
+from takd_search.run_path import describe_recipe
 from takd_search.search import disk_plan
 from takd_search.search.methods import trial_counts
 from takd_search.search.space import PathSpace
@@ -118,6 +119,7 @@ def plan(
         },
         "models": {m: sizes[m] for m in everyone},
         "epochs": train.epochs,
+        "train": describe_recipe(train),  # the recipe every hop trains with (after --set)
         "paths": path_space.n_paths(),
         "phases": phases,
         "resources": {
@@ -226,6 +228,7 @@ def plan_text(p: dict) -> str:
         f"held out for validation), {d['test']} test, {d['input_shape']}, {d['classes']} classes",
         "models   " + ", ".join(f"{m} ({n:,} params)" for m, n in p["models"].items()),
         f"paths    {p['paths']} distinct paths, {p['epochs']} epochs per hop",
+        f"train    {p['train']}",
         "phases",
     ]
     for ph in p["phases"]:
