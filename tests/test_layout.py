@@ -140,9 +140,7 @@ def test_no_private_name_is_imported_from_another_module():
     found = []
     for module, path in _modules().items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                "takd_search"
-            ):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("takd_search"):
                 found += [
                     f"{module}: from {node.module} import {a.name}"
                     for a in node.names

@@ -251,9 +251,6 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert "select   6 trials" in out and "[3, 4]" in out
     assert "confirm  8 trials" in out
     assert "blkd     3 trials" in out and "tune     3 trials" in out
-    # equal budgets: BLKD topped up to at most the search's 3 trials, the other
-    # candidate path (k = 1) to at most 3 more
-    assert "blkd     3 trials at most" in out and "tune     3 trials at most" in out
     assert "2 distinct paths" in out and "ms/step" in out
     assert f"results  {res.resolve()}/tiny-<timestamp>" in out
     assert f"store    {res.resolve()}/.store" in out
