@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from takd_search.atomic import write_atomic
+from takd_search.config.schema import HYPER
 from takd_search.errors import UserError
 
 MAX_HOPS = 4  # per-hop columns T_1..T_4 etc.; longer paths keep all hops in `hops` (JSON)
@@ -58,11 +59,7 @@ TRIALS = {
     "train_seconds": "float64",
     "wall_seconds": "float64",
     "hops": "string",
-    **{
-        f"{h}_{i}": "float64"
-        for i in range(1, MAX_HOPS + 1)
-        for h in ("T", "alpha", "kd_epochs", "parent_epoch")
-    },
+    **{f"{h}_{i}": "float64" for i in range(1, MAX_HOPS + 1) for h in HYPER},
 }
 BASELINES = {
     "kind": "string",
@@ -125,7 +122,7 @@ def hop_columns(hops: Sequence[dict]) -> dict:
     """Per-hop values as flat columns T_1, alpha_1, ... plus all of them as JSON."""
     out = {"hops": json.dumps(list(hops))}
     for i, h in enumerate(hops[:MAX_HOPS], start=1):
-        for k in ("T", "alpha", "kd_epochs", "parent_epoch"):
+        for k in HYPER:
             out[f"{k}_{i}"] = h.get(k)
     return out
 

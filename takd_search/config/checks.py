@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from takd_search.config.schema import Models, ParamSpace, Space, canonical_name
+from takd_search.config.schema import HYPER, Models, ParamSpace, Space, canonical_name
 
 
 def check(space: Space) -> list[str]:
@@ -145,7 +145,7 @@ def check(space: Space) -> list[str]:
     if se.n_trials is None and se.time_budget_s is None and se.sampler != "grid":
         out.append("search: set n_trials or time_budget_s (or both): a search needs a budget")
     if se.sampler == "grid":
-        for name in ("T", "alpha", "kd_epochs", "parent_epoch"):
+        for name in HYPER:
             if ParamSpace(getattr(d, name)).kind == "range":
                 out.append(
                     f"distill.{name}: the grid sampler needs a number or a list of "

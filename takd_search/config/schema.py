@@ -158,6 +158,11 @@ class Train(Strict):
     warmup_epochs: Int | None = None
 
 
+# the per-hop hyper-parameters a space searches (Distill's keys): the one list the
+# searcher, the checks, the CSV columns and the importances use
+HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
+
+
 class Distill(Strict):
     T: Param = Range(low=1.0, high=20.0, log=True)
     alpha: Param = Range(low=0.05, high=0.95)

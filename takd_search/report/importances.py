@@ -14,10 +14,10 @@ import json
 
 import pandas as pd
 
+from takd_search.config.schema import HYPER
 from takd_search.engine.path import path_models
 from takd_search.results import Run
 
-HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
 HYPER_LABEL = {
     "T": "temperature T",
     "alpha": "soft-loss weight alpha",

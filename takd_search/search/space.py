@@ -29,9 +29,8 @@ import math
 from collections import Counter
 
 from takd_search.config import ParamSpace, Space
+from takd_search.config.schema import HYPER
 from takd_search.engine.path import path_models
-
-HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
 
 
 class PathSpace:
