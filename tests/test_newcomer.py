@@ -246,10 +246,11 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert "nothing is trained or written" in out
     assert "nokd     3 trials" in out and "search   3 trials" in out
     # selection: each procedure's top-1 (search, BLKD, heuristic) x 2 selection seeds
-    # (3, 4: neither a report seed nor the search's); confirmation: the chosen three and
-    # NoKD x 2 report seeds; BLKD and the heuristic get the search's 3 proposals
+    # (3, 4: neither a report seed nor the search's); confirmation: the chosen three, NoKD
+    # and the matched BLKD control x 2 report seeds; BLKD and the heuristic get the
+    # search's 3 proposals
     assert "select   6 trials" in out and "[3, 4]" in out
-    assert "confirm  8 trials" in out
+    assert "confirm  10 trials" in out
     assert "blkd     3 trials" in out and "tune     3 trials" in out
     assert "2 distinct paths" in out and "ms/step" in out
     assert f"results  {res.resolve()}/tiny-<timestamp>" in out

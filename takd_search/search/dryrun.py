@@ -245,7 +245,10 @@ def plan_text(p: dict) -> str:
         if ph["phase"] == "select":
             extra = f" (each procedure's top-k x selection seeds {ph['select_seeds']})"
         if ph["phase"] == "confirm":
-            extra = f" (the chosen path, BLKD, heuristic and NoKD x report seeds {ph['seeds']})"
+            extra = (
+                f" (the chosen path, BLKD, heuristic, NoKD and BLKD at the path's own T/alpha "
+                f"x report seeds {ph['seeds']})"
+            )
         out.append(
             f"  {ph['phase']:8s} {trials} trials{extra}, at most {ph['hops_at_most']} new hops"
         )

@@ -29,7 +29,8 @@ def trial_counts(space, n_search: int | None, heuristic: bool = True) -> dict:
     """Trials per phase after NoKD, given the search's proposals `n_search` (its n_trials,
     or what its time budget allowed): the one arithmetic the run and its dry run share.
     BLKD and the heuristic get the same proposals (BLKD at least `blkd_trials`); the k best
-    of each procedure x the selection seeds; the chosen three and NoKD x the report seeds."""
+    of each procedure x the selection seeds; the chosen three, NoKD and the matched BLKD
+    control x the report seeds."""
     from takd_search.baselines import default_select_seeds
 
     b = space.baselines
@@ -43,7 +44,8 @@ def trial_counts(space, n_search: int | None, heuristic: bool = True) -> dict:
         "blkd": max(n, b.blkd_trials or 0),
         "tune": n if heuristic else 0,
         "select": procedures * b.confirm_top_k * len(select),
-        "confirm": (procedures + 1) * len(b.confirm_seeds),
+        # the chosen configurations, NoKD and the matched BLKD control (run.py)
+        "confirm": (procedures + 2) * len(b.confirm_seeds),
         "select_seeds": list(select),
     }
 
