@@ -51,7 +51,7 @@ def test_lambda_problems_are_one_line_each(tmp_path, distill, msg):
     [
         ("{confirm_seeds: [1, 2, 1]}", "baselines.confirm_seeds: seed 1 is listed twice"),
         ("{confirm_seeds: [0, 1]}", "baselines.confirm_seeds: 0 is the search's seed"),
-        ("{select_seeds: [4, 0]}", "baselines.select_seeds: 0 is the search's seed"),
+        ("{select_seeds: [6, 0]}", "baselines.select_seeds: 0 is the search's seed"),
         ("{confirm_seeds: [1, 2], select_seeds: [2, 5]}", "2 is also a confirm seed"),
     ],
 )

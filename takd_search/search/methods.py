@@ -141,7 +141,7 @@ def search_candidates(methods: dict) -> list[str]:
     return [k for k in methods if k.startswith("top")]
 
 
-def _hop_seconds(phases: list[list[dict]]) -> dict[str, float]:
+def mean_hop_seconds(phases: list[list[dict]]) -> dict[str, float]:
     """Mean training seconds of one trained hop, per model (child), over every hop this
     run trained: the unit cost the report's grid counterfactual charges a hop."""
     secs: dict[str, list[float]] = {}

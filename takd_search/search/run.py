@@ -207,7 +207,7 @@ def _procedure(s: Session) -> dict:
         space, s.run_dir, methods, crow, trials, nokd_val, ta, paths, teacher, student,
         time.perf_counter() - s.t0, select_seeds=select_seeds, n_val=n_val,
         budget=_budget(search, blkd, tune),
-        hop_seconds=procedures._hop_seconds([nokd, search, blkd, tune, select, confirm]),
+        hop_seconds=procedures.mean_hop_seconds([nokd, search, blkd, tune, select, confirm]),
     )  # fmt: skip
 
 

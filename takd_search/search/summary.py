@@ -74,7 +74,7 @@ def _teacher_spread(report: list[dict]) -> dict | None:
             continue
         for split in ("val", "test"):
             v = r.get(f"teacher_{split}_acc")
-            if baselines._finite(v):
+            if baselines.finite(v):
                 per_seed.setdefault(int(r["seed"]), {}).setdefault(split, float(v))
     if not per_seed:
         return None
