@@ -25,7 +25,7 @@ from takd_search.errors import UserError, first_line
 from takd_search.search import trial as trial_mod
 from takd_search.search.console import PhaseProgress
 from takd_search.search.disk import DiskFull, full_message, is_disk_full
-from takd_search.search.phase import Phase, label, make_row
+from takd_search.search.phase import Phase, make_row
 from takd_search.search.proposer import FINISHED
 from takd_search.search.rungs import Rungs
 from takd_search.search.stop import Interrupted, main_thread
@@ -64,14 +64,7 @@ class InProcessRunner:
         """Run (or resume) one phase; one row per trial, in proposal order."""
         folder = root / phase.name
         saved = _load(folder / SAVED)
-        progress = PhaseProgress(
-            phase.name,
-            phase.total,
-            label=label,
-            run_dir=str(root.parent),
-            max_failures=phase.max_failures,
-            watchers=phase.watchers,
-        )
+        progress = PhaseProgress(**phase.console(root))
         rungs = Rungs(phase.run.train.epochs, phase.grace()) if phase.asha else None
         proposer = phase.proposer() if phase.space is not None else None
         fixed = iter(phase.cases())

@@ -55,6 +55,18 @@ class Phase:
         sampler = make_sampler(self.sampler, self.seed, self.grid, self.n_trials)
         return Proposer(self.space, sampler, self.n_trials, self.batch)
 
+    def console(self, root) -> dict:
+        """The arguments of the phase's console (console.PhaseProgress), for either runner:
+        its lines, progress.json in the run folder (`root`'s parent) and its watchers."""
+        return dict(
+            phase=self.name,
+            total=self.total,
+            label=label,
+            run_dir=str(root.parent),
+            max_failures=self.max_failures,
+            watchers=self.watchers,
+        )
+
     def grace(self) -> int:
         """The first rung of early stopping, in student epochs."""
         epochs = self.run.train.epochs

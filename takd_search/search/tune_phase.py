@@ -27,7 +27,7 @@ from takd_search.search import ray_session
 from takd_search.search.callback import Progress
 from takd_search.search.console import error_line
 from takd_search.search.disk import DiskFull, full_message, is_disk_full, low_disk
-from takd_search.search.phase import Phase, label, make_row
+from takd_search.search.phase import Phase, make_row
 from takd_search.search.pruning import FairASHA
 from takd_search.search.searcher import BatchedOptunaSearch
 from takd_search.search.stop import Interrupted, StopFlag, main_thread
@@ -109,14 +109,7 @@ def run_phase(phase: Phase, root: Path) -> list[dict]:
     its finished hops come back from the store, so little is retrained.
     """
     exp = root / phase.name
-    progress = Progress(
-        phase.name,
-        phase.total,
-        label=label,
-        run_dir=str(root.parent),
-        max_failures=phase.max_failures,
-        watchers=phase.watchers,
-    )
+    progress = Progress(**phase.console(root))
     stop = StopFlag()
     quiet = [logging.getLogger(n) for n in ("ray.tune", "ray.train", "ray")]
     levels = [lg.level for lg in quiet]
