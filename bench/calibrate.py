@@ -282,6 +282,9 @@ baselines: {{confirm_top_k: {top_k}, confirm_seeds: {report}, select_seeds: {sel
 """
 
 
+_DATA: dict = {}  # (args, kwargs) -> Dataset: kept for the process, across runs
+
+
 def _cache_datasets() -> None:
     """Load each data set once per process (the plan loads it every run; MNIST-1D is
     generated, seconds each time). The data are only read, never changed, by a run."""
@@ -289,13 +292,13 @@ def _cache_datasets() -> None:
 
     if getattr(plan.load_dataset, "calibrate_cached", False):
         return
-    cache, load = {}, plan.load_dataset
+    load = plan.load_dataset
 
     def cached(*a, **k):
         key = (a, tuple(sorted(k.items())))
-        if key not in cache:
-            cache[key] = load(*a, **k)
-        return cache[key]
+        if key not in _DATA:
+            _DATA[key] = load(*a, **k)
+        return _DATA[key]
 
     cached.calibrate_cached = True
     plan.load_dataset = cached
@@ -304,13 +307,28 @@ def _cache_datasets() -> None:
 def full_run(args: dict) -> dict:
     """One simulated run of the real procedure; returns its claims (and what failed)."""
     from takd_search.search import study
-    from takd_search.search.inprocess import InProcessRunner
-    from takd_search.search.run import run_search
 
     # study.db is a mirror of the phases for Optuna's dashboards (90 % of a simulated run's
-    # time, in SQLite); nothing of the answer is read from it
+    # time, in SQLite); nothing of the answer is read from it. Both patches are undone when
+    # the run ends: a caller in the same process (the test suite) keeps the real ones.
+    saved = (study.mirror, plan_module().load_dataset)
     study.mirror = lambda *a, **k: None
     _cache_datasets()
+    try:
+        return _full_run(args)
+    finally:
+        study.mirror, plan_module().load_dataset = saved
+
+
+def plan_module():
+    from takd_search.search import plan
+
+    return plan
+
+
+def _full_run(args: dict) -> dict:
+    from takd_search.search.inprocess import InProcessRunner
+    from takd_search.search.run import run_search
 
     land, i = Landscape(**args["landscape"]), args["index"]
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the run folder in memory
