@@ -71,6 +71,7 @@ def test_cpu_run_is_bit_for_bit_repeatable(digits_data):
     assert not all(torch.equal(a.state[k], c.state[k]) for k in a.state)
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_plain10_from_scratch_reaches_95_percent_on_digits(digits_data):
     from takd_search.run_path import recipe
 

@@ -116,6 +116,7 @@ def test_a_64px_image_folder_runs_from_its_uint8_cache_with_resized_crops(
 
 
 # ---- example 1: pretrained teacher, fine-tuned, then a T x alpha grid ------------------------
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_pretrained_teacher_finetune_then_distil_over_the_T_alpha_grid(shapes, tmp_path):
     sd = _pretrained_elsewhere(shapes, tmp_path / "pretrained.pt")
     space, _, _ = load_space(

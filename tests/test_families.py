@@ -126,6 +126,7 @@ def test_workers_get_the_module_and_its_folder(user_module, monkeypatch):
     assert plugins.module_paths() == [str(user_module / "userfams.py")]
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_run_path_trains_a_path_through_a_family_from_outside_and_exports_it(tmp_path):
     """`takd-search run-path` on digits: plain4 -> tinycnn2 -> tinycnn1, a real (short)
     training of every hop in a fresh process, then `export` of its student, which a

@@ -241,6 +241,7 @@ def test_dead_worker_is_retried_from_its_checkpoint(tmp_path, ray_runner):
     assert len(keys) == len(set(keys))
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path):
     # a grid of 2 paths x 2 learning rates, every point once; BLKD: both rates
     space = space_file(
@@ -260,6 +261,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path
     assert "failed: " in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_two_searches_sharing_a_store_train_each_hop_once(tmp_path, procs):
     store = tmp_path / "shared-store"
     logs = []
@@ -568,6 +570,7 @@ def test_a_local_runs_ray_refuses_clients_without_its_token(tmp_path, procs, ray
 
 
 # ---- resume: the run's own settings, the printed command, contradicting flags -------------
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_the_printed_resume_command_resumes_with_the_runs_own_settings(tmp_path, procs):
     """A run started with budget flags, a relative --results and its own --store, stopped
     by Ctrl-C. A flag contradicting its settings is refused in one line; the printed hint
@@ -629,6 +632,7 @@ def fill(path: Path) -> None:
             pass
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_a_full_disk_is_one_line_and_the_same_command_resumes_once_freed(tmp_path, procs):
     """A real full disk (a 64 MB tmpfs filled while the NoKD phase runs): one line naming
     the disk and the fix, exit 2, no traceback, no truncated file or empty lock left, and

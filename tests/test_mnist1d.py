@@ -339,6 +339,7 @@ def test_models_and_datasets_show_mnist1d(capsys):
     assert "mnist1d" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TAKD_DATA", str(tmp_path / "data"))
     res = tmp_path / "res"

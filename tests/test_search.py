@@ -30,6 +30,7 @@ def _write(tmp_path, dataset="digits", data_dir="", teacher=6, cands="[4]"):
     return p
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_digits_search_with_4_trials_writes_the_run_folder(tmp_path, capsys):
     space = _write(tmp_path, teacher=8, cands="[6, 4]")
     res = tmp_path / "results"

@@ -116,6 +116,7 @@ baselines: {confirm_top_k: 1, confirm_seeds: [1, 2], blkd_trials: 3}
 """
 
 
+@pytest.mark.slow  # a whole search or a long training: the second tier
 def test_an_asha_search_completes_prunes_charges_and_names_a_winner(tmp_path):
     """Every tuning procedure is early-stopped by the same rule (equal effort): across
     the search, BLKD and the heuristic's path some trials are pruned (TPE's later batches
