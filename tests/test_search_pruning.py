@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from takd_search.cli import main
 from takd_search.search.pruning import FairASHA, rungs
