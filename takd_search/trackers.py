@@ -111,21 +111,37 @@ class TensorBoard:
 class MLflow:
     """One MLflow run per trial in the experiment `takd-search/<run folder name>`, at
     MLFLOW_TRACKING_URI or else a SQLite store RUN/mlflow.db (MLflow 3 refuses new file
-    stores); `mlflow ui --backend-store-uri sqlite:///RUN/mlflow.db` shows it. A client of
-    its own: no global MLflow state is touched."""
+    stores) with its artifacts in RUN/mlruns (MLflow's default, ./mlruns, would write into
+    whatever folder the run was started from); `mlflow ui --backend-store-uri
+    sqlite:///RUN/mlflow.db` shows it. A client of its own: no global MLflow state is
+    touched."""
 
     def __init__(self, run_dir):
-        db = Path(run_dir).resolve() / "mlflow.db"
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{db}"
-        self.experiment = f"takd-search/{Path(run_dir).name}"
+        run_dir = Path(run_dir).resolve()
+        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir / 'mlflow.db'}"
+        # a user's tracking server chooses its own artifact store
+        own = "MLFLOW_TRACKING_URI" not in os.environ
+        self.artifacts = (run_dir / "mlruns").as_uri() if own else None
+        self.experiment = f"takd-search/{run_dir.name}"
+        self._made = None
+
+    def __getstate__(self) -> dict:  # pickled without its open client
+        return {**self.__dict__, "_made": None}
 
     def _client(self):
-        from mlflow.tracking import MlflowClient  # mlflow: only when tracked
+        """The client and experiment id, made once (a SQLite store's client costs 0.4 s)."""
+        if self._made is None:
+            from mlflow.tracking import MlflowClient  # mlflow: only when tracked
 
-        client = MlflowClient(tracking_uri=self.uri)
-        exp = client.get_experiment_by_name(self.experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(self.experiment)
-        return client, exp_id
+            client = MlflowClient(tracking_uri=self.uri)
+            exp = client.get_experiment_by_name(self.experiment)
+            exp_id = (
+                exp.experiment_id
+                if exp is not None
+                else client.create_experiment(self.experiment, artifact_location=self.artifacts)
+            )
+            self._made = client, exp_id
+        return self._made
 
     def trial(self, phase: str, row: dict) -> None:
         client, exp_id = self._client()

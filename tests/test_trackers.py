@@ -22,20 +22,25 @@ baselines: {confirm_top_k: 1, confirm_seeds: [1], select_seeds: []}
 
 
 class Calls:
-    """An API caller's callback: records every finished trial."""
+    """An API caller's callback: records every finished trial, and how many trials of a
+    searched phase study.db already holds when it hears of one (the mirror is live)."""
 
-    def __init__(self):
-        self.seen = []
+    def __init__(self, results):
+        self.results, self.seen, self.in_study = results, [], []
 
     def trial(self, phase, row):
         self.seen.append((phase, row["trial_number"], row["status"]))
+        if phase in ("search", "blkd"):
+            (db,) = self.results.glob("*/study.db")
+            study = optuna.load_study(study_name=phase, storage=f"sqlite:///{db}")
+            self.in_study.append((phase, len(study.trials)))
 
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tracked")
     (tmp / "s.yaml").write_text(SPACE)
-    calls = Calls()
+    calls = Calls(tmp / "results")
     run_dir = run_search(
         str(tmp / "s.yaml"),
         results_dir=tmp / "results",
@@ -83,12 +88,19 @@ def test_mlflow_store_has_a_run_per_trial_with_params_and_curves(tracked):
         assert "hop1_T" in r.data.params
     answer = client.search_runs([exp.experiment_id], filter_string="tags.phase = 'answer'")
     assert len(answer) == 1
+    # artifacts beside the database, not in ./mlruns of wherever the run was started
+    rid = answer[0].info.run_id
+    artifacts = run_dir.resolve() / "mlruns" / rid / "artifacts"
+    assert answer[0].info.artifact_uri == artifacts.as_uri()
+    assert (run_dir / "mlruns" / rid / "artifacts" / "answer.txt").is_file()
 
 
 def test_callbacks_hear_every_trial_and_study_db_holds_them(tracked):
     run_dir, calls = tracked
     phases = [p for p, _, _ in calls.seen]
     assert phases.count("search") == 2 and phases.count("blkd") == 2
+    # each searched trial is in study.db by the time callbacks hear of it
+    assert calls.in_study == [("search", 1), ("search", 2), ("blkd", 1), ("blkd", 2)]
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{run_dir / 'study.db'}")
     assert len(study.trials) == 2
 

@@ -113,12 +113,15 @@ class Session:
             say(f"[{name}] already complete ({len(self.done[name])} trials), kept")
             return self.done[name]
         root = self.run_dir / "tune"
-        watchers = [LiveMirror(self.run_dir, self.done, self.spaces), *self.watchers]
-        rows = self.runner.run_phase(
-            Phase(name=name, dataset=self.plan.ds, space=space, watchers=watchers,
-                  **self.common, **kw),
-            root,
-        )  # fmt: skip
+        live = LiveMirror(self.run_dir, self.spaces)
+        try:
+            rows = self.runner.run_phase(
+                Phase(name=name, dataset=self.plan.ds, space=space,
+                      watchers=[live, *self.watchers], **self.common, **kw),
+                root,
+            )  # fmt: skip
+        finally:
+            live.close()
         _report_corrupt(self.run_dir, rows)
         self.save(name, rows)
         if rows and not any(r["status"] in ("completed", "pruned") for r in rows):
@@ -134,7 +137,7 @@ class Session:
         write_json(self.run_dir / "phases" / f"{name}.json", rows)
         self.done[name] = rows
         try:  # RUN/study.db for Optuna's tools; a failure costs the mirror only
-            study.mirror(self.run_dir, self.done, self.spaces)
+            study.mirror(self.run_dir, self.done, self.spaces, phase=name)
         except Exception as e:
             say(f"warning: could not write {self.run_dir / study.FILE} ({type(e).__name__}: {e})")
         return rows
