@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 import torch
@@ -70,3 +71,28 @@ def store(tmp_path):
     from takd_search.engine.store import Store
 
     return Store(tmp_path / "store")
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The command line run in this process, as `takd-search ARGS` would run it in a
+    shell: cli(*args, cwd=None) -> CompletedProcess with the exit code (argparse's exit
+    too), stdout and stderr. A subprocess per call costs 3-8 s of imports on 2 cores; the
+    tests that need a real process (signals, rlimits, import checks, one end-to-end run
+    per kind of error) start one themselves."""
+    from takd_search.cli import main
+
+    monkeypatch.delenv("TAKD_STORE", raising=False)  # the tests' own stores only
+
+    def call(*args, cwd=None) -> subprocess.CompletedProcess:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's errors
+            code = e.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return call

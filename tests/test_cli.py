@@ -91,8 +91,8 @@ def test_run_path_end_to_end(tmp_path, capsys):
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_user_errors_are_one_line_exit_2(tmp_path, args, msg):
-    r = run(*args, "--results", str(tmp_path / "res")) if args[0] == "run-path" else run(*args)
+def test_user_errors_are_one_line_exit_2(tmp_path, args, msg, cli):
+    r = cli(*args, "--results", tmp_path / "res") if args[0] == "run-path" else cli(*args)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], r.stderr

@@ -5,9 +5,6 @@ unknown flag such as `--lr` names the `--set` that does it."""
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,21 +17,9 @@ from takd_search.config.flags import FlagConflict, set_item, set_overrides, unkn
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "takd_search", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-# ---- the command line, end to end (subprocess: exit code and stderr as a user sees them) --
-def test_dry_run_shows_a_set_lr_and_writes_nothing(tmp_path):
-    r = _cli("run", "--space", "digits_vgg", "--dry-run", "--set", "train.lr=0.01", cwd=tmp_path)
+# ---- the command line, end to end (exit code, stdout and stderr as a user sees them) ------
+def test_dry_run_shows_a_set_lr_and_writes_nothing(tmp_path, cli):
+    r = cli("run", "--space", "digits_vgg", "--dry-run", "--set", "train.lr=0.01", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "set      --set train.lr=0.01" in r.stdout
     assert "SGD lr 0.01 " in r.stdout  # the plan's recipe line: the lr every hop trains at
@@ -54,8 +39,8 @@ def test_dry_run_shows_a_set_lr_and_writes_nothing(tmp_path):
         (["train.lr=0.01"], "to override train.lr, use --set train.lr=0.01"),
     ],
 )
-def test_a_bad_override_is_one_line_exit_2(tmp_path, args, want):
-    r = _cli("run", "--space", "digits_vgg", "--dry-run", *args, cwd=tmp_path)
+def test_a_bad_override_is_one_line_exit_2(tmp_path, args, want, cli):
+    r = cli("run", "--space", "digits_vgg", "--dry-run", *args, cwd=tmp_path)
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1, r.stderr
     assert want in err[0], err[0]

@@ -284,21 +284,21 @@ def test_two_searches_sharing_a_store_train_each_hop_once(tmp_path, procs):
     assert nokd(a).equals(nokd(b))  # same hops, loaded rather than retrained
 
 
-def test_unwritable_results_folder_is_one_line_before_training(tmp_path):
+def test_unwritable_results_folder_is_one_line_before_training(tmp_path, cli):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the results folder should be")
-    r = run(["run", "--space", space_file(tmp_path), "--results", blocker / "results"])
+    r = cli("run", "--space", space_file(tmp_path), "--results", blocker / "results")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write to the results folder" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
 
 
-def test_unwritable_store_is_one_line_before_anything_is_written(tmp_path):
+def test_unwritable_store_is_one_line_before_anything_is_written(tmp_path, cli):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the hop store should be")
     res = tmp_path / "results"
-    r = run(["run", "--space", space_file(tmp_path), "--results", res, "--store", blocker / "s"])
+    r = cli("run", "--space", space_file(tmp_path), "--results", res, "--store", blocker / "s")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write to the hop store" in lines[0], r.stderr
@@ -741,7 +741,7 @@ def test_a_sigkilled_drivers_ray_processes_do_not_outlive_it(tmp_path, procs, ra
     ],
     ids=["device-garbage", "device-cuda", "cpus", "gpus", "address", "http-address", "resume"],
 )
-def test_bad_flags_are_one_line_before_ray_and_leave_nothing(tmp_path, flags, says):
+def test_bad_flags_are_one_line_before_ray_and_leave_nothing(tmp_path, flags, says, cli):
     import torch
 
     if flags == ["--device", "cuda"] and torch.cuda.is_available():
@@ -749,12 +749,13 @@ def test_bad_flags_are_one_line_before_ray_and_leave_nothing(tmp_path, flags, sa
     if flags[0] == "--gpus-per-trial" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU: half of one per trial fits")
     res = tmp_path / "results"
-    r = run(["run", "--space", space_file(tmp_path), "--results", res, *flags], timeout=300)
+    r = cli("run", "--space", space_file(tmp_path), "--results", res, *flags)
     assert r.returncode == 2, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], r.stderr
     assert not res.exists(), list(res.rglob("*"))  # no results folder, no store skeleton
     assert "raylet" not in r.stderr and "Traceback" not in r.stderr
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # no Ray began
 
 
 def _npz(path: Path, **arrays) -> Path:
