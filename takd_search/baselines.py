@@ -79,7 +79,8 @@ def heuristic_ta(
 def config_id(path: str, guidance: str, hops: Sequence[dict], lr=None) -> str:
     """A readable identity for one searched configuration (path + per-hop values)."""
     parts = [
-        f"T={h['T']:.3g},a={h['alpha']:.3g},kd={h['kd_epochs']:.3g},pe={h['parent_epoch']:.3g}"
+        f"T={h['T']:.3g},a={h['alpha']:.3g},kd={h['kd_fraction']:.3g},"
+        f"pe={h['parent_fraction']:.3g}"
         for h in hops
     ]
     return f"{path}|{guidance}|{lr}|" + ";".join(parts)

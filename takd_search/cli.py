@@ -61,9 +61,10 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _fraction(flag: str):
-    """A type for --kd-epochs/--parent-epoch: a fraction in (0, 1] of the hop's epochs,
-    the unit the space files use. Until 0.1 run-path took whole epochs here: an integer
-    (no decimal point) is refused with the conversion, not silently reinterpreted."""
+    """A type for --kd-fraction/--parent-fraction: a fraction in (0, 1] of the hop's
+    epochs, the unit the space files use. Until 0.1 run-path took whole epochs under the
+    old names (--kd-epochs, still accepted): an integer (no decimal point) is refused with
+    the conversion, not silently reinterpreted."""
 
     def parse(text: str) -> float:
         try:
@@ -73,8 +74,8 @@ def _fraction(flag: str):
         if text.strip().lstrip("+").isdigit():
             n = int(text)
             raise argparse.ArgumentTypeError(
-                f"{flag} {n}: is a fraction of --epochs in (0, 1] now, as kd_epochs/"
-                f"parent_epoch in space files, not whole epochs: for {n} of 20 epochs pass "
+                f"{flag} {n}: is a fraction of --epochs in (0, 1] now, as kd_fraction/"
+                f"parent_fraction in space files, not whole epochs: for {n} of 20 epochs pass "
                 f"{flag} {n / 20:g}; write 1.0 for all of them"
             )
         if not 0 < v <= 1:
@@ -193,19 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--T", type=float, default=4.0, help="temperature (> 0)")
     rp.add_argument("--alpha", type=float, default=0.5, help="soft-loss weight in [0, 1]")
     rp.add_argument(
-        "--kd-epochs",
-        type=_fraction("--kd-epochs"),
+        "--kd-fraction",
+        type=_fraction("--kd-fraction"),
         metavar="F",
         help="distil during this fraction of --epochs, then train on labels alone (0 < F <= "
-        "1, the unit of a space file's kd_epochs; default 1.0)",
+        "1, as a space file's kd_fraction; default 1.0)",
     )
     rp.add_argument(
-        "--parent-epoch",
-        type=_fraction("--parent-epoch"),
+        "--parent-fraction",
+        type=_fraction("--parent-fraction"),
         metavar="F",
         help="distil from the parent's weights after this fraction of its epochs (0 < F <= "
-        "1, as a space file's parent_epoch; default 1.0: its best-validation weights)",
+        "1, as a space file's parent_fraction; default 1.0: its best-validation weights)",
     )
+    # the flags' names until 2026-12-03 (the same fractions), kept for scripts, not listed
+    for old, new in (("--kd-epochs", "kd_fraction"), ("--parent-epoch", "parent_fraction")):
+        rp.add_argument(old, dest=new, type=_fraction(old), help=argparse.SUPPRESS)
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument(
         "--dense", action="store_true", help="each hop learns from all earlier models (DGKD)"

@@ -53,8 +53,8 @@ def _families(a, run_dir=None) -> None:
 
 
 def cmd_run_path(a) -> int:
-    from takd_search.engine.hop import HopParams
     from takd_search.run_path import recipe, run_path
+    from takd_search.search.fractions import HopFractions
 
     if a.T <= 0:
         raise UserError(f"--T {a.T} must be > 0 (a softmax temperature)")
@@ -66,7 +66,6 @@ def cmd_run_path(a) -> int:
             raise UserError(f"--{flag.replace('_', '-')} {v} must be at least 1")
     if a.lr is not None and a.lr <= 0:
         raise UserError(f"--lr {a.lr} must be > 0")
-    from takd_search.search.space import resolve_hops
 
     _families(a)
     if a.warmup_epochs is not None and a.warmup_epochs < 0:
@@ -80,17 +79,12 @@ def cmd_run_path(a) -> int:
         lr=a.lr,
         warmup_epochs=a.warmup_epochs,
     )
-    # fractions -> the whole epochs the chain takes, exactly as for a space file's hops
-    (whole,) = resolve_hops(
-        [{"T": a.T, "alpha": a.alpha, "kd_epochs": a.kd_epochs or 1.0,
-          "parent_epoch": a.parent_epoch or 1.0}],
-        train.epochs,
-    )  # fmt: skip
-    hop = HopParams(
+    # fractions, as a space file's hops: run_path makes them whole epochs as a trial does
+    hop = HopFractions(
         T=a.T,
         alpha=a.alpha,
-        kd_epochs=whole["kd_epochs"] if a.kd_epochs is not None else None,
-        parent_epoch=whole["parent_epoch"],
+        kd_fraction=a.kd_fraction or 1.0,
+        parent_fraction=a.parent_fraction or 1.0,
     )
     teacher = _teacher_flags(a)
     out = run_path(

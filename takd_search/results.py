@@ -14,7 +14,9 @@ Files of a run folder (documented column by column in docs/results.md):
 `load(run_dir)` reads the three CSVs back as DataFrames with the schema's dtypes;
 `load_many(paths)` stacks several runs with a `run` column; `open_run(run_dir)` loads a
 finished run folder whole (tables and JSON files) as a `Run`, for the report and analyze.
-Rows of trials.csv are in the order the searcher proposed them, per phase.
+Rows of trials.csv are in the order the searcher proposed them, per phase. `load` and
+`read_json` are where every reader gets a run folder's files, so they read an older
+version's names under today's (search/fractions.py: `kd_epochs_1` -> `kd_fraction_1`).
 
 Every file is written to a temporary name in the same folder and renamed into place, so
 a reader (or a crash) never sees half a file. Accuracies are fractions in [0, 1].
@@ -35,6 +37,7 @@ import pandas as pd
 from takd_search.atomic import write_atomic
 from takd_search.config.schema import HYPER
 from takd_search.errors import UserError
+from takd_search.search import fractions
 
 MAX_HOPS = 4  # per-hop columns T_1..T_4 etc.; longer paths keep all hops in `hops` (JSON)
 
@@ -179,7 +182,7 @@ def load(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
     for kind, schema in SCHEMAS.items():
         path = run_dir / f"{kind}.csv"
         if path.exists() and path.stat().st_size:
-            df = pd.read_csv(path, dtype=schema, keep_default_na=True)
+            df = _upgrade_frame(pd.read_csv(path, dtype=schema, keep_default_na=True), schema)
             for col in schema:
                 if col not in df:
                     df[col] = pd.Series(index=df.index, dtype=schema[col])
@@ -189,6 +192,31 @@ def load(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
             df = frame(kind, [])
         out[kind] = df
     return out
+
+
+def _upgrade_frame(df: pd.DataFrame, schema: dict) -> pd.DataFrame:
+    """A CSV written before the fractions were renamed (search/fractions.py): the columns
+    kd_epochs_i / parent_epoch_i and the keys in the `hops` JSON under the new names."""
+    renames = {}
+    for col in df.columns:
+        base, _, i = col.rpartition("_")
+        if base in fractions.OLD_NAMES and i.isdigit():
+            new = f"{fractions.OLD_NAMES[base]}_{i}"
+            if new not in df:
+                renames[col] = new
+    if renames:
+        df = df.rename(columns=renames)
+        for col in renames.values():
+            if col in schema:
+                df[col] = df[col].astype(schema[col])
+    old = tuple(f'"{name}"' for name in fractions.OLD_NAMES)
+    if "hops" in df and any(isinstance(h, str) and any(o in h for o in old) for h in df["hops"]):
+
+        def upgrade(h):
+            return json.dumps(fractions.upgrade_hops(json.loads(h))) if isinstance(h, str) else h
+
+        df["hops"] = df["hops"].map(upgrade).astype(df["hops"].dtype)
+    return df
 
 
 def run_dir_of(path: str | os.PathLike) -> Path:
@@ -264,15 +292,31 @@ def load_chain(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 def read_json(run_dir: str | os.PathLike, name: str, default=None):
     """A JSON file of the run folder (e.g. 'space.json', 'phases/confirm.json'), or
-    `default` when it is not there."""
+    `default` when it is not there. Files written before the fractions were renamed read
+    as if written now (`upgrade_json`)."""
     path = Path(run_dir) / name
     if not path.exists():
         return default
-    return json.loads(path.read_text())
+    return upgrade_json(name, json.loads(path.read_text()))
+
+
+def upgrade_json(name: str, data):
+    """One of a run folder's JSON files (by its name in the folder) with the names of an
+    older version under today's (search/fractions.py): every reader of space.json,
+    summary.json and phases/*.json (report, analyze, status, export, --resume) reads
+    through here, so none of them knows the old names."""
+    name = Path(name).as_posix()
+    if name == "space.json":
+        return fractions.upgrade_space(data)
+    if name == "summary.json":
+        return fractions.upgrade_summary(data)
+    if name.startswith("phases/"):
+        return fractions.upgrade_rows(data)
+    return data
 
 
 def summary(run_dir: str | os.PathLike) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())
+    return upgrade_json("summary.json", json.loads((Path(run_dir) / "summary.json").read_text()))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from takd_search.data import dataset_recipes, load_dataset
 from takd_search.engine.augment import DeviceData
 from takd_search.engine.chain import Context, hop_rows, run_chain
 from takd_search.engine.distill import pick_device
-from takd_search.engine.hop import HopParams, TrainConfig
+from takd_search.engine.hop import TrainConfig
 from takd_search.engine.own_teacher import attach_teacher
 from takd_search.engine.path import check_shrinking, parse_path
 from takd_search.engine.store import Store, default_root
@@ -23,6 +23,7 @@ from takd_search.engine.train import TrainingDiverged
 from takd_search.errors import UserError
 from takd_search.progress import HopProgress, table
 from takd_search.report.premise import chain_warnings
+from takd_search.search.fractions import HopFractions
 from takd_search.teacher.build import check_teacher
 from takd_search.teacher.source import NAME, read_teacher
 
@@ -133,7 +134,7 @@ def run_path(
     family: str | None = None,
     data_dir=None,
     train: TrainConfig | None = None,
-    hop: HopParams = HopParams(),
+    hop: HopFractions = HopFractions(),
     seed: int = 0,
     dense: bool = False,
     baseline: bool = True,
@@ -174,13 +175,14 @@ def run_path(
     if teacher is not None:
         check_teacher(teacher, data.ds)
     train = train or recipe(dataset)
-    for field in ("kd_epochs", "parent_epoch"):
+    for field in ("kd_fraction", "parent_fraction"):
         v = getattr(hop, field)
-        if v is not None and not 0 <= v <= train.epochs:
+        if not 0 < v <= 1:
             raise UserError(
-                f"--{field.replace('_', '-')} {v} is outside 0..{train.epochs} "
-                "(the hop's epochs): pick a value within it"
+                f"--{field.replace('_', '-')} {v} is outside (0, 1] (a fraction of the hop's "
+                "epochs): pick a value within it"
             )
+    params = hop.to_params(train.epochs)  # the chain's whole epochs, as in a trial
     # everything is validated above; only now does anything touch the disk
     store = store or open_store(store_root, no_store=no_store, results_dir=results_dir)
     progress = None if quiet else HopProgress()
@@ -189,7 +191,7 @@ def run_path(
         train,
         store,
         on_event=progress,
-        snapshot_epochs=(hop.parent_epoch,) if hop.parent_epoch else (),
+        snapshot_epochs=(params.parent_epoch,) if params.parent_epoch else (),
     )
     run_dir = Path(results_dir) / (
         name or f"path-{dataset.split(':')[0]}-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -199,7 +201,7 @@ def run_path(
     try:
         if teacher is not None:
             attach_teacher(ctx, teacher, seed=seed)
-        chain = run_chain(ctx, names, hop, guidance="dense" if dense else "chain", seed=seed)
+        chain = run_chain(ctx, names, params, guidance="dense" if dense else "chain", seed=seed)
         rows = hop_rows(chain)
     except TrainingDiverged as e:
         # the failed hop is a row of the table, never a result; the hops after it cannot
@@ -236,7 +238,7 @@ def run_path(
         "path": ">".join(names),
         "guidance": "dense" if dense else "chain",
         "seed": seed,
-        "hop": hop.__dict__,
+        "hop": hop.as_dict(),  # the fractions given; `hops` below: the chain's epochs
         "train": train.as_dict(),
         "device": str(data.device),
         "teacher": teacher.describe() if teacher is not None else None,

@@ -6,7 +6,7 @@ runner runs it). Each trial becomes one tracker run named `<phase>/<number> <pat
 
 - one curve per hop: `hop<i>_<model>/val_acc` per epoch (the student's is the last hop),
   so a TA that learnt badly is visible beside the student it taught;
-- its path and hyper-parameters (T, alpha, kd_epochs, parent_epoch per hop, lr, seed);
+- its path and hyper-parameters (T, alpha, kd_fraction, parent_fraction per hop, lr, seed);
 - its final validation accuracy (and test accuracy where the trial reports one).
 
 At the end, the run's answer (the closing block) is logged as text. Tune's own logger

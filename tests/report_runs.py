@@ -29,7 +29,7 @@ CONFIRM = {
 
 def _hops(path: str, T: float, alpha: float) -> list[dict]:
     n = len(path.split(">")) - 1
-    return [{"T": T, "alpha": alpha, "kd_epochs": 1.0, "parent_epoch": 1.0}] * n
+    return [{"T": T, "alpha": alpha, "kd_fraction": 1.0, "parent_fraction": 1.0}] * n
 
 
 def make_run(
@@ -129,8 +129,8 @@ def make_run(
         "distill": {
             "T": {"low": 1.0, "high": 20.0, "log": True},
             "alpha": {"low": 0.1, "high": 0.9, "log": False},
-            "kd_epochs": 1.0,
-            "parent_epoch": 1.0,
+            "kd_fraction": 1.0,
+            "parent_fraction": 1.0,
             "per_hop": False,
         },
         "search": {"guidance": "chain"},

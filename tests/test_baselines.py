@@ -47,7 +47,7 @@ def test_heuristic_ties_at_the_validation_resolution_go_to_the_smaller_ta():
 
 
 def _trial(i, acc, path="a>b", T=4.0, status="completed"):
-    hop = {"T": T, "alpha": 0.5, "kd_epochs": 1.0, "parent_epoch": 1.0}
+    hop = {"T": T, "alpha": 0.5, "kd_fraction": 1.0, "parent_fraction": 1.0}
     return {
         "trial_id": f"t{i}",
         "trial_number": i,

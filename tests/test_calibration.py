@@ -25,7 +25,7 @@ def calib():
 def test_simulated_trainer_reports_counts_like_run_trial(calib):
     land = calib.LANDSCAPES["null"]
     trainer = calib.SimTrainer(land, run_index=7)
-    hop = {"T": 4.0, "alpha": 0.6, "kd_epochs": 1.0, "parent_epoch": 1.0}
+    hop = {"T": 4.0, "alpha": 0.6, "kd_fraction": 1.0, "parent_fraction": 1.0}
     cfg = {"path": "plain10>plain6>plain2", "hops": [hop, hop], "seed": 3, "method": "top1"}
     run = {"train": {"epochs": 3}, "seed": 0, "val_fraction": 0.2, "split_seed": 0}
     got = []

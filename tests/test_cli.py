@@ -76,12 +76,12 @@ def test_run_path_end_to_end(tmp_path, capsys):
         (["run-path", "--path", "10-2", "--family", "plain", "--T", "0"], "--T 0.0 must be > 0"),
         (["run-path", "--path", "10-2", "--family", "plain", "--alpha", "2"], "--alpha"),
         (
-            ["run-path", "--path", "10-2", "--family", "plain", "--kd-epochs", "1.5"],
-            "--kd-epochs 1.5: must be a fraction of --epochs in (0, 1]",
+            ["run-path", "--path", "10-2", "--family", "plain", "--kd-fraction", "1.5"],
+            "--kd-fraction 1.5: must be a fraction of --epochs in (0, 1]",
         ),
         (  # issue 18: the unit of space files; whole epochs (the old unit) are refused
-            ["run-path", "--path", "10-2", "--family", "plain", "--kd-epochs", "5"],
-            "--kd-epochs 5: is a fraction of --epochs in (0, 1] now",
+            ["run-path", "--path", "10-2", "--family", "plain", "--kd-fraction", "5"],
+            "--kd-fraction 5: is a fraction of --epochs in (0, 1] now",
         ),
         (
             ["run-path", "--path", "10-2", "--family", "plain", "--dataset", "mnist"],

@@ -15,7 +15,7 @@ def _space(tmp_path, text):
 
 BASE = """
 models: {family: plain, teacher: 10, student: 2, candidates: [4, 8, 6], max_tas: 3}
-distill: {T: [2.0, 4.0], alpha: {low: 0.1, high: 0.9}, kd_epochs: 1.0, parent_epoch: 1.0}
+distill: {T: [2.0, 4.0], alpha: {low: 0.1, high: 0.9}, kd_fraction: 1.0, parent_fraction: 1.0}
 """
 
 

@@ -296,7 +296,7 @@ def test_a_search_trial_that_does_not_learn_fails_and_the_search_goes_on(tmp_pat
         "data: {dataset: digits}\n"
         "models: {family: plain, teacher: 4, student: 2}\n"
         "train: {epochs: 2, batch_size: 64, lr: [0.05, 1.0e-7]}\n"
-        "distill: {T: 4.0, alpha: 0.5, kd_epochs: 1.0, parent_epoch: 1.0}\n"
+        "distill: {T: 4.0, alpha: 0.5, kd_fraction: 1.0, parent_fraction: 1.0}\n"
         "search: {n_trials: 2, seed: 0, sampler: grid, max_failures: 0}\n"
         "resources: {cpu: 1, concurrency: 1}\n"
         "baselines: {confirm_top_k: 1, confirm_seeds: [1], blkd_trials: 2}\n"

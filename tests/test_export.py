@@ -49,7 +49,7 @@ def run_dir(tmp_path_factory, digits):
     store = Store(root / "store")
     data = DeviceData(digits, "cpu", val_fraction=0.1, split_seed=0)
     ctx = Context(data, TrainConfig(epochs=3, batch_size=128), store)
-    hop = {"T": 4.0, "alpha": 0.5, "kd_epochs": 1.0, "parent_epoch": 1.0}
+    hop = {"T": 4.0, "alpha": 0.5, "kd_fraction": 1.0, "parent_fraction": 1.0}
     kd = HopParams(T=4.0, alpha=0.5)
     confirm = []
     for s in SEEDS:

@@ -21,7 +21,7 @@ SPACE = """
 data: {{dataset: digits}}
 models: {{family: plain, teacher: 6, student: 2, candidates: [4], max_tas: 1}}
 train: {{epochs: {epochs}, batch_size: 64{lr}}}
-distill: {{T: {T}, alpha: {alpha}, kd_epochs: 1.0, parent_epoch: 1.0}}
+distill: {{T: {T}, alpha: {alpha}, kd_fraction: 1.0, parent_fraction: 1.0}}
 search: {{n_trials: {trials}, seed: 0, sampler: {sampler}, max_failures: 1}}
 resources: {{cpu: 1, concurrency: {concurrency}}}
 baselines: {{confirm_top_k: 1, confirm_seeds: [1], blkd_trials: {blkd}}}

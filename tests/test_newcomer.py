@@ -229,7 +229,7 @@ description: a 3-trial digits search for tests
 data: {dataset: digits}
 models: {family: plain, teacher: 6, student: 2, candidates: [4], max_tas: 1}
 train: {epochs: 2, batch_size: 64}
-distill: {T: [2.0, 8.0], alpha: {low: 0.2, high: 0.8}, kd_epochs: 1.0, parent_epoch: 1.0}
+distill: {T: [2.0, 8.0], alpha: {low: 0.2, high: 0.8}, kd_fraction: 1.0, parent_fraction: 1.0}
 search: {n_trials: 3, seed: 0, scheduler: none}
 resources: {cpu: 1}
 baselines: {confirm_top_k: 1, confirm_seeds: [1, 2]}

@@ -40,7 +40,7 @@ def _space(tmp_path, reseed=False):
 
 
 def _methods():
-    hop = {"T": 4.0, "alpha": 0.5, "kd_epochs": 1.0, "parent_epoch": 1.0}
+    hop = {"T": 4.0, "alpha": 0.5, "kd_fraction": 1.0, "parent_fraction": 1.0}
     m = {
         "top1": {"path": A, "val_acc": 0.9, "tuning_trials": 4, "tuning_seconds": 12.0},
         "top2": {"path": C, "val_acc": 0.9, "tuning_trials": 4, "tuning_seconds": 12.0},

@@ -19,7 +19,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
 
 def trial_row(i: int, **kw) -> dict:
-    hops = [{"T": 1 / 3 + i, "alpha": 0.1 + 0.2, "kd_epochs": 1.0, "parent_epoch": 0.5}] * 2
+    hops = [{"T": 1 / 3 + i, "alpha": 0.1 + 0.2, "kd_fraction": 1.0, "parent_fraction": 0.5}] * 2
     return {
         "trial_id": f"t{i:03d}",
         "phase": "search",
@@ -107,7 +107,7 @@ def test_frame_values_and_missing(tmp_path):
     assert pd.isna(t.loc[0, "T_3"]) and pd.isna(t.loc[1, "val_acc"])
     assert pd.isna(t.loc[1, "n_tas"]) and t.loc[2, "seed"] == 7
     assert t.loc[1, "error"] == 'boom, "quoted", x'
-    assert json.loads(t.loc[0, "hops"])[1]["parent_epoch"] == 0.5
+    assert json.loads(t.loc[0, "hops"])[1]["parent_fraction"] == 0.5
     assert t["hops_trained"].sum() == 6
 
 

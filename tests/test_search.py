@@ -16,8 +16,8 @@ description: a 4-trial digits search for tests
 data: {{dataset: {dataset}{data_dir}}}
 models: {{family: plain, teacher: {teacher}, student: 2, candidates: {cands}, max_tas: 2}}
 train: {{epochs: 2, batch_size: 64}}
-distill: {{T: [2.0, 8.0], alpha: {{low: 0.2, high: 0.8}}, kd_epochs: [0.5, 1.0],
-          parent_epoch: [0.5, 1.0]}}
+distill: {{T: [2.0, 8.0], alpha: {{low: 0.2, high: 0.8}}, kd_fraction: [0.5, 1.0],
+          parent_fraction: [0.5, 1.0]}}
 search: {{n_trials: 4, seed: 0}}
 resources: {{cpu: 1}}
 baselines: {{confirm_top_k: 1, confirm_seeds: [1, 2], select_seeds: [3]}}
@@ -188,7 +188,7 @@ def test_flags_are_validated_like_the_file(flag, tmp_path, capsys):
 
 # ---- selection on hand-made rows (no training): the path built to win must win ------------
 def _row(n, path, val, phase="search", status="completed", T=2.0, tid=None, secs=1.0):
-    hops = [{"T": T, "alpha": 0.5, "kd_epochs": 1.0, "parent_epoch": 1.0}] * path.count(">")
+    hops = [{"T": T, "alpha": 0.5, "kd_fraction": 1.0, "parent_fraction": 1.0}] * path.count(">")
     return {
         "trial_id": tid or f"{n:08x}",
         "trial_number": n,

@@ -3,7 +3,8 @@ import pytest
 
 from takd_search import models
 from takd_search.config import load_space
-from takd_search.search.space import PathSpace, resolve_hops, snapshot_epochs
+from takd_search.search.fractions import hop_params
+from takd_search.search.space import PathSpace, snapshot_epochs
 
 
 def _space(tmp_path, text):
@@ -14,7 +15,7 @@ def _space(tmp_path, text):
 
 BASE = """
 models: {family: plain, teacher: 10, student: 2, candidates: [4, 8, 6], max_tas: 3}
-distill: {T: [2.0, 4.0], alpha: {low: 0.1, high: 0.9}, kd_epochs: 1.0, parent_epoch: 1.0}
+distill: {T: [2.0, 4.0], alpha: {low: 0.1, high: 0.9}, kd_fraction: 1.0, parent_fraction: 1.0}
 """
 
 
@@ -31,7 +32,8 @@ def test_fixed_trial_gives_the_path_and_hops(tmp_path):
     cfg = ps(optuna.trial.FixedTrial(params))
     assert cfg["path"] == "plain10>plain6>plain4>plain2"
     assert cfg["guidance"] == "chain"
-    assert cfg["hops"] == [{"T": 4.0, "alpha": 0.3, "kd_epochs": 1.0, "parent_epoch": 1.0}] * 3
+    hop = {"T": 4.0, "alpha": 0.3, "kd_fraction": 1.0, "parent_fraction": 1.0}
+    assert cfg["hops"] == [hop] * 3
     direct = ps(optuna.trial.FixedTrial({**params, "ta_plain6": False, "ta_plain4": False}))
     assert direct["path"] == "plain10>plain2" and len(direct["hops"]) == 1
     assert ps.n_paths() == 8
@@ -39,7 +41,7 @@ def test_fixed_trial_gives_the_path_and_hops(tmp_path):
 
 def test_per_hop_params_are_keyed_by_child(tmp_path):
     space = _space(
-        tmp_path, BASE.replace("parent_epoch: 1.0}", "parent_epoch: 1.0, per_hop: true}")
+        tmp_path, BASE.replace("parent_fraction: 1.0}", "parent_fraction: 1.0, per_hop: true}")
     )
     ps = PathSpace(space, _sizes(space))
     cfg = ps(
@@ -74,7 +76,7 @@ def test_categorical_choices_never_change_across_a_real_study(tmp_path):
     space = _space(
         tmp_path,
         BASE.replace("max_tas: 3", "max_tas: 2").replace(
-            "parent_epoch: 1.0}", "parent_epoch: 1.0, per_hop: true}"
+            "parent_fraction: 1.0}", "parent_fraction: 1.0, per_hop: true}"
         ),
     )
     ps = PathSpace(space, _sizes(space))
@@ -89,16 +91,16 @@ def test_categorical_choices_never_change_across_a_real_study(tmp_path):
 
 
 def test_fractions_become_epochs(tmp_path):
-    hops = resolve_hops(
+    hops = hop_params(
         [
-            {"T": 4.0, "alpha": 0.5, "kd_epochs": 0.5, "parent_epoch": 0.75},
-            {"T": 2.0, "alpha": 0.1, "kd_epochs": 1.0, "parent_epoch": 1.0},
+            {"T": 4.0, "alpha": 0.5, "kd_fraction": 0.5, "parent_fraction": 0.75},
+            {"T": 2.0, "alpha": 0.1, "kd_fraction": 1.0, "parent_fraction": 1.0},
         ],
         20,
     )
-    assert hops[0]["kd_epochs"] == 10 and hops[0]["parent_epoch"] == 15
-    assert hops[1]["kd_epochs"] == 20 and hops[1]["parent_epoch"] is None
-    space = _space(tmp_path, BASE.replace("parent_epoch: 1.0", "parent_epoch: [0.5, 1.0]"))
+    assert hops[0].kd_epochs == 10 and hops[0].parent_epoch == 15
+    assert hops[1].kd_epochs == 20 and hops[1].parent_epoch is None
+    space = _space(tmp_path, BASE.replace("parent_fraction: 1.0", "parent_fraction: [0.5, 1.0]"))
     assert snapshot_epochs(space, 30) == (15,)
 
 

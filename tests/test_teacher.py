@@ -277,7 +277,7 @@ def test_a_trial_receives_the_teacher_without_ray(trained, tmp_path, monkeypatch
         "seed": 0,
         "cpus": 1,
     }
-    hop = {"T": 4.0, "alpha": 0.9, "kd_epochs": 1.0, "parent_epoch": 0.5}
+    hop = {"T": 4.0, "alpha": 0.9, "kd_fraction": 1.0, "parent_fraction": 0.5}
     config = {"path": "teacher>plain2", "guidance": "chain", "hops": [hop]}
     trial.run_trial(config, run, dataset=trained["ds"], teacher=src, report=report)
     final = reports[-1]

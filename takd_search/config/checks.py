@@ -97,14 +97,14 @@ def check(space: Space) -> list[str]:
         ("T", 0, math.inf, True, "a temperature must be > 0"),
         ("alpha", 0, 1, False, "alpha weights the soft loss and must be within [0, 1]"),
         (
-            "kd_epochs",
+            "kd_fraction",
             0,
             1,
             True,
             "a fraction of the hop's epochs in (0, 1]; a value > 1 "
             "would be beyond the hop's epochs",
         ),
-        ("parent_epoch", 0, 1, True, "a fraction of the parent's epochs in (0, 1]"),
+        ("parent_fraction", 0, 1, True, "a fraction of the parent's epochs in (0, 1]"),
     ]:
         p = ParamSpace(getattr(d, name))
         for v in p.values():
@@ -130,9 +130,9 @@ def check(space: Space) -> list[str]:
             out.append("distill.lambda_takd: TAKD's lambda must be within [0, 1]")
         elif p.kind == "range" and p.value.low > p.value.high:
             out.append(f"distill.lambda_takd: low {p.value.low} is above high {p.value.high}")
-    if ParamSpace(d.parent_epoch).kind == "range":
+    if ParamSpace(d.parent_fraction).kind == "range":
         out.append(
-            "distill.parent_epoch: give a number or a list of choices, not a range "
+            "distill.parent_fraction: give a number or a list of choices, not a range "
             "(each choice is an epoch whose weights the parent keeps)"
         )
     se = space.search

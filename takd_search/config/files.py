@@ -18,6 +18,7 @@ from takd_search.config.checks import check
 from takd_search.config.flags import FLAG_OF, space_keys
 from takd_search.config.schema import Space
 from takd_search.errors import UserError, first_line
+from takd_search.search.fractions import upgrade_key
 
 
 def _spaces_dir() -> Path:
@@ -212,7 +213,8 @@ def load_space(name_or_path: str, overrides: dict | None = None) -> tuple[Space,
             f"{where}: expected a mapping of sections (data, models, train, ...), "
             f"got a {type(raw).__name__}"
         )
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    # a key under its name of an older version (`--set distill.kd_epochs=0.5`) sets today's
+    overrides = {upgrade_key(k): v for k, v in (overrides or {}).items() if v is not None}
     unknown = [
         f"{override_text(k, v)}: {why}" for k, v in overrides.items() if (why := _unknown_key(k))
     ]

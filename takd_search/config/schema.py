@@ -17,7 +17,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from takd_search.search.fractions import OLD_NAMES, upgrade_distill
 
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -159,8 +168,9 @@ class Train(Strict):
 
 
 # the per-hop hyper-parameters a space searches (Distill's keys): the one list the
-# searcher, the checks, the CSV columns and the importances use
-HYPER = ("T", "alpha", "kd_epochs", "parent_epoch")
+# searcher, the checks, the CSV columns and the importances use. The two fractions are
+# shares of a hop's epochs (search/fractions.py turns them into the engine's epochs).
+HYPER = ("T", "alpha", "kd_fraction", "parent_fraction")
 
 
 class Distill(Strict):
@@ -169,9 +179,21 @@ class Distill(Strict):
     # TAKD's lambda (its code's weight with a mean-reduced KL), searched instead of alpha
     # and converted per data set: alpha = lambda / (C (1 - lambda) + lambda), C classes
     lambda_takd: Param | None = None
-    kd_epochs: Param = 1.0
-    parent_epoch: Param = 1.0
+    kd_fraction: Param = 1.0  # student early stop: share of the hop's epochs with KD
+    parent_fraction: Param = 1.0  # teacher early stop: the parent at this share of its epochs
     per_hop: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """kd_epochs / parent_epoch, the fractions' names until 2026-12-03, still read
+        (space files and the space.json of older run folders), with the same meaning."""
+        if not isinstance(data, dict):
+            return data
+        for old, new in OLD_NAMES.items():
+            if old in data and new in data:
+                raise ValueError(f"{old} is the old name of {new}: give {new} only")
+        return upgrade_distill(data)
 
 
 class Search(Strict):

@@ -21,8 +21,8 @@ from takd_search.results import Run
 HYPER_LABEL = {
     "T": "temperature T",
     "alpha": "soft-loss weight alpha",
-    "kd_epochs": "kd_epochs (fraction of the hop's epochs)",
-    "parent_epoch": "parent_epoch (fraction of the parent's epochs)",
+    "kd_fraction": "kd_fraction (of the hop's epochs)",
+    "parent_fraction": "parent_fraction (of the parent's epochs)",
     "lr": "learning rate (every hop)",
 }
 TRIAL_LEVEL = ("lr",)  # searched once per trial (trials.csv column), not per hop

@@ -7,7 +7,9 @@ The modules, in the order a run meets them:
   confirmation);
 - run_dir.py: the run folder (choosing or resuming it, state.json, versions, phases/);
   resume.py: its saved settings and its driver lock;
-- space.py: the define-by-run Optuna space; searcher.py: Optuna through Tune;
+- space.py: the define-by-run Optuna space; fractions.py: a hop's settings as fractions
+  of its epochs, the one conversion to the engine's whole epochs, and the old names;
+  searcher.py: Optuna through Tune;
   pruning.py: fair early stopping (ASHA);
 - ray_session.py: starting and stopping Ray (reaper.py ends an orphaned local Ray);
 - tune_phase.py: one phase as a Tune experiment; trainable.py: one trial in a Ray worker;

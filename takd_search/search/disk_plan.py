@@ -8,7 +8,7 @@
   weights, sized from the model's state_dict (fp32);
 * **logit banks**: only shared parents are banked (engine/banks.py): the teacher, once
   per child seed (search, selection and report seeds) and per parent weights (its selected
-  weights, its `parent_epoch` snapshots), one bank per epoch with augmentation, [N_train,
+  weights, its `parent_fraction` snapshots), one bank per epoch with augmentation, [N_train,
   C] fp16 each; never more than the bank cap (TAKD_BANK_CAP, default 16 GiB);
 * **checkpoints**: a resumable checkpoint per concurrently training hop (weights,
   momentum, selected weights, snapshots), twice while it is replaced;
@@ -153,7 +153,7 @@ def estimate(
 
     # banks: the teacher is the shared parent, once per child seed and parent weights
     child_seeds = {int(space.search.seed), *map(int, select), *map(int, seeds)}
-    fracs = [float(f) for f in ParamSpace(space.distill.parent_epoch).values()]
+    fracs = [float(f) for f in ParamSpace(space.distill.parent_fraction).values()]
     variants = 1 if brought else snaps + (max(fracs) >= 1.0)
     views = epochs if augment != "none" else 1
     bank_files = len(child_seeds) * max(1, variants) * views

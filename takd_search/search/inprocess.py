@@ -25,6 +25,7 @@ from takd_search.errors import UserError, first_line
 from takd_search.search import trial as trial_mod
 from takd_search.search.console import PhaseProgress
 from takd_search.search.disk import DiskFull, full_message, is_disk_full
+from takd_search.search.fractions import upgrade_rows
 from takd_search.search.phase import Phase, make_row
 from takd_search.search.proposer import FINISHED
 from takd_search.search.rungs import Rungs
@@ -152,7 +153,7 @@ def _flat(cfg: dict) -> dict:
 
 def _load(path: Path) -> dict[int, dict]:
     try:
-        return {r["trial_number"]: r for r in json.loads(path.read_text())}
+        return {r["trial_number"]: r for r in upgrade_rows(json.loads(path.read_text()))}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from takd_search.config import load_space
 from takd_search.config.flags import FLAG_OF  # the flag that sets each space key
 from takd_search.errors import UserError
+from takd_search.results import read_json
+from takd_search.search.fractions import upgrade_key
 
 SETTINGS = "settings.json"
 LOCK = "driver.lock"
@@ -56,7 +58,7 @@ def settings(
 def saved(run_dir: Path) -> dict:
     """settings.json plus the effective space (space.json). Run folders made before
     settings.json existed give what versions.json recorded (store, device)."""
-    space = json.loads((run_dir / "space.json").read_text())
+    space = read_json(run_dir, "space.json")  # an older version's names under today's
     try:
         out = json.loads((run_dir / SETTINGS).read_text())
     except (OSError, ValueError):
@@ -116,7 +118,7 @@ def check_flags(
     for key, value in overrides.items():
         if value is None:
             continue
-        was = _dotted(prev["space"], key)
+        was = _dotted(prev["space"], upgrade_key(key))
         if key == "data.data_dir":
             value, was = abs_path(value), abs_path(was)
         if not _same(value, was):

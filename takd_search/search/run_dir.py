@@ -22,6 +22,7 @@ from takd_search.atomic import write_atomic, write_json
 from takd_search.config import Space
 from takd_search.errors import UserError
 from takd_search.progress import say  # noqa: F401 (re-exported: search.say)
+from takd_search.results import read_json
 from takd_search.search import resume as saved_run
 
 PHASES = ("nokd", "search", "blkd", "tune", "select", "confirm")
@@ -155,11 +156,13 @@ def set_state(run_dir: Path, status: str, why: str | None = None) -> None:
 
 
 def load_done(run_dir: Path) -> dict:
+    """The finished phases' rows (phases/*.json), as results.read_json reads them (the
+    names of older versions under today's)."""
     out = {}
     for name in PHASES:
-        p = run_dir / "phases" / f"{name}.json"
-        if p.exists():
-            out[name] = json.loads(p.read_text())
+        rows = read_json(run_dir, f"phases/{name}.json")
+        if rows is not None:
+            out[name] = rows
     return out
 
 

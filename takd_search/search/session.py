@@ -19,6 +19,7 @@ from takd_search.atomic import write_json
 from takd_search.results import write_csv
 from takd_search.search import resume as saved_run
 from takd_search.search import study
+from takd_search.search.fractions import upgrade_rows
 from takd_search.search.phase import Phase
 from takd_search.search.resume import abs_path
 from takd_search.search.run_dir import (
@@ -122,6 +123,8 @@ class Session:
             )  # fmt: skip
         finally:
             live.close()
+        # trials Tune restored from an older version's snapshot carry its names
+        rows = upgrade_rows(rows)
         _report_corrupt(self.run_dir, rows)
         self.save(name, rows)
         if rows and not any(r["status"] in ("completed", "pruned") for r in rows):

@@ -25,7 +25,7 @@ class RunSettings:
     image_size: int | None
     store: str | None  # the hop store's folder; None: --no-store
     train: TrainConfig  # the recipe of every hop (a searched lr overrides its lr per trial)
-    snapshots: tuple[int, ...]  # epochs whose weights every hop keeps (parent_epoch < 1)
+    snapshots: tuple[int, ...]  # epochs whose weights every hop keeps (parent_fraction < 1)
     seed: int  # the search's seed: every trial's unless its config names one
     # torch threads per trial: from the space (resources.cpu), never from the machine, since
     # the thread count changes the floats and so the answer

@@ -6,8 +6,10 @@ TA's effect on its own, and every categorical keeps the same two choices in ever
 `max_tas` allows, a deterministic repair keeps the `max_tas` of them that space the path
 most evenly in log-parameter count; the same flags always give the same path.
 
-Per-hop T and alpha (per_hop: true) are keyed by the hop's child model (`T_plain4`), so
-"the hop into plain4" keeps one meaning whatever path it appears in.
+Each hop of a config is {T, alpha, kd_fraction, parent_fraction} (the early stops as
+fractions of the hop's epochs; a trial makes them whole epochs with
+fractions.HopFractions). Per-hop values (per_hop: true) are keyed by the hop's child
+model (`T_plain4`), so "the hop into plain4" keeps one meaning whatever path it appears in.
 
 A space may give TAKD's lambda (`distill.lambda_takd`) instead of alpha: the searcher
 then suggests `lambda_takd` and the hop gets alpha = lambda / (C (1 - lambda) + lambda)
@@ -31,6 +33,7 @@ from collections import Counter
 from takd_search.config import ParamSpace, Space
 from takd_search.config.schema import HYPER
 from takd_search.engine.path import path_models
+from takd_search.search.fractions import OLD_NAMES, parent_epoch
 
 
 class PathSpace:
@@ -68,6 +71,12 @@ class PathSpace:
         self._slot = {p: i for i, p in enumerate(dict.fromkeys(self.schedule))}
         lr = space.train.lr
         self.lr = lr if lr is not None and ParamSpace(lr).kind != "fixed" else None
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (Tune's snapshot of an interrupted phase): a space pickled before the
+        fractions were renamed keeps them under the old names."""
+        state["params"] = {OLD_NAMES.get(k, k): v for k, v in state.get("params", {}).items()}
+        self.__dict__.update(state)
 
     def path_of(self, flags: dict[str, bool]) -> list[str]:
         """Flags -> the path, largest model first (with the max_tas repair)."""
@@ -206,21 +215,7 @@ def reference_lr(space: Space) -> float | None:
     return p.values()[0]
 
 
-def resolve_hops(hops: list[dict], epochs: int) -> list[dict]:
-    """Fractions of epochs (kd_epochs, parent_epoch) -> whole epochs for the chain.
-
-    kd_epochs f -> round(f * epochs) (at least 1); parent_epoch 1.0 -> None (the parent's
-    selected weights), f < 1 -> the snapshot at round(f * epochs).
-    """
-    out = []
-    for h in hops:
-        kd = max(1, round(h["kd_epochs"] * epochs))
-        pe = None if h["parent_epoch"] >= 1.0 else max(1, round(h["parent_epoch"] * epochs))
-        out.append({"T": h["T"], "alpha": h["alpha"], "kd_epochs": kd, "parent_epoch": pe})
-    return out
-
-
 def snapshot_epochs(space: Space, epochs: int) -> tuple[int, ...]:
-    """Epochs whose weights every hop keeps, so any parent_epoch choice is available."""
-    fracs = ParamSpace(space.distill.parent_epoch).values()
-    return tuple(sorted({max(1, round(f * epochs)) for f in fracs if f < 1.0}))
+    """Epochs whose weights every hop keeps, so any parent_fraction choice is available."""
+    fracs = ParamSpace(space.distill.parent_fraction).values()
+    return tuple(sorted({e for f in fracs if (e := parent_epoch(f, epochs)) is not None}))

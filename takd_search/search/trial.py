@@ -19,12 +19,11 @@ from pathlib import Path
 from takd_search.engine.augment import DeviceData
 from takd_search.engine.chain import Context, hop_rows, run_chain
 from takd_search.engine.distill import pick_device
-from takd_search.engine.hop import HopParams
 from takd_search.engine.own_teacher import attach_teacher
 from takd_search.engine.path import path_models
 from takd_search.run_path import open_store
+from takd_search.search.fractions import hop_params, upgrade_config
 from takd_search.search.settings import RunSettings
-from takd_search.search.space import resolve_hops
 
 METRIC = "score"  # the running best validation accuracy of the path's student
 
@@ -83,6 +82,8 @@ def run_trial(
     run = RunSettings.of(run)
     torch.set_num_threads(max(1, int(run.cpus)))
     config = {**config, **config.get("case", {})}  # fixed phases nest their config
+    # a config saved before the fractions were renamed (Tune restoring an interrupted phase)
+    config = upgrade_config(config)
     ctx = _context(run, dataset, teacher)
     # only hops whose test number is reported look at the test set: the phase says so
     # explicitly (`sees_test`); never a search, tuning or selection trial
@@ -90,7 +91,7 @@ def run_trial(
     if config.get("lr") is not None:  # a searched learning rate: part of every hop's key
         ctx.train = replace(ctx.train, lr=float(config["lr"]))
     names = path_models(config["path"])
-    hops = [HopParams(**h) for h in resolve_hops(config.get("hops", []), ctx.train.epochs)]
+    hops = hop_params(config.get("hops", []), ctx.train.epochs)  # fractions -> epochs
     teacher_seed = config.get("teacher_seed")
     reports = _Reports(report, ctx, len(names), _attempt(run.attempts_dir, trial_id, run.driver))
     ctx.on_event = reports.on_event
