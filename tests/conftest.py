@@ -19,10 +19,12 @@ torch.set_num_threads(1)
 
 # Two tiers, chosen by the fixtures a test uses (never a hand-kept list):
 # - the default tier (`pytest -q`, the README's command): the orchestration runs through
-#   the in-process runner (no Ray), so whole searches take seconds;
-# - the `ray` tier (`pytest -q -m ray`, also run by CI): every test that asks for a fixture
-#   in RAY_FIXTURES, i.e. that starts Ray (a local Ray through the `ray_runner` fixture, a
-#   real head on 127.0.0.1 through `head`/`client_env`).
+#   the in-process runner (no Ray), so whole searches take seconds; one pytest-xdist
+#   worker per core;
+# - the `ray` tier (`pytest -q -m ray -n 0`, also run by CI): every test that asks for a
+#   fixture in RAY_FIXTURES, i.e. that starts Ray (a local Ray through the `ray_runner`
+#   fixture, a real head on 127.0.0.1 through `head`/`client_env`), one at a time;
+# - `slow` tests (`pytest -q -m "slow and not ray"`): whole searches, long trainings.
 os.environ.setdefault("TAKD_SEARCH_RUNNER", "inprocess")
 # progress lines on stderr, as the CLI prints them (tests read them with capsys)
 print_to_stderr()
