@@ -24,8 +24,10 @@ train: {{epochs: {epochs}, batch_size: 64{lr}}}
 distill: {{T: {T}, alpha: {alpha}, kd_fraction: 1.0, parent_fraction: 1.0}}
 search: {{n_trials: {trials}, seed: 0, sampler: {sampler}, max_failures: 1}}
 resources: {{cpu: 1, concurrency: {concurrency}}}
-baselines: {{confirm_top_k: 1, confirm_seeds: [1], blkd_trials: {blkd}}}
+baselines: {{confirm_top_k: 1, confirm_seeds: [1], select_seeds: [], blkd_trials: {blkd}}}
 """
+# select_seeds []: no selection phase (the winner is the best confirmed candidate on the
+# search's own ranking); under Ray each phase costs 10-15 s of Tune start-up on 2 cores
 
 
 def space_file(
