@@ -10,12 +10,19 @@
    cifar100_vgg --data-dir D` with budget flags (few epochs, few trials, CPU trials) to the
    end, sampling the disk use of the results folder and store every few seconds and the
    peak RSS of the whole process tree.
-3. Reports: wall time, peak disk against the dry run's estimate, peak RSS, training
+3. Reports: wall time, completion (rc 0 and the answer block printed), the load average,
+   peak disk against the dry run's estimate, peak RSS, training
    images per second per hop from the store's entries (epochs x 45,000 / hop seconds), and
    the 150-epoch projection of one hop from that per-image cost and a GPU speed-up factor
    given on the command line (measured by bench/gpu.sh; none is assumed here).
 
-    python bench/rehearse_cifar100.py --out /tmp/rehearsal --epochs 1 --trials 2
+    python bench/rehearse_cifar100.py --out /tmp/rehearsal --epochs 1 --trials 1 --seeds 1 \
+        --cpus-per-trial 1 --max-wall 3900 --set resources.concurrency=1 \
+        --set baselines.confirm_top_k=1 --set "baselines.select_seeds=[]" \
+        --set "models.candidates=[4]" --set models.max_tas=1
+
+(the run of bench/RESULTS.md: 15 hops, 49 min on one core of a shared 2-core VM).
+`--set` is passed to both the dry run and the run, so the disk estimate is the run's own.
 
 Writes <out>/rehearsal.json; bench/RESULTS.md holds the figures with machine and date.
 """
@@ -110,6 +117,15 @@ def _du(path: Path) -> int:
     return total
 
 
+def _gib_bytes(disk_line: str) -> int | None:
+    """The dry run's 'disk     at most 1.4 GiB: ...' in bytes (to its 0.1 GiB), or None."""
+    words = disk_line.split()
+    try:
+        return int(float(words[words.index("most") + 1]) * (1 << 30))
+    except (ValueError, IndexError):
+        return None
+
+
 def _tree_rss(pid: int) -> int:
     """Bytes of resident memory of `pid` and all its descendants (from /proc)."""
     kids: dict[int, list[int]] = {}
@@ -143,6 +159,14 @@ def main() -> int:
     ap.add_argument("--gpu-speedup", type=float, default=None, help="GPU/CPU per-image ratio")
     ap.add_argument("--space", default="cifar100_vgg")
     ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed on to run (and its dry run) as --set KEY=VALUE; repeatable",
+    )
+    ap.add_argument(
         "--max-wall",
         type=float,
         default=None,
@@ -168,26 +192,44 @@ def main() -> int:
     base += ["--data-dir", str(data), "--results", str(results)]
     base += ["--epochs", str(a.epochs), "--trials", str(a.trials), "--seeds", a.seeds]
     base += ["--gpus-per-trial", "0", "--cpus-per-trial", str(a.cpus_per_trial)]
+    for kv in a.sets:
+        base += ["--set", kv]
     dry = subprocess.run(base + ["--dry-run"], env=env, capture_output=True, text=True)
     print(dry.stdout, dry.stderr, flush=True)
     (disk_line,) = [ln for ln in dry.stdout.splitlines() if ln.startswith("disk ")] or [""]
     report["dry_run_disk"] = disk_line
     report["command"] = " ".join(base[2:])
 
-    peak = {"disk": 0, "rss": 0}
-    proc = subprocess.Popen(base, env=env)
+    report["dry_run_disk_bytes"] = _gib_bytes(disk_line)
+    peak = {"disk": 0, "rss": 0, "load1": 0.0}
+    loads: list[float] = []
+    report["load_at_start"] = os.getloadavg()
+    proc = subprocess.Popen(
+        base, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     stop = threading.Event()
+    lines: list[str] = []
 
     def sample() -> None:
         while not stop.is_set():
             peak["disk"] = max(peak["disk"], _du(results))
             peak["rss"] = max(peak["rss"], _tree_rss(proc.pid))
+            loads.append(os.getloadavg()[0])
+            peak["load1"] = max(peak["load1"], loads[-1])
             (out / "progress.json").write_text(json.dumps({**peak, "at": time.time()}))
             stop.wait(3.0)
+
+    def echo() -> None:  # the run's own output, passed on and kept for the answer block
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line.rstrip("\n"))
 
     t0 = time.perf_counter()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    echoer = threading.Thread(target=echo, daemon=True)
+    echoer.start()
     try:
         rc = proc.wait(timeout=a.max_wall)
         report["interrupted"] = False
@@ -197,10 +239,26 @@ def main() -> int:
         report["interrupted"] = True
     stop.set()
     sampler.join()
+    echoer.join(timeout=10)
+    head = f"== {a.space}: "
+    at = next((i for i, ln in enumerate(lines) if ln.startswith(head)), None)
+    report["answer_block"] = lines[at:] if at is not None else None
+    report["completed"] = rc == 0 and at is not None
+    report["load_1min"] = {
+        "start": report.pop("load_at_start")[0],
+        "mean": round(float(np.mean(loads)), 2) if loads else None,
+        "max": peak["load1"],
+        "end": os.getloadavg()[0],
+    }
     report.update(
         rc=rc,
         wall_s=round(time.perf_counter() - t0, 1),
         peak_disk_bytes=max(peak["disk"], _du(results)),
+        within_estimate=(
+            None
+            if report["dry_run_disk_bytes"] is None
+            else max(peak["disk"], _du(results)) <= report["dry_run_disk_bytes"]
+        ),
         final_disk_bytes=_du(results),
         peak_rss_bytes=peak["rss"],
         store_bytes={
@@ -214,12 +272,24 @@ def main() -> int:
         m = json.loads(meta.read_text())
         sec = m["metrics"]["seconds"]
         imgs = m["metrics"]["epochs"] * 45_000
-        hops.append({"model": m["lineage"]["model"], "seconds": sec, "img_per_s": imgs / sec})
-    report["hops"] = sorted(hops, key=lambda h: h["model"])
+        kind = "kd" if m["lineage"]["parents"] else "nokd"  # kd: + the parent's forward
+        model = m["lineage"]["model"]
+        hops.append({"model": model, "kind": kind, "seconds": sec, "img_per_s": imgs / sec})
+    report["hops"] = sorted(hops, key=lambda h: (h["model"], h["kind"]))
+    report["hops_in_store"] = len(hops)
     per_model: dict[str, list[float]] = {}
     for h in hops:
         per_model.setdefault(h["model"], []).append(h["img_per_s"])
-    report["img_per_s"] = {m: round(float(np.median(v)), 1) for m, v in per_model.items()}
+        per_model.setdefault(f"{h['model']} {h['kind']}", []).append(h["img_per_s"])
+    report["img_per_s_by_kind"] = {
+        m: round(float(np.median(v)), 1) for m, v in sorted(per_model.items()) if " " in m
+    }
+    # the per-model figure the projection uses: its NoKD hops (training alone), else all
+    report["img_per_s"] = {
+        m: round(float(np.median(per_model.get(f"{m} nokd", v))), 1)
+        for m, v in sorted(per_model.items())
+        if " " not in m
+    }
     # one 150-epoch hop on this CPU, and on a GPU when a measured speed-up is given
     report["hop_150_epochs_cpu_h"] = {
         m: round(150 * 45_000 / v / 3600, 1) for m, v in report["img_per_s"].items()

@@ -86,3 +86,17 @@ def test_the_ray_runner_two_at_a_time_gives_the_in_process_answer(tmp_path, ray_
     assert b["compute"]["hops_trained"] == a["compute"]["hops_trained"] > 0
     _same_trials(ta, tb)
     assert _block(b) == _block(a)
+
+
+def test_a_fixed_phase_keeps_resources_concurrency_under_ray():
+    """NoKD and the retraining phases hand Tune a generator, for which Tune ignores
+    `max_concurrent_trials`: the generator must carry the limit itself (issue 25's CPU
+    rehearsal ran two NoKD trials at once on two cores with `resources.concurrency: 1`).
+    A search phase's Searcher is limited by Tune itself. No Ray is started."""
+    from takd_search.search.phase import Phase
+    from takd_search.search.tune_phase import _search
+
+    for concurrency in (1, 3):
+        phase = Phase(name="nokd", run=None, configs=[{}, {}, {}, {}], concurrency=concurrency)
+        search, samples = _search(phase)
+        assert search.max_concurrent == concurrency and samples == 1

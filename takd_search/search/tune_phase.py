@@ -61,6 +61,24 @@ def _trainable(phase: Phase):
     return tune.with_resources(trainable, {"cpu": phase.cpu, "gpu": phase.gpu})
 
 
+def _search(phase: Phase):
+    """(search algorithm, num_samples) of a phase. A fixed phase's generator carries the
+    concurrency itself: Tune applies `max_concurrent_trials` only to a Searcher and ignores
+    it (a warning our quiet logger hides) for a generator passed in, so NoKD and the
+    retraining phases ran as many trials at once as the CPUs held, whatever
+    `resources.concurrency` said (the CPU rehearsal of issue 25 saw two on two cores)."""
+    if phase.space is not None:
+        search = BatchedOptunaSearch(phase.proposer())  # Tune wraps it in its limiter
+        return search, phase.n_trials if phase.n_trials is not None else -1
+    search = BasicVariantGenerator(
+        points_to_evaluate=None,
+        constant_grid_search=True,
+        random_state=phase.seed,
+        max_concurrent=phase.concurrency,
+    )
+    return search, 1
+
+
 def _tuner(phase: Phase, root: Path, progress: Progress):
     run_config = tune.RunConfig(
         name=phase.name,
@@ -69,14 +87,7 @@ def _tuner(phase: Phase, root: Path, progress: Progress):
         callbacks=[progress],
         failure_config=tune.FailureConfig(max_failures=phase.max_failures),
     )
-    if phase.space is not None:
-        search = BatchedOptunaSearch(phase.proposer())
-        num_samples = phase.n_trials if phase.n_trials is not None else -1
-    else:
-        search = BasicVariantGenerator(
-            points_to_evaluate=None, constant_grid_search=True, random_state=phase.seed
-        )
-        num_samples = 1
+    search, num_samples = _search(phase)
     scheduler = None
     if phase.asha:
         # metric/mode come from TuneConfig: Tune refuses them in both places
