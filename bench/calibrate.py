@@ -16,8 +16,8 @@ Two drivers, the same trainer and the same counting:
   on a small digits space (NoKD, search, BLKD and top-up tuning, confirmation with
   selection and report seeds, statistics, summary.json), no Ray and no torch training; the
   claims are read from summary.json exactly as the answer block words them. (The study.db
-  mirror, which feeds nothing of the answer, is skipped: it was 90 % of a run's time; the
-  run folders live in /dev/shm where there is one.)
+  mirror, which feeds nothing of the answer, is skipped: SQLite writes are most of a
+  simulated run's time; the run folders live in /dev/shm where there is one.)
 - `--mode stats`: the selection and statistics code alone (`takd_search.baselines`: top-k,
   selection seeds, `select_winner`, paired tests, Holm, `verdict_kind`) on a model of the
   equal-effort protocol: the searched side and BLKD (and the heuristic's path) get the same
@@ -317,16 +317,17 @@ def full_run(args: dict) -> dict:
     """One simulated run of the real procedure; returns its claims (and what failed)."""
     from takd_search.search import study
 
-    # study.db is a mirror of the phases for Optuna's dashboards (90 % of a simulated run's
-    # time, in SQLite); nothing of the answer is read from it. Both patches are undone when
+    # study.db is a mirror of the phases for Optuna's dashboards (most of a simulated run's
+    # time, in SQLite); nothing of the answer is read from it. The patches are undone when
     # the run ends: a caller in the same process (the test suite) keeps the real ones.
-    saved = (study.mirror, plan_module().load_dataset)
+    saved = (study.mirror, study.LiveMirror.trial, plan_module().load_dataset)
     study.mirror = lambda *a, **k: None
+    study.LiveMirror.trial = lambda *a, **k: None
     _cache_datasets()
     try:
         return _full_run(args)
     finally:
-        study.mirror, plan_module().load_dataset = saved
+        study.mirror, study.LiveMirror.trial, plan_module().load_dataset = saved
 
 
 def plan_module():

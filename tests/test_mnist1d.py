@@ -343,7 +343,11 @@ def test_models_and_datasets_show_mnist1d(capsys):
 def test_run_mnist1d_plain_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TAKD_DATA", str(tmp_path / "data"))
     res = tmp_path / "res"
+    # two report seeds and the search's own ranking to choose (no selection seeds): the
+    # whole protocol at its smallest, 5 models' NoKD to the exported winner
     code = main(["run", "--space", "mnist1d_plain", "--trials", "2", "--epochs", "2",
+                 "--seeds", "1,2", "--set", "baselines.select_seeds=[]",
+                 "--set", "baselines.confirm_top_k=1",
                  "--results", str(res)])  # fmt: skip
     assert code == 0
     (run_dir,) = [d for d in res.iterdir() if d.is_dir() and not d.name.startswith(".")]

@@ -16,7 +16,7 @@
 * a fixed margin for Ray's session files and logs.
 
 For `cifar100_vgg` at full size (45,000 training images, 100 classes, 150 epochs) this is
-about 29 GiB (docs/engine.md, bench/RESULTS.md); banking every parent, as before, was
+about 23 GiB (docs/engine.md, bench/RESULTS.md); banking every parent, as before, was
 60-110 GB of banks alone.
 """
 
