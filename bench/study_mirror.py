@@ -39,16 +39,9 @@ from takd_search.search import session, study  # noqa: E402
 from takd_search.search.run import run_search  # noqa: E402
 from takd_search.search.run_dir import load_done  # noqa: E402
 
-SPACE = """
-description: a 4-proposal digits search, two proposals per batch
-data: {dataset: digits}
-models: {family: plain, teacher: 6, student: 2, candidates: [4], max_tas: 1}
-train: {epochs: 2, batch_size: 64}
-distill: {T: [2.0, 8.0], alpha: {low: 0.2, high: 0.8}}
-search: {n_trials: 4, seed: 0, batch: 2}
-resources: {cpu: 1, concurrency: 2}
-baselines: {confirm_top_k: 1, confirm_seeds: [1, 2], select_seeds: [3]}
-"""
+# the space of the runner-agreement tests: one definition for the test and this bench
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_search_runners import SPACE  # noqa: E402
 
 
 class Rebuild:
